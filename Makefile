@@ -1,0 +1,84 @@
+# PEFT-Arena kit. `make help` lists targets and notebook parameters.
+# Each executed notebook is a make target: a second `make reproduce` re-runs only what changed.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PROFILE ?= embedded
+PARAMS ?=
+NOTEBOOK_TIMEOUT ?= 7200
+OUT := build/$(PROFILE)
+NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
+EXECUTED := $(patsubst notebooks/%.ipynb,$(OUT)/book/chapters/%.ipynb,$(NOTEBOOKS))
+ARENA_SRC := $(shell find arena -name '*.py' -o -name '*.yaml' -o -name '_arena_*' 2>/dev/null) pyproject.toml
+BOOK_SRC := $(wildcard book/*.md book/*.yml book/*.bib)
+HTML := $(OUT)/book/_build/html/index.html
+PYTEST_ARGS ?=
+
+.PHONY: help install reproduce book test test-fast test-gpu assets clean distclean
+.DEFAULT_GOAL := help
+
+help: ## List targets and the notebooks' parameters
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@echo "  Variables: PROFILE=smoke|embedded|paper (default embedded), PARAMS='-p name value ...',"
+	@echo "             PEFT_ARENA_CACHE (assets and results cache, default ~/.cache/peft-arena)"
+	@if [ -x $(BIN)/papermill ]; then for nb in $(NOTEBOOKS); do $(BIN)/papermill --help-notebook $$nb \
+	  | sed -n '/^Parameters inferred/,$$p'; done; fi
+
+install: $(VENV)/.installed ## Create the virtual environment and install pinned packages (a no-op when done)
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# torch first: the pin takes the local CPU build here and the CUDA build on a GPU machine.
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e '.[test]'
+	@touch $@
+
+$(OUT)/.profile: FORCE | install
+	@mkdir -p $(OUT)
+	@$(BIN)/python -m arena profile $(PROFILE) > /dev/null
+	@echo "$(PROFILE) $(PARAMS)" | cmp -s - $@ || echo "$(PROFILE) $(PARAMS)" > $@
+
+FORCE:
+
+# Notebooks run in numeric order: each depends on the one before it.
+$(OUT)/book/chapters/%.ipynb: notebooks/%.ipynb $(ARENA_SRC) $(OUT)/.profile | install
+	@mkdir -p $(@D)
+	@$(BIN)/python -m arena assets --profile $(PROFILE)
+	ARENA_QUIET=1 $(BIN)/papermill $< $@.partial -p profile $(PROFILE) $(PARAMS) --cwd notebooks -k python3 \
+	  --execution-timeout $(NOTEBOOK_TIMEOUT) --log-level WARNING --no-progress-bar
+	@mv $@.partial $@
+
+$(foreach i,$(shell seq 2 $(words $(EXECUTED))),$(eval $(word $(i),$(EXECUTED)): $(word $(shell expr $(i) - 1),$(EXECUTED))))
+
+$(HTML): $(EXECUTED) $(BOOK_SRC)
+	@mkdir -p $(OUT)/book
+	cp book/*.md book/*.yml $(OUT)/book/
+	$(BIN)/jupyter-book build $(OUT)/book --warningiserror --quiet
+	@echo "book: $(abspath $(HTML))"
+
+reproduce: install $(HTML) ## Run every notebook (papermill) and build the book; prints where it is
+	@echo "open $(abspath $(HTML)) in a browser"
+
+book: $(HTML) ## Build the book from the executed notebooks
+
+assets: install ## Fetch and verify the embedded model and data (once; then everything is offline)
+	$(BIN)/python -m arena assets --profile $(PROFILE)
+
+test: install ## Run the tests (fast unit tests + the end-to-end smoke pipeline)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: install ## Unit tests only (no end-to-end pipeline)
+	$(BIN)/python -m pytest -m "not e2e" $(PYTEST_ARGS)
+
+test-gpu: install ## GPU / bitsandbytes tests (skip without CUDA)
+	$(BIN)/python -m pytest -m "gpu or bnb" $(PYTEST_ARGS)
+
+clean: ## Remove built notebooks and books (keeps the cache of assets and results)
+	rm -rf build
+
+distclean: clean ## Also remove the virtual environment
+	rm -rf $(VENV)

@@ -1,0 +1,69 @@
+"""The base model's card (chapter 00): size and architecture, zero-shot scores against chance, a sample generation."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from .evaluate import GENERAL, TARGET
+from .suite import read_jsonl
+
+
+def architecture(model) -> dict:
+    """Parameter count and the config values the paper's budget formulas use (paper_spec.md A1, A8)."""
+    c = model.config
+    return {"class": type(model).__name__, "parameters": sum(p.numel() for p in model.parameters()),
+            "layers": c.num_hidden_layers, "hidden": c.hidden_size, "mlp": c.intermediate_size,
+            "heads": c.num_attention_heads, "kv_heads": c.num_key_value_heads, "vocab": c.vocab_size,
+            "tied_embeddings": bool(getattr(c, "tie_word_embeddings", False)),
+            "identity": getattr(c, "arena_identity", None)}
+
+
+def _chance(path: Path) -> float:
+    rows = read_jsonl(path)
+    if "choices" not in rows[0]:
+        return 0.0  # free-form targets: guessing scores ~0
+    return sum(1 / len(r["choices"]) for r in rows) / len(rows)
+
+
+def task_table(result: dict, data_dir: Path):
+    """One row per log-likelihood task: accuracy and standard error (%), chance level (%), items, group."""
+    import pandas as pd
+
+    files = {f"arena_bbh_{p.stem}": p for p in sorted((data_dir / "bbh").glob("*.jsonl"))}
+    files |= {"arena_arithmetic": data_dir / "arithmetic.jsonl", "arena_emqa": data_dir / "emqa.jsonl"}
+    rows = []
+    for task, path in files.items():
+        scores = result["items"][task]
+        n = len(scores)
+        acc = sum(scores) / n
+        se = math.sqrt(acc * (1 - acc) / n) if n > 1 else 0.0
+        rows.append({"task": task.removeprefix("arena_"), "group": "bbh" if "bbh" in task else "target (ood)",
+                     "accuracy": 100 * acc, "se": 100 * se, "chance": 100 * _chance(path), "items": n})
+    return pd.DataFrame(rows)
+
+
+def group_table(result: dict):
+    """The groups behind General and Target, with standard errors (%)."""
+    import pandas as pd
+
+    rows = [{"group": g, "role": "general" if g in GENERAL else "target", **result["groups"][g]}
+            for g in [*GENERAL, *TARGET]]
+    rows += [{"group": "General", "role": "composite", "score": result["general"], "se": result["general_se"]},
+             {"group": "Target", "role": "composite", "score": result["target"], "se": result["target_se"]}]
+    return pd.DataFrame(rows)
+
+
+def generate(model, tokenizer, prompt: str, max_new_tokens: int = 64, chat: bool = True) -> str:
+    """Greedy answer to one prompt (chat template when the tokenizer has one)."""
+    import torch
+
+    text = prompt
+    if chat and tokenizer.chat_template:
+        text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
+                                             add_generation_prompt=True)
+    enc = tokenizer(text, return_tensors="pt", add_special_tokens=False).to(model.device)
+    with torch.no_grad():
+        out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
+                             pad_token_id=tokenizer.pad_token_id)
+    return tokenizer.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True).strip()

@@ -1,0 +1,121 @@
+"""Scoring a model through lm-eval: the general suite (stability) and the target task (plasticity).
+
+Scores follow paper_spec.md A4-A5: General = unweighted mean of the three groups {BBH, IFEval, QA}; BBH = unweighted
+mean of its subtask accuracies; Target = mean of the held-out word problems and the out-of-distribution mean;
+Forgetting = General(base) - General(checkpoint) and TargetGain = Target(ckpt) - Target(base), in percentage points.
+
+Protocol note (printed in the book): this is the kit's offline suite on lm-eval, not the paper's OpenCompass protocol.
+Log-likelihood tasks (BBH, QA, arithmetic, elementary_math_qa) run without the chat template; generated answers
+(IFEval-style, word problems) use it when the tokenizer has one.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+GENERAL = {"bbh": ("arena_bbh", "acc"), "ifeval": ("arena_ifeval", "inst_level_strict_acc"),
+           "qa": ("arena_qa", "exact_match")}
+TARGET = {"wordproblems": ("arena_wordproblems", "exact_match"), "arithmetic": ("arena_arithmetic", "exact_match"),
+          "emqa": ("arena_emqa", "acc")}
+CHAT_TASKS = ["arena_ifeval", "arena_wordproblems"]
+PLAIN_TASKS = ["arena_bbh", "arena_qa", "arena_emqa", "arena_arithmetic"]
+# The paper profile: lm-eval's stock tasks (they differ from the paper's OpenCompass protocol; issue 7).
+STOCK_GENERAL = {"bbh": ("bbh_cot_fewshot", "exact_match"), "ifeval": ("ifeval", "inst_level_strict_acc"),
+                 "qa": ("nq_open", "exact_match")}
+TASK_DIR = Path(__file__).parent / "tasks"
+
+
+def _task_manager(data_dir: Path):
+    from lm_eval.tasks import TaskManager
+
+    return TaskManager(include_path=str(TASK_DIR), metadata={"data_dir": str(data_dir)})
+
+
+def run_tasks(model, tokenizer, tasks: list[str], data_dir: Path, batch_size: int, chat: bool) -> dict:
+    """lm-eval on the given task names. Returns ``{task: [per-item score, ...]}`` (IFEval items: mean over its
+    instructions; its instruction-level lists are kept under ``<task>:inst``)."""
+    import lm_eval
+    from lm_eval.models.huggingface import HFLM
+
+    from .progress import quiet_libraries
+
+    quiet_libraries()
+    # batch_size must go to HFLM: simple_evaluate ignores it for model objects (offline_stack.md).
+    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
+    out = lm_eval.simple_evaluate(model=lm, tasks=tasks, task_manager=_task_manager(data_dir), log_samples=True,
+                                  apply_chat_template=chat and bool(tokenizer.chat_template), bootstrap_iters=0,
+                                  random_seed=0, numpy_random_seed=0, torch_random_seed=0, fewshot_random_seed=0)
+    items = {}
+    for task, samples in out["samples"].items():
+        samples = sorted(samples, key=lambda s: s["doc_id"])
+        metric = next(m for m in ("acc", "exact_match", "inst_level_strict_acc") if m in samples[0])
+        if metric == "inst_level_strict_acc":
+            items[task + ":inst"] = [list(map(float, s[metric])) for s in samples]
+            items[task] = [sum(map(float, s[metric])) / len(s[metric]) for s in samples]
+        else:
+            items[task] = [float(s[metric]) for s in samples]
+    return items
+
+
+def evaluate(model, tokenizer, profile, batch_size: int | None = None) -> dict:
+    """Score ``model`` on the profile's suite. Returns per-item scores plus the General/Target summary (in %)."""
+    from .suite import build_suite
+
+    data_dir = build_suite(profile)
+    batch_size = batch_size or profile.eval_batch_size
+    was_training = model.training
+    model.eval()
+    items = run_tasks(model, tokenizer, CHAT_TASKS, data_dir, batch_size, chat=True)
+    items |= run_tasks(model, tokenizer, PLAIN_TASKS, data_dir, batch_size, chat=False)
+    model.train(was_training)
+    return {"items": items, **summarise(items)}
+
+
+def _mean_se(values: list[float]) -> tuple[float, float]:
+    n = len(values)
+    mean = sum(values) / n
+    var = sum((v - mean) ** 2 for v in values) / (n - 1) if n > 1 else 0.0
+    return mean, math.sqrt(var / n)
+
+
+def group_score(items: dict, group: str) -> tuple[float, float]:
+    """(score, standard error) of one group, on a 0-1 scale. BBH: mean of subtask means; IFEval: instruction level."""
+    if group == "bbh":
+        subs = [_mean_se(v) for k, v in sorted(items.items()) if k.startswith("arena_bbh_")]
+        return sum(m for m, _ in subs) / len(subs), math.sqrt(sum(se**2 for _, se in subs)) / len(subs)
+    if group == "ifeval":
+        flat = [x for prompt in items["arena_ifeval:inst"] for x in prompt]
+        return _mean_se(flat)
+    task = {**GENERAL, **TARGET}[group][0]
+    return _mean_se(items[task])
+
+
+def summarise(items: dict) -> dict:
+    """Group scores and the composite General and Target scores (percent), each with a standard error.
+
+    General = mean(BBH, IFEval, QA); Target = mean(word problems, mean(arithmetic, elementary_math_qa)).
+    Standard errors treat groups as independent: se(mean of g groups) = sqrt(sum se_g^2) / g.
+    """
+    groups = {g: group_score(items, g) for g in [*GENERAL, *TARGET]}
+    general = [groups[g] for g in GENERAL]
+    ood_mean = (groups["arithmetic"][0] + groups["emqa"][0]) / 2
+    ood_se = math.sqrt(groups["arithmetic"][1] ** 2 + groups["emqa"][1] ** 2) / 2
+    target = [groups["wordproblems"], (ood_mean, ood_se)]
+
+    def combine(parts):
+        return (100 * sum(m for m, _ in parts) / len(parts),
+                100 * math.sqrt(sum(se**2 for _, se in parts)) / len(parts))
+
+    g, g_se = combine(general)
+    t, t_se = combine(target)
+    return {"groups": {k: {"score": 100 * m, "se": 100 * se} for k, (m, se) in groups.items()},
+            "general": g, "general_se": g_se, "target": t, "target_se": t_se}
+
+
+def chance_level(items_file: Path) -> float:
+    """Expected accuracy of uniform guessing on a multiple-choice JSONL file (mean of 1/#options)."""
+    from .suite import read_jsonl
+
+    rows = read_jsonl(items_file)
+    return sum(1 / len(r["choices"]) for r in rows) / len(rows)

@@ -1,0 +1,177 @@
+"""Loading base models: the smoke Llama built in code, the embedded SmolLM2 folder, and hub models (nf4 on CUDA).
+
+Every loader returns ``(model, tokenizer)`` with ``pad_token`` set and the model in eval mode, plus a stable identity
+string (``model_identity``) that checkpoints and cached results are keyed by.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from .errors import ArenaError
+from .profiles import ModelSpec, Profile
+
+# The smoke model: small enough that a training step takes milliseconds, large enough for every adapter's block size.
+SMOKE_CONFIG = dict(
+    vocab_size=260,  # 256 bytes + 4 special tokens
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=4,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=2048,
+    tie_word_embeddings=True,
+)
+SMOKE_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<pad>"]
+# The ChatML template SmolLM2 uses, so smoke prompts have the same shape as embedded ones.
+CHATML = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+def configure_torch() -> None:
+    """CPU threading: on the 2-core reference machine one intra-op thread is 2-3x faster than two (measured:
+    SmolLM2 decode step 84 ms vs 264 ms), so default to 1; ``ARENA_THREADS`` overrides. Flushing denormals avoids
+    the slow path on the dequantised GGUF weights (a further ~30 %)."""
+    import os
+
+    import torch
+
+    if not torch.cuda.is_available():
+        torch.set_num_threads(int(os.environ.get("ARENA_THREADS", "1")))
+        torch.set_flush_denormal(True)
+
+
+def device() -> str:
+    """``cuda`` when a CUDA device is present, else ``cpu``."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def resolve_quantization(profile: Profile) -> str | None:
+    """``nf4`` or ``None``. ``auto`` means nf4 on CUDA and none on CPU (offline_stack.md: bnb on CPU)."""
+    if profile.quantization == "auto":
+        return "nf4" if device() == "cuda" else None
+    return None if profile.quantization == "none" else profile.quantization
+
+
+def model_identity(spec: ModelSpec) -> str:
+    """A stable string naming the exact base weights; checkpoints record it and refuse other bases."""
+    if spec.source == "smoke":
+        digest = hashlib.sha256(json.dumps(SMOKE_CONFIG, sort_keys=True).encode()).hexdigest()[:12]
+        return f"smoke-llama@{digest}-seed0"
+    if spec.source == "embedded":
+        from .assets import SMOLLM2_IDENTITY
+
+        return SMOLLM2_IDENTITY
+    return f"{spec.repo_id}@{spec.revision or 'main'}"
+
+
+def smoke_tokenizer():
+    """A byte-level tokenizer built in code (no download): 256 byte tokens + ChatML specials."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    vocab = {ch: i for i, ch in enumerate(sorted(alphabet))}
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.add_special_tokens(SMOKE_SPECIALS)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<|im_start|>",
+        eos_token="<|im_end|>",
+        pad_token="<|im_end|>",
+        unk_token="<|endoftext|>",
+    )
+    fast.chat_template = CHATML
+    return fast
+
+
+def smoke_model(seed: int = 0):
+    """A tiny random LlamaForCausalLM (same architecture family as SmolLM2 and Llama-3.2), seeded."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(**SMOKE_CONFIG, eos_token_id=258, pad_token_id=258, bos_token_id=257)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = LlamaForCausalLM(config)
+    return model
+
+
+def load_base(spec: ModelSpec, quantization: str | None = None, dtype: str = "auto"):
+    """``(model, tokenizer)`` for a base model, in eval mode.
+
+    quantization: ``None`` or ``"nf4"`` (bitsandbytes 4-bit NF4, double quantisation, bf16 compute; CUDA only).
+    dtype: ``auto`` = fp32 on CPU and bf16 on CUDA.
+    """
+    import torch
+
+    configure_torch()
+    if quantization == "nf4" and not torch.cuda.is_available():
+        raise ArenaError("nf4 quantisation needs a CUDA GPU; set quantization='none' (or QUANT=none) on CPU")
+    torch_dtype = {"auto": torch.bfloat16 if torch.cuda.is_available() else torch.float32, "fp32": torch.float32,
+                   "bf16": torch.bfloat16}[dtype]
+    if spec.source == "smoke":
+        model, tokenizer = smoke_model(), smoke_tokenizer()
+        model.to(dtype=torch.float32)
+    elif spec.source == "embedded":
+        from .assets import set_offline, smollm2_dir
+
+        set_offline()
+        model, tokenizer = _from_pretrained(str(smollm2_dir()), None, quantization, torch_dtype)
+    elif spec.source == "hub":
+        model, tokenizer = _from_pretrained(spec.repo_id, spec.revision, quantization, torch_dtype)
+    else:
+        raise ArenaError(f"unknown model source {spec.source!r}; use smoke, embedded or hub")
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.eval()
+    model.config.arena_identity = model_identity(spec)
+    return model, tokenizer
+
+
+def bnb_config():
+    """The 4-bit config of the GPU path: NF4, double quantisation, bf16 compute (QLoRA; issue 7)."""
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16,
+    )
+
+
+def _from_pretrained(path: str, revision: str | None, quantization: str | None, torch_dtype):
+    """Load a folder or hub id. Network and missing-file failures become one-line errors naming the fix."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    kwargs = {"revision": revision, "dtype": torch_dtype}
+    if quantization == "nf4":
+        kwargs.update(quantization_config=bnb_config(), device_map={"": 0})
+    elif torch_dtype is not None and "cuda" == device():
+        kwargs["device_map"] = {"": 0}
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, revision=revision)
+        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    except (OSError, ValueError) as err:
+        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        raise ArenaError(
+            f"could not load {path!r} ({first}). Fix: for hub models run where the hub is reachable "
+            f"(and log in for gated ones); for the embedded model delete the cache folder and rerun"
+        ) from err
+    return model, tokenizer
+
+
+def count_parameters(model) -> tuple[int, int]:
+    """``(trainable, total)`` parameter counts."""
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return trainable, total

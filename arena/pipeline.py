@@ -1,0 +1,47 @@
+"""Thin orchestration: assets, base evaluation (computed once, shared), and the cached run records the book reads."""
+
+from __future__ import annotations
+
+import time
+
+from . import store
+from .models import load_base, model_identity, resolve_quantization
+from .profiles import Profile
+from .provenance import peak_memory_mb, provenance
+from .suite import SUITE_VERSION, suite_dir
+
+
+def ensure_assets(profile: Profile) -> None:
+    """Fetch and verify what the profile needs (one-line ArenaError on failure; rebuilds corrupt caches)."""
+    from .assets import set_offline, smollm2_dir
+    from .suite import build_suite
+
+    for spec in profile.models:
+        if spec.source == "embedded":
+            smollm2_dir()
+    if profile.name != "paper":
+        set_offline()
+        build_suite(profile)
+
+
+def eval_key(profile: Profile, model_id: str, what: dict) -> dict:
+    """Everything that determines an evaluation: base identity, suite content, quantisation, and the model variant."""
+    return {"base": model_id, "suite": suite_dir(profile).name, "suite_version": SUITE_VERSION,
+            "quantization": resolve_quantization(profile), **what}
+
+
+def evaluate_base(profile: Profile, force: bool = False) -> dict:
+    """The base model's scores on the profile's suite (cached: every chapter shares one base evaluation)."""
+    from .evaluate import evaluate
+
+    spec = profile.model
+    key = eval_key(profile, model_identity(spec), {"variant": "base"})
+
+    def compute(folder):
+        start = time.perf_counter()
+        model, tokenizer = load_base(spec, resolve_quantization(profile))
+        result = evaluate(model, tokenizer, profile)
+        return {**result, "variant": "base", "wall_s": time.perf_counter() - start, **peak_memory_mb(),
+                "provenance": provenance()}
+
+    return store.cached("eval", key, compute, force=force)

@@ -1,0 +1,144 @@
+"""Run profiles: one object that says which base model, how much data, how many steps and where it runs.
+
+- ``smoke``: a tiny random Llama built in code (seconds; tests and CI).
+- ``embedded`` (default): SmolLM2-135M-Instruct shipped inside a PyPI wheel, BIG-bench data from the PyPI sdist; offline.
+- ``paper``: Qwen2.5-7B and Llama-3.2-3B-Instruct from the hub, nf4 on CUDA (paper_spec.md A1, A6).
+
+Profiles are frozen dataclasses; ``get_profile(name, **overrides)`` validates overrides against the fields.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from .errors import ArenaError
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A base model. ``source`` is ``smoke`` (built in code), ``embedded`` (the SmolLM2 wheel) or ``hub``."""
+
+    name: str
+    source: str
+    repo_id: str | None = None
+    revision: str | None = None
+    instruct: bool = True
+
+
+SMOKE_MODEL = ModelSpec("smoke-llama", "smoke")
+SMOLLM2 = ModelSpec("SmolLM2-135M-Instruct", "embedded")
+QWEN25_7B = ModelSpec("Qwen2.5-7B", "hub", "Qwen/Qwen2.5-7B", instruct=False)
+LLAMA32_3B = ModelSpec("Llama-3.2-3B-Instruct", "hub", "meta-llama/Llama-3.2-3B-Instruct", instruct=True)
+
+# The default benchmark set of issue 3; every registered method is runnable by parameter.
+DEFAULT_METHODS = ("full", "lora", "dora", "pissa", "oft", "ia3", "vera", "miss", "keeplora")
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    description: str
+    models: tuple[ModelSpec, ...]
+    domain: str = "math"
+    # "auto": nf4 on CUDA, none on CPU (4-bit on CPU is slower and worse; offline_stack.md); or "nf4" / "none".
+    quantization: str = "auto"
+    # Target task (plasticity): generated word problems, held-out test, BIG-bench out-of-distribution tasks.
+    n_train: int = 2000  # generated training problems
+    n_target_test: int = 32  # held-out word problems (half from templates never seen in training)
+    n_target_ood: int = 16  # items per out-of-distribution BIG-bench math task
+    # General suite (stability): items per group.
+    bbh_per_task: int = 4  # items per BBH subtask (24 subtasks)
+    n_ifeval: int = 16  # instruction-following prompts
+    n_qa: int = 40  # closed-book QA items
+    n_ce_docs: int = 24  # general-text documents for the cross-entropy proxy
+    # Training (paper_spec.md A6, scaled down): AdamW, cosine after 10 % warmup, grad clip 1.0.
+    steps: int = 60
+    batch_size: int = 8
+    grad_accum: int = 1
+    max_length: int = 256  # prompt + response tokens; longer examples are dropped, not truncated (A2)
+    save_every: int = 20  # checkpoints along the path, for rewinding
+    lr_scale: float = 1.0  # multiplies every method's default learning rate
+    seed: int = 1
+    methods: tuple[str, ...] = DEFAULT_METHODS
+    budget: int | None = None  # trainable parameters; None = the size of LoRA r8 on this model (the paper's pairing)
+    # Evaluation (generation lengths live in the task YAML files, arena/tasks/)
+    eval_batch_size: int = 16
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def model(self) -> ModelSpec:
+        """The first base model (the one the single-model chapters use)."""
+        return self.models[0]
+
+
+PROFILES: dict[str, Profile] = {
+    "smoke": Profile(
+        name="smoke",
+        description="tiny random Llama built in code; checks the pipeline in seconds, numbers carry no signal",
+        models=(SMOKE_MODEL,),
+        n_train=64,
+        n_target_test=8,
+        n_target_ood=4,
+        bbh_per_task=1,
+        n_ifeval=3,
+        n_qa=6,
+        n_ce_docs=3,
+        steps=4,
+        batch_size=4,
+        max_length=192,
+        save_every=2,
+        methods=("full", "lora", "oft"),
+        eval_batch_size=8,
+    ),
+    "embedded": Profile(
+        name="embedded",
+        description="SmolLM2-135M-Instruct (Q4_1 GGUF from PyPI) on CPU; math word problems; BIG-bench general suite",
+        models=(SMOLLM2,),
+    ),
+    "paper": Profile(
+        name="paper",
+        description="Qwen2.5-7B and Llama-3.2-3B-Instruct from the hub, nf4 on one CUDA GPU; the paper's data",
+        models=(QWEN25_7B, LLAMA32_3B),
+        n_train=50_000,
+        n_target_test=500,
+        n_target_ood=0,
+        bbh_per_task=0,  # the paper profile uses lm-eval's stock tasks at full size
+        n_ifeval=541,
+        n_qa=3610,
+        n_ce_docs=100,
+        steps=780,
+        batch_size=2,
+        grad_accum=128,  # 256 sequences per step on one GPU (A6)
+        max_length=8192,
+        save_every=91,
+        methods=("full", "lora", "dora", "pissa", "milora", "oft", "ia3", "vera", "miss", "adalora", "keeplora"),
+        eval_batch_size=8,
+    ),
+}
+
+DEFAULT_PROFILE = "embedded"
+
+
+def get_profile(name: str | None = None, **overrides) -> Profile:
+    """The named profile with ``overrides`` applied. Unknown names and fields raise an ArenaError naming the choices."""
+    name = name or DEFAULT_PROFILE
+    if name not in PROFILES:
+        raise ArenaError(f"unknown profile {name!r}; choose one of: {', '.join(PROFILES)} (e.g. PROFILE=embedded)")
+    profile = PROFILES[name]
+    fields = {f.name for f in dataclasses.fields(Profile)}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise ArenaError(f"unknown profile field(s) {unknown}; known fields: {', '.join(sorted(fields))}")
+    overrides = {k: (tuple(v) if isinstance(v, list) else v) for k, v in overrides.items() if v is not None}
+    profile = dataclasses.replace(profile, **overrides)
+    if profile.quantization not in ("auto", "nf4", "none"):
+        raise ArenaError(f"quantization must be auto, nf4 or none, not {profile.quantization!r}")
+    if profile.steps < 1 or profile.save_every < 1 or profile.batch_size < 1:
+        raise ArenaError("steps, save_every and batch_size must be positive integers")
+    return profile
+
+
+def as_dict(profile: Profile) -> dict:
+    """A JSON-ready view (for provenance and for the book's profile table)."""
+    return dataclasses.asdict(profile)

@@ -1,0 +1,41 @@
+"""Progress bars and log noise: tqdm throttled under papermill so executed notebooks stay readable."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import warnings
+
+
+def in_notebook() -> bool:
+    return "ipykernel" in sys.modules
+
+
+def progress(iterable=None, **kwargs):
+    """tqdm that updates at most every 30 s inside a notebook (papermill stores every update) and normally in a shell."""
+    from tqdm.auto import tqdm
+
+    if in_notebook() or os.environ.get("ARENA_QUIET"):
+        kwargs.setdefault("mininterval", 30)
+        kwargs.setdefault("file", sys.stderr)
+    return tqdm(iterable, **kwargs)
+
+
+def quiet_libraries() -> None:
+    """Silence per-request logs and progress bars of lm-eval, transformers and datasets."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        import datasets
+
+        datasets.disable_progress_bars()
+        datasets.logging.set_verbosity_error()
+    except ImportError:
+        pass
+    for name in ("lm-eval", "lm_eval", "absl", "datasets", "urllib3", "httpx", "huggingface_hub"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", category=UserWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)

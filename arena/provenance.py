@@ -1,0 +1,74 @@
+"""What every result records: kit git hash (and dirty flag), package versions, device, seeds, wall time, peak memory."""
+
+from __future__ import annotations
+
+import contextlib
+import platform
+import resource
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+
+PACKAGES = ["torch", "transformers", "peft", "lm_eval", "bitsandbytes", "safetensors", "numpy", "papermill",
+            "jupyter-book", "altair"]
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def git_state() -> dict:
+    """``{"commit": hash or None, "dirty": bool}`` of the kit's checkout (None outside a git clone)."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10)
+        status = subprocess.run(["git", "status", "--porcelain", "--", "arena"], cwd=ROOT, capture_output=True,
+                                text=True, timeout=10)
+        if commit.returncode != 0:
+            return {"commit": None, "dirty": None}
+        return {"commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip())}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+
+
+def versions() -> dict:
+    out = {"python": sys.version.split()[0]}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def device_info() -> dict:
+    import torch
+
+    info = {"platform": platform.platform(), "cpu_threads": torch.get_num_threads()}
+    if torch.cuda.is_available():
+        info |= {"device": "cuda", "gpu": torch.cuda.get_device_name(0)}
+    else:
+        info |= {"device": "cpu", "gpu": None}
+    return info
+
+
+def peak_memory_mb() -> dict:
+    """Peak resident memory of this process (MB) and, on CUDA, peak allocated GPU memory."""
+    import torch
+
+    out = {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    if torch.cuda.is_available():
+        out["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    return out
+
+
+def provenance() -> dict:
+    return {"git": git_state(), "versions": versions(), "device": device_info(), "time": time.strftime("%FT%T%z")}
+
+
+@contextlib.contextmanager
+def timed(record: dict, key: str = "wall_s"):
+    """Write the wall time of the block into ``record[key]``."""
+    start = time.perf_counter()
+    try:
+        yield record
+    finally:
+        record[key] = time.perf_counter() - start

@@ -1,0 +1,60 @@
+"""The results store: one folder per run, keyed by a hash of everything that determines it.
+
+A finished run (``metrics.json`` present) is never recomputed unless ``force=True``; an unfinished one keeps its
+partial state (checkpoints) so it can resume. Failed runs leave no ``metrics.json`` and are retried.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Callable
+
+from .assets import cache_dir
+
+
+def results_root() -> Path:
+    """``$PEFT_ARENA_RESULTS`` or ``<cache>/results``."""
+    root = Path(os.environ.get("PEFT_ARENA_RESULTS", cache_dir() / "results")).expanduser()
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def key_hash(key: dict) -> str:
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def run_dir(kind: str, key: dict) -> Path:
+    """``<results>/<kind>/<hash>/`` with ``key.json`` written for humans and for lookups."""
+    folder = results_root() / kind / key_hash(key)
+    folder.mkdir(parents=True, exist_ok=True)
+    key_file = folder / "key.json"
+    if not key_file.exists():
+        key_file.write_text(json.dumps(key, indent=1, sort_keys=True, default=str))
+    return folder
+
+
+def load_metrics(folder: Path) -> dict | None:
+    try:
+        return json.loads((folder / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def save_metrics(folder: Path, metrics: dict) -> None:
+    """Atomic write: a run killed mid-write leaves no half-written metrics that would look finished."""
+    tmp = folder / "metrics.json.tmp"
+    tmp.write_text(json.dumps(metrics, indent=1, default=str))
+    tmp.replace(folder / "metrics.json")
+
+
+def cached(kind: str, key: dict, compute: Callable[[Path], dict], force: bool = False) -> dict:
+    """The stored metrics of run ``key``, computing (and storing) them with ``compute(folder)`` only when absent."""
+    folder = run_dir(kind, key)
+    if not force and (found := load_metrics(folder)) is not None:
+        return found
+    metrics = compute(folder)
+    save_metrics(folder, metrics)
+    return metrics

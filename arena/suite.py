@@ -1,0 +1,207 @@
+"""Builds the embedded evaluation data (seeded JSONL files) that the lm-eval tasks in ``arena/tasks/`` read.
+
+General capability (stability), paper_spec.md A4 rebuilt offline:
+- **BBH**: the 24 BBH subtasks that have a BIG-bench ``task.json``; lm-eval's 3 chain-of-thought exemplars per task are
+  excluded. Multiple-choice subtasks are scored by log-likelihood; the free-form ones (object_counting, word_sorting,
+  dyck_languages) by greedy exact match of the target (teacher-forced, one forward pass).
+- **IFEval-style**: prompts written by the kit; each instruction text comes from lm-eval's own IFEval checker
+  (``build_description``), so the instruction-level strict score is lm-eval's.
+- **Closed-book QA** (NQ analogue): BIG-bench ``qa_wikidata``, normalised exact match against any listed answer.
+
+Target (plasticity), math: held-out generated word problems, plus BIG-bench arithmetic and elementary_math_qa as
+out-of-distribution checks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+from pathlib import Path
+
+from .assets import bigbench_tasks, cache_dir, load_bigbench
+from .profiles import Profile
+from .wordproblems import make_problems
+
+SUITE_VERSION = 2  # bump when any file's content or format changes
+
+BBH_TASKS = [
+    "causal_judgment", "date_understanding", "disambiguation_qa", "dyck_languages",
+    "formal_fallacies_syllogisms_negation", "geometric_shapes", "hyperbaton", "logical_deduction/three_objects",
+    "logical_deduction/five_objects", "logical_deduction/seven_objects", "movie_recommendation", "navigate",
+    "object_counting", "penguins_in_a_table", "reasoning_about_colored_objects", "ruin_names",
+    "salient_translation_error_detection", "snarks", "sports_understanding", "temporal_sequences",
+    "tracking_shuffled_objects/three_objects", "tracking_shuffled_objects/five_objects",
+    "tracking_shuffled_objects/seven_objects", "word_sorting",
+]
+# lm-eval's exemplar files use BBH's names.
+LM_EVAL_BBH_NAME = {"causal_judgment": "causal_judgement", "formal_fallacies_syllogisms_negation": "formal_fallacies"}
+ARITHMETIC_TASKS = ["arithmetic/2_digit_addition", "arithmetic/2_digit_subtraction", "arithmetic/2_digit_multiplication",
+                    "arithmetic/3_digit_addition"]
+# Free-form in BBH; dyck_languages lists 84 closing sequences as "options", which greedy exact match scores in one pass.
+GREEDY_BBH = {"object_counting", "word_sorting", "dyck_languages"}
+EMQA_TASK = "elementary_math_qa/question_only"
+QA_TASK = "qa_wikidata"
+
+GENERAL_TEXT_TASKS = ["causal_judgment", "penguins_in_a_table", "salient_translation_error_detection", "snarks"]
+ALL_BIGBENCH_TASKS = [*BBH_TASKS, *ARITHMETIC_TASKS, EMQA_TASK, QA_TASK]
+
+TOPICS = ["the ocean", "a rainy day", "your favourite food", "learning to ride a bike", "the moon", "a busy market",
+          "autumn leaves", "a long train journey", "a small garden", "the history of maps", "city parks", "a good book"]
+# (instruction id, kwargs) pairs whose checkers work offline (offline_stack.md: avoid the NLTK-dependent ones).
+IFEVAL_SPECS = [
+    ("punctuation:no_comma", {}),
+    ("change_case:english_lowercase", {}),
+    ("change_case:english_capital", {}),
+    ("keywords:existence", {"keywords": ["river", "light"]}),
+    ("keywords:forbidden_words", {"forbidden_words": ["very", "good"]}),
+    ("length_constraints:number_words", {"num_words": 40, "relation": "less than"}),
+    ("length_constraints:number_words", {"num_words": 30, "relation": "at least"}),
+    ("detectable_format:title", {}),
+    ("startend:end_checker", {"end_phrase": "Is there anything else I can help with?"}),
+    ("startend:quotation", {}),
+    ("detectable_content:postscript", {"postscript_marker": "P.S."}),
+    ("detectable_format:number_bullet_lists", {"num_bullets": 3}),
+    ("detectable_format:json_format", {}),
+]
+
+
+def bbh_id(name: str) -> str:
+    return name.replace("/", "_")
+
+
+def suite_dir(profile: Profile) -> Path:
+    """Where this profile's evaluation files live: keyed by the sizes and seed that determine their content."""
+    key = json.dumps([SUITE_VERSION, profile.n_train, profile.n_target_test, profile.n_target_ood, profile.bbh_per_task,
+                      profile.n_ifeval, profile.n_qa, profile.n_ce_docs, profile.seed])
+    return cache_dir() / "suites" / hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+def build_suite(profile: Profile) -> Path:
+    """Write every JSONL file of the embedded suite (idempotent: an existing complete suite is reused)."""
+    out = suite_dir(profile)
+    if (out / "DONE").exists():
+        return out
+    (out / "bbh").mkdir(parents=True, exist_ok=True)
+    bigbench_tasks(ALL_BIGBENCH_TASKS)  # one pass over the 358 MB sdist for every missing file, not one per task
+    rng = random.Random(profile.seed)
+    for name in BBH_TASKS:
+        _write(out / "bbh" / f"{bbh_id(name)}.jsonl", _bbh_items(name, profile.bbh_per_task, rng))
+    _write(out / "ifeval.jsonl", ifeval_items(profile.n_ifeval, rng))
+    _write(out / "qa.jsonl", _qa_items(profile.n_qa, rng))
+    train, test = make_problems(profile.n_train, profile.n_target_test, seed=profile.seed)
+    _write(out / "wordproblems_train.jsonl", train)
+    _write(out / "wordproblems_test.jsonl", test)
+    _write(out / "arithmetic.jsonl", [_mc_item(e, "") for t in ARITHMETIC_TASKS
+                                      for e in _sample_examples(t, profile.n_target_ood // 2, rng)])
+    _write(out / "emqa.jsonl", [_mc_item(e, "") for e in _sample_examples(EMQA_TASK, profile.n_target_ood, rng)])
+    _write(out / "general_text.jsonl", _general_text(profile.n_ce_docs, rng))
+    (out / "DONE").write_text(json.dumps({"version": SUITE_VERSION, "profile": profile.name}))
+    return out
+
+
+def _write(path: Path, items: list[dict]) -> None:
+    if not items:
+        raise ValueError(f"refusing to write an empty evaluation file {path.name}")
+    path.write_text("".join(json.dumps(item) + "\n" for item in items))
+
+
+def _sample_examples(task: str, n: int, rng: random.Random, exclude: set[str] = frozenset()) -> list[dict]:
+    examples = [e for e in load_bigbench(task)["examples"] if _norm(e["input"]) not in exclude]
+    return rng.sample(examples, min(n, len(examples)))
+
+
+def _norm(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip().lower()
+
+
+def _bbh_exemplars(name: str) -> set[str]:
+    """Normalised inputs of lm-eval's 3 CoT exemplars for a BBH task (to exclude them from the test set)."""
+    import importlib.resources
+
+    import yaml
+
+    stem = LM_EVAL_BBH_NAME.get(name, bbh_id(name))
+    path = importlib.resources.files("lm_eval") / "tasks" / "bbh" / "cot_fewshot" / f"{stem}.yaml"
+
+    class _Loader(yaml.SafeLoader):
+        pass
+
+    _Loader.add_constructor("!function", lambda loader, node: None)
+    config = yaml.load(path.read_text(), Loader=_Loader)
+    return {_norm(s["input"]) for s in config["fewshot_config"]["samples"]}
+
+
+def _bbh_items(name: str, n: int, rng: random.Random) -> list[dict]:
+    task = load_bigbench(name)
+    exemplars = _bbh_exemplars(name)
+    prefix = task.get("task_prefix", "")
+    # An exemplar's text contains the task prefix and the options, so test containment, not equality.
+    pool = [e for e in task["examples"] if not any(_norm(e["input"]) in ex for ex in exemplars)]
+    chosen = rng.sample(pool, min(n, len(pool)))
+    return [_greedy_item(e, prefix) if name in GREEDY_BBH else _mc_item(e, prefix) for e in chosen]
+
+
+def _mc_item(example: dict, prefix: str) -> dict:
+    choices = list(example["target_scores"])
+    gold = max(range(len(choices)), key=lambda i: example["target_scores"][choices[i]])
+    return {"input": (prefix + example["input"]).strip(), "choices": choices, "gold": gold}
+
+
+def _greedy_item(example: dict, prefix: str) -> dict:
+    if "target_scores" in example:  # dyck_languages: the one correct closing sequence among 84 listed
+        return {"input": (prefix + example["input"]).strip(), "target": _mc_item(example, "")["choices"][
+            _mc_item(example, "")["gold"]]}
+    target = example["target"]
+    target = target[-1] if isinstance(target, list) else target  # object_counting lists ["three", "3"]: use digits
+    return {"input": (prefix + example["input"]).strip(), "target": str(target)}
+
+
+def ifeval_items(n: int, rng: random.Random) -> list[dict]:
+    """IFEval-format prompts (key, prompt, instruction_id_list, kwargs); texts from lm-eval's checkers."""
+    from lm_eval.tasks.ifeval import instructions_registry
+
+    items = []
+    for key in range(n):
+        topic = rng.choice(TOPICS)
+        specs = rng.sample(IFEVAL_SPECS, 2 if key % 3 == 0 else 1)
+        if len({s[0] for s in specs}) < len(specs) or _conflict(specs):
+            specs = specs[:1]
+        texts = []
+        for instruction_id, kwargs in specs:
+            checker = instructions_registry.INSTRUCTION_DICT[instruction_id](instruction_id)
+            texts.append(checker.build_description(**kwargs))
+        prompt = f"Write a short paragraph about {topic}. " + " ".join(texts)
+        items.append({"key": key, "prompt": prompt, "instruction_id_list": [s[0] for s in specs],
+                      "kwargs": [dict(s[1]) for s in specs]})
+    return items
+
+
+def _conflict(specs) -> bool:
+    ids = {s[0] for s in specs}
+    return len(ids & {"change_case:english_lowercase", "change_case:english_capital"}) > 1 or (
+        "detectable_format:json_format" in ids and len(ids) > 1)
+
+
+def _qa_items(n: int, rng: random.Random) -> list[dict]:
+    items = []
+    for e in _sample_examples(QA_TASK, 4 * n, rng):
+        targets = e["target"] if isinstance(e["target"], list) else [e["target"]]
+        if all(len(t.split()) <= 4 for t in targets):  # short factual answers, like NQ's
+            items.append({"input": e["input"], "targets": targets})
+        if len(items) == n:
+            break
+    return items
+
+
+def _general_text(n: int, rng: random.Random) -> list[dict]:
+    """General-text documents for the cross-entropy forgetting proxy (peers.md): BIG-bench passages, not math."""
+    docs = []
+    for name in GENERAL_TEXT_TASKS:
+        docs += [{"text": e["input"]} for e in load_bigbench(name)["examples"] if len(e["input"]) > 120]
+    return rng.sample(docs, min(n, len(docs)))
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]

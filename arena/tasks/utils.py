@@ -1,0 +1,64 @@
+"""Loader and scorers for the kit's lm-eval tasks (referenced from the YAML files with ``!function utils.*``)."""
+
+from __future__ import annotations
+
+import re
+import string
+from pathlib import Path
+
+
+def load_items(data_dir: str | None = None, file: str | None = None, **_):
+    """A DatasetDict with one ``test`` split read from ``<data_dir>/<file>`` (data_dir comes from TaskManager metadata)."""
+    import datasets
+
+    if not data_dir:
+        raise ValueError("arena tasks need metadata data_dir: run them through arena.evaluate, not lm_eval directly")
+    path = Path(data_dir) / file
+    if not path.exists() or path.stat().st_size == 0:
+        raise FileNotFoundError(f"{path} is missing or empty; rebuild the suite with arena.suite.build_suite")
+    return datasets.DatasetDict({"test": datasets.load_dataset("json", data_files=str(path), split="train")})
+
+
+def _normalise(text: str) -> str:
+    """SQuAD/NQ answer normalisation: lower case, no punctuation, no articles, single spaces."""
+    text = "".join(ch for ch in text.lower() if ch not in set(string.punctuation))
+    text = re.sub(r"\b(a|an|the)\b", " ", text)
+    return " ".join(text.split())
+
+
+def qa_results(doc, results):
+    """Normalised exact match of the first line of the answer against any listed target (NQ-style)."""
+    answer = results[0].strip().split("\n")[0]
+    return {"exact_match": float(any(_normalise(answer) == _normalise(t) for t in doc["targets"]))}
+
+
+def math_results(doc, results):
+    """Final-number match by math-verify (``#### N`` if present, else the last number)."""
+    from arena.wordproblems import is_correct
+
+    return {"exact_match": float(is_correct(results[0], doc["target"]))}
+
+
+def ifeval_results(doc, results):
+    """lm-eval's IFEval scorer; its sentence counter needs NLTK punkt, which we replace by an untrained tokenizer."""
+    from lm_eval.tasks.ifeval import instructions_util, utils
+
+    _offline_punkt(instructions_util)
+    return utils.process_results(doc, results)
+
+
+def agg_inst_level_acc(items):
+    from lm_eval.tasks.ifeval import utils
+
+    return utils.agg_inst_level_acc(items)
+
+
+def _offline_punkt(module) -> None:
+    # offline_stack.md: the punkt_tab download fails offline; an untrained Punkt tokenizer splits sentences well enough.
+    if getattr(module, "_arena_patched", False):
+        return
+    from nltk.tokenize.punkt import PunktSentenceTokenizer
+
+    tokenizer = PunktSentenceTokenizer()
+    module.count_sentences = lambda text: len(tokenizer.tokenize(text))
+    module._arena_patched = True

@@ -1,0 +1,46 @@
+"""End to end: `make reproduce PROFILE=smoke` runs every notebook and builds the book; a rerun does nothing."""
+
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _make(out: Path, *extra):
+    return subprocess.run(["make", "reproduce", "PROFILE=smoke", f"OUT={out}", *extra], cwd=ROOT,
+                          capture_output=True, text=True, timeout=1800)
+
+
+@pytest.mark.e2e
+def test_reproduce_smoke_builds_an_offline_book_and_reruns_nothing(tmp_path):
+    out = tmp_path / "build"
+    first = _make(out)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    html = out / "book" / "_build" / "html"
+    chapter = (html / "chapters" / "00_base_model.html").read_text()
+    # The chart is drawn as a local SVG image: no script is fetched from a CDN to draw it.
+    images = re.findall(r'<img[^>]+src="(\.\./_images/[^"]+\.svg)"', chapter)
+    assert images, "the chapter has no chart"
+    svg = (html / "chapters" / images[0]).resolve().read_text()
+    assert "<svg" in svg and "<rect" in svg and "http" not in svg.replace("http://www.w3.org", "")
+    scripts = re.findall(r'<script[^>]+src="([^"]+)"', chapter)
+    assert not [s for s in scripts if s.startswith("http")], scripts
+    assert "General" in chapter and "Traceback" not in chapter
+
+    start = time.perf_counter()
+    second = _make(out)
+    assert second.returncode == 0
+    assert "papermill" not in second.stdout and "jupyter-book build" not in second.stdout
+    assert time.perf_counter() - start < 60
+
+
+@pytest.mark.e2e
+def test_unknown_profile_stops_make_with_one_line(tmp_path):
+    proc = subprocess.run(["make", "reproduce", "PROFILE=nope", f"OUT={tmp_path}"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode != 0
+    assert "error: unknown profile 'nope'" in proc.stderr and "Traceback" not in proc.stderr

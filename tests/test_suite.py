@@ -1,0 +1,53 @@
+import json
+import random
+
+from arena import suite
+
+
+def test_bbh_items_exclude_lm_eval_exemplars(monkeypatch):
+    exemplars = suite._bbh_exemplars("navigate")
+    assert len(exemplars) == 3
+    # A fake task file whose first examples are the exemplars' questions (as BIG-bench holds them, without options).
+    import re
+
+    raw = [re.split(r"\noptions:", e, flags=re.I)[0] for e in exemplars]
+    examples = [{"input": text, "target_scores": {"Yes": 1, "No": 0}} for text in raw]
+    examples += [{"input": f"Take {i} steps. Turn around.", "target_scores": {"Yes": 0, "No": 1}} for i in range(5)]
+    monkeypatch.setattr(suite, "load_bigbench", lambda name: {"examples": examples, "task_prefix": ""})
+    items = suite._bbh_items("navigate", 100, random.Random(0))
+    assert len(items) == 5 and all("steps. Turn around" in it["input"] for it in items)
+    assert all(it["choices"][it["gold"]] == "No" for it in items)
+
+
+def test_greedy_items_take_the_correct_option_or_digit_target():
+    dyck = suite._greedy_item({"input": "[ (", "target_scores": {") ]": 1, "]": 0}}, "")
+    assert dyck["target"] == ") ]"
+    assert suite._greedy_item({"input": "count", "target": ["three", "3"]}, "")["target"] == "3"
+
+
+def test_ifeval_items_use_lm_eval_checkers_and_are_seeded():
+    a = suite.ifeval_items(12, random.Random(5))
+    b = suite.ifeval_items(12, random.Random(5))
+    assert a == b and len(a) == 12
+    from lm_eval.tasks.ifeval import instructions_registry
+
+    for item in a:
+        assert len(item["instruction_id_list"]) == len(item["kwargs"]) >= 1
+        assert all(i in instructions_registry.INSTRUCTION_DICT for i in item["instruction_id_list"])
+        json.dumps(item)
+
+
+def test_ifeval_scorer_rewards_following_and_penalises_not(monkeypatch):
+    from arena.tasks.utils import ifeval_results
+
+    doc = {"key": 0, "prompt": "p", "instruction_id_list": ["punctuation:no_comma", "change_case:english_lowercase"],
+           "kwargs": [{}, {}]}
+    assert ifeval_results(doc, ["all lower case and no commas here"])["inst_level_strict_acc"] == [True, True]
+    assert ifeval_results(doc, ["Has, A comma"])["inst_level_strict_acc"] == [False, False]
+
+
+def test_qa_scorer_normalises_and_accepts_any_target():
+    from arena.tasks.utils import qa_results
+
+    assert qa_results({"targets": ["comedy", "parody"]}, [" The Parody.\nmore"])["exact_match"] == 1.0
+    assert qa_results({"targets": ["comedy"]}, ["tragedy"])["exact_match"] == 0.0

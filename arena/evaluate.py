@@ -38,14 +38,15 @@ def run_tasks(model, tokenizer, tasks: list[str], data_dir: Path, batch_size: in
     import lm_eval
     from lm_eval.models.huggingface import HFLM
 
-    from .progress import quiet_libraries
+    from .progress import console_to_buffer, quiet_libraries
 
     quiet_libraries()
     # batch_size must go to HFLM: simple_evaluate ignores it for model objects (offline_stack.md).
     lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
-    out = lm_eval.simple_evaluate(model=lm, tasks=tasks, task_manager=_task_manager(data_dir), log_samples=True,
-                                  apply_chat_template=chat and bool(tokenizer.chat_template), bootstrap_iters=0,
-                                  random_seed=0, numpy_random_seed=0, torch_random_seed=0, fewshot_random_seed=0)
+    with console_to_buffer():  # lm-eval's per-request bars would fill an executed notebook
+        out = lm_eval.simple_evaluate(model=lm, tasks=tasks, task_manager=_task_manager(data_dir), log_samples=True,
+                                      apply_chat_template=chat and bool(tokenizer.chat_template), bootstrap_iters=0,
+                                      random_seed=0, numpy_random_seed=0, torch_random_seed=0, fewshot_random_seed=0)
     items = {}
     for task, samples in out["samples"].items():
         samples = sorted(samples, key=lambda s: s["doc_id"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
 import sys
@@ -14,12 +16,28 @@ def in_notebook() -> bool:
 
 def progress(iterable=None, **kwargs):
     """tqdm that updates at most every 30 s inside a notebook (papermill stores every update) and normally in a shell."""
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # not tqdm.auto: without ipywidgets it warns in every notebook
 
     if in_notebook() or os.environ.get("ARENA_QUIET"):
         kwargs.setdefault("mininterval", 30)
         kwargs.setdefault("file", sys.stderr)
     return tqdm(iterable, **kwargs)
+
+
+@contextlib.contextmanager
+def console_to_buffer():
+    """Inside a notebook (or with ARENA_QUIET) capture stdout/stderr of noisy library calls; on failure, print the
+    last lines so the cause stays visible."""
+    if not (in_notebook() or os.environ.get("ARENA_QUIET")):
+        yield
+        return
+    buffer = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
+            yield
+    except BaseException:
+        sys.stderr.write("\n".join(buffer.getvalue().splitlines()[-40:]) + "\n")
+        raise
 
 
 def quiet_libraries() -> None:

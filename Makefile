@@ -48,9 +48,9 @@ FORCE:
 $(OUT)/book/chapters/%.ipynb: notebooks/%.ipynb $(ARENA_SRC) $(OUT)/.profile | install
 	@mkdir -p $(@D)
 	@$(BIN)/python -m arena assets --profile $(PROFILE)
-	ARENA_QUIET=1 $(BIN)/papermill $< $@.partial -p profile $(PROFILE) $(PARAMS) --cwd notebooks -k python3 \
+	ARENA_QUIET=1 $(BIN)/papermill $< $(@:.ipynb=.partial.ipynb) -p profile $(PROFILE) $(PARAMS) --cwd notebooks -k python3 \
 	  --execution-timeout $(NOTEBOOK_TIMEOUT) --log-level WARNING --no-progress-bar
-	@mv $@.partial $@
+	@mv $(@:.ipynb=.partial.ipynb) $@
 
 $(foreach i,$(shell seq 2 $(words $(EXECUTED))),$(eval $(word $(i),$(EXECUTED)): $(word $(shell expr $(i) - 1),$(EXECUTED))))
 

@@ -96,7 +96,6 @@ def _groups(rng):
 def _savings(rng):
     n, _, _ = _who(rng)
     a, w, spend = rng.randint(3, 15), rng.randint(2, 8), rng.randint(1, 20)
-    q = f"{n} saves {a} dollars every week for {w} weeks, then spends {spend} dollars. How many dollars are left?"
     total = a * w
     spend = min(spend, total - 1)
     q = f"{n} saves {a} dollars every week for {w} weeks, then spends {spend} dollars. How many dollars are left?"

@@ -1,4 +1,11 @@
-"""Command line: ``python -m arena {profile,assets,evaluate} ...`` runs the same code the notebooks call.
+"""Command line: ``python -m arena {profile,assets,train,evaluate,benchmark} ...`` runs the same code the notebooks call.
+
+Examples::
+
+    python -m arena train --method oft --size 32             # train one method (cached; resumes if killed)
+    python -m arena evaluate --method lora                   # train if needed, then score it against the base
+    python -m arena evaluate                                 # score the base model
+    python -m arena benchmark --methods lora,oft --steps 40  # a sweep, two CPU workers
 
 Every ArenaError is printed as one line (``error: ...``) with exit code 2, never as a traceback.
 """
@@ -11,18 +18,49 @@ import sys
 
 from .errors import ArenaError
 
+OVERRIDES = {"steps": int, "batch_size": int, "budget": int, "lr_scale": float, "seed": int, "n_train": int,
+             "save_every": int, "quantization": str}
+
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m arena", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m arena", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split(
+                                         "\n\n", 1)[1])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("profile", help="validate a profile and print it as JSON")
     p.add_argument("name", nargs="?", default=None)
     p = sub.add_parser("assets", help="fetch, verify (and rebuild if corrupt) what a profile needs")
     p.add_argument("--profile", default=None)
-    p = sub.add_parser("evaluate", help="score the base model on the profile's suite (cached)")
-    p.add_argument("--profile", default=None)
-    p.add_argument("--force", action="store_true", help="recompute even if a cached result exists")
+    for name, text in [("train", "train one method along its checkpointed path"),
+                       ("evaluate", "score the base (no --method) or a trained method (trains it if needed)"),
+                       ("benchmark", "train and score several methods (the profile's list by default)")]:
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--profile", default=None)
+        if name == "benchmark":
+            p.add_argument("--methods", default=None, help="comma-separated method names")
+            p.add_argument("--workers", type=int, default=None, help="parallel worker processes (CPU)")
+        else:
+            p.add_argument("--method", required=name == "train", default=None)
+            p.add_argument("--size", type=int, default=None, help="rank or block size (default: match the budget)")
+            p.add_argument("--lr", type=float, default=None, help="learning rate (default: the method's)")
+        for field, kind in OVERRIDES.items():
+            p.add_argument("--" + field.replace("_", "-"), dest=field, type=kind, default=None)
+        p.add_argument("--force", action="store_true", help="recompute even if a finished result exists")
     return parser
+
+
+def _summary(record: dict, base: dict) -> dict:
+    from .stats import paired_difference
+
+    e = record["eval"]
+    diff = paired_difference(base["items"], e["items"])
+    return {"method": record["label"], "trainable": record["count"], "budget": record["budget"],
+            "general": round(e["general"], 2), "general_se": round(e["general_se"], 2),
+            "target": round(e["target"], 2), "target_se": round(e["target_se"], 2),
+            "forgetting": round(diff["general"], 2), "forgetting_se": round(diff["general_se"], 2),
+            "target_gain": round(-diff["target"], 2), "target_gain_se": round(diff["target_se"], 2),
+            "ce_drift": e["proxies"]["ce_drift"], "kl": e["proxies"]["kl"],
+            "train_tokens_per_s": record["train"]["train_tokens_per_s"]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,21 +68,47 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from .profiles import as_dict, get_profile
 
-        profile = get_profile(args.profile if args.command != "profile" else args.name)
         if args.command == "profile":
-            print(json.dumps(as_dict(profile), indent=1))
-        elif args.command == "assets":
-            from .pipeline import ensure_assets
+            print(json.dumps(as_dict(get_profile(args.name)), indent=1))
+            return 0
+        overrides = {f: getattr(args, f) for f in OVERRIDES if getattr(args, f, None) is not None}
+        profile = get_profile(args.profile, **overrides)
+        from .pipeline import ensure_assets
 
+        if args.command == "assets":
             ensure_assets(profile)
             print(f"assets for profile {profile.name!r} are in place")
-        elif args.command == "evaluate":
-            from .pipeline import ensure_assets, evaluate_base
+        elif args.command == "train":
+            from .benchmark import sized_method, train_method, train_spec
 
             ensure_assets(profile)
-            result = evaluate_base(profile, force=args.force)
-            print(json.dumps({k: result[k] for k in ("general", "general_se", "target", "target_se", "groups")},
+            spec = train_spec(profile, sized_method(profile, args.method, args.size), args.lr)
+            record = train_method(profile, spec, force=args.force)
+            print(json.dumps({k: record[k] for k in ("label", "trained_parameters", "train_tokens_per_s",
+                                                     "train_wall_s", "folder")} | {"final_loss": record["losses"][-1]},
                              indent=1))
+        elif args.command == "evaluate":
+            from .pipeline import evaluate_base
+
+            ensure_assets(profile)
+            base = evaluate_base(profile, force=args.force and not args.method)
+            if args.method is None:
+                print(json.dumps({k: base[k] for k in ("general", "general_se", "target", "target_se", "groups")},
+                                 indent=1))
+            else:
+                from .benchmark import run_method
+
+                record = run_method(profile, args.method, args.size, args.lr, force=args.force)
+                print(json.dumps(_summary(record, base), indent=1))
+        elif args.command == "benchmark":
+            from .benchmark import run_benchmark
+            from .pipeline import evaluate_base
+
+            methods = args.methods.split(",") if args.methods else None
+            records = run_benchmark(profile, methods, workers=args.workers, force=args.force,
+                                    log=lambda line: print(line, file=sys.stderr))
+            base = evaluate_base(profile)
+            print(json.dumps([_summary(r, base) for r in records], indent=1))
     except ArenaError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -24,3 +24,51 @@ def scores_vs_chance(frame, title: str):
     return (bars + errors + chance).transform_calculate(
         lo="datum.accuracy - datum.se", hi="datum.accuracy + datum.se"
     ).properties(title=title, width=420)
+
+
+def pareto(frame, title: str):
+    """General (x) vs Target (y) with ±1 se bars, dashed base reference lines, and the non-dominated frontier."""
+    import altair as alt
+
+    base_row = frame[frame["method"] == "base"].iloc[0]
+    data = frame.assign(g_lo=frame["General"] - frame["General se"], g_hi=frame["General"] + frame["General se"],
+                        t_lo=frame["Target"] - frame["Target se"], t_hi=frame["Target"] + frame["Target se"])
+    enc = alt.Chart(data).encode(x=alt.X("General:Q", title="General (stability, %)", scale=alt.Scale(zero=False)),
+                                 y=alt.Y("Target:Q", title="Target (plasticity, %)", scale=alt.Scale(zero=False)))
+    points = enc.mark_point(filled=True, size=90).encode(
+        color=alt.Color("family:N"), shape=alt.Shape("family:N"),
+        tooltip=["method", "General", "General se", "Target", "Target se", "frontier"])
+    labels = enc.mark_text(align="left", dx=7, dy=-7, fontSize=11).encode(text="method:N")
+    xerr = enc.mark_rule(opacity=0.4).encode(x="g_lo:Q", x2="g_hi:Q")
+    yerr = enc.mark_rule(opacity=0.4).encode(y="t_lo:Q", y2="t_hi:Q")
+    front = alt.Chart(data[data["frontier"]].sort_values("General")).mark_line(color="#444", strokeWidth=1.5).encode(
+        x="General:Q", y="Target:Q", order="General:Q")
+    vline = alt.Chart({"values": [{"x": base_row["General"]}]}).mark_rule(strokeDash=[5, 4], color="gray").encode(
+        x="x:Q")
+    hline = alt.Chart({"values": [{"y": base_row["Target"]}]}).mark_rule(strokeDash=[5, 4], color="gray").encode(
+        y="y:Q")
+    return (vline + hline + front + xerr + yerr + points + labels).properties(title=title, width=520, height=380)
+
+
+def loss_curves(records, title: str):
+    """Training loss per step for every method."""
+    import altair as alt
+    import pandas as pd
+
+    rows = [{"method": r["label"], "step": i + 1, "loss": loss} for r in records
+            for i, loss in enumerate(r["train"]["losses"])]
+    return alt.Chart(pd.DataFrame(rows)).mark_line().encode(
+        x="step:Q", y=alt.Y("loss:Q", scale=alt.Scale(type="log"), title="training loss (response tokens)"),
+        color="method:N").properties(title=title, width=480, height=260)
+
+
+def group_changes(frame, title: str):
+    """Change against the base per benchmark and method (points, ±1 paired se)."""
+    import altair as alt
+
+    data = frame.assign(lo=frame["change"] - frame["se"], hi=frame["change"] + frame["se"])
+    base = alt.Chart(data).encode(y=alt.Y("method:N", title=None), color=alt.Color("axis:N"))
+    bars = base.mark_bar().encode(x=alt.X("change:Q", title="change vs base (points)"))
+    errs = base.mark_rule(color="black").encode(x="lo:Q", x2="hi:Q")
+    return (bars + errs).properties(width=130, height=alt.Step(14)).facet(
+        column=alt.Column("benchmark:N", title=None)).properties(title=title)

@@ -175,3 +175,18 @@ def count_parameters(model) -> tuple[int, int]:
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     return trainable, total
+
+
+def base_config(spec: ModelSpec):
+    """The base's transformers config without loading its weights (budget matching counts on it)."""
+    from transformers import AutoConfig
+
+    if spec.source == "smoke":
+        from transformers import LlamaConfig
+
+        return LlamaConfig(**SMOKE_CONFIG, eos_token_id=258, pad_token_id=258, bos_token_id=257)
+    if spec.source == "embedded":
+        from .assets import smollm2_dir
+
+        return AutoConfig.from_pretrained(str(smollm2_dir()))
+    return AutoConfig.from_pretrained(spec.repo_id, revision=spec.revision)

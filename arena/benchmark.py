@@ -1,0 +1,240 @@
+"""The stability-plasticity benchmark (paper_spec.md A, E1): train each method at a comparable budget, score it, and
+keep everything in the results store so a finished run is never recomputed.
+
+``run_method`` is what the CLI (``python -m arena train``) and the notebooks call for one method; ``run_benchmark``
+runs several, in parallel worker processes on CPU (one thread each: on this class of machine two single-threaded
+processes do about twice the work of one two-threaded one; README "Where the time goes").
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from . import store
+from .budget import Sized, match
+from .errors import ArenaError
+from .methods import build, get_method, linear_targets
+from .models import base_config, device, load_base, model_identity, resolve_quantization
+from .profiles import Profile, get_profile
+from .train import StoppedEarly, TrainSpec, checkpoint_dir, encode_dataset, load_weights, micro_batch, train
+
+TRAIN_VERSION = 1  # bump when the trainer changes what a finished run contains
+
+
+def sized_method(profile: Profile, method: str, size: int | None = None) -> Sized:
+    """The method at the profile's budget, or at an explicit ``size``."""
+    config = base_config(profile.model)
+    if size is None:
+        return match(method, config, profile.budget)
+    from .budget import _count, default_budget
+
+    m = get_method(method)
+    count = _count(m.name, config, size)
+    if count is None:
+        raise ArenaError(f"{m.label(size)} does not fit this model's layer shapes; try another {m.size_name}")
+    return Sized(m.name, size if m.size_name else None, count, profile.budget or default_budget(config), False)
+
+
+def train_spec(profile: Profile, sized: Sized, lr: float | None = None) -> TrainSpec:
+    method = get_method(sized.method)
+    return TrainSpec(method=method.name, size=sized.size, lr=lr or method.lr * profile.lr_scale, steps=profile.steps,
+                     batch_size=profile.batch_size, grad_accum=profile.grad_accum, max_length=profile.max_length,
+                     save_every=profile.save_every, seed=profile.seed)
+
+
+def train_key(profile: Profile, spec: TrainSpec) -> dict:
+    """Everything that determines a trained path: base, quantisation, data, trainer version, hyperparameters."""
+    from .suite import suite_dir
+
+    return {"base": model_identity(profile.model), "quantization": resolve_quantization(profile),
+            "data": suite_dir(profile).name, "n_train": profile.n_train, "train_version": TRAIN_VERSION,
+            **asdict(spec)}
+
+
+def _training_rows(profile: Profile) -> list[dict]:
+    from .suite import build_suite, read_jsonl
+
+    return read_jsonl(build_suite(profile) / "wordproblems_train.jsonl")
+
+
+def _prepare(profile: Profile, spec: TrainSpec):
+    """Base model, tokenizer and encoded examples."""
+    model, tokenizer = load_base(profile.model, resolve_quantization(profile))
+    if resolve_quantization(profile) and get_method(spec.method).config is None:
+        raise ArenaError("full finetuning needs an unquantised base; run it with quantization='none'")
+    if resolve_quantization(profile):
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True)
+    examples = encode_dataset(tokenizer, _training_rows(profile), spec.max_length)
+    return model, tokenizer, examples
+
+
+def train_method(profile: Profile, spec: TrainSpec, force: bool = False, stop_after: int | None = None) -> dict:
+    """Train one method along its path (cached; resumes an interrupted run). Returns the training record."""
+    key = train_key(profile, spec)
+    method = get_method(spec.method)
+
+    def compute(folder: Path) -> dict:
+        model, tokenizer, examples = _prepare(profile, spec)
+        pad_id = tokenizer.pad_token_id
+        init_batch = micro_batch(examples, spec, 0, 0, pad_id) if method.needs_init_batch else None
+        import torch
+
+        torch.manual_seed(spec.seed)  # adapter inits draw random numbers: the same seed gives the same run
+        model = build(method, model, spec.size, init_batch=init_batch, steps=spec.steps)
+        meta = {"base": key["base"], "method": method.name, "size": spec.size, "label": method.label(spec.size),
+                "save_init": method.config is not None}
+        record = train(model, examples, spec, folder, meta, pad_id, on_step=method.on_step, stop_after=stop_after)
+        if stop_after is not None and stop_after < spec.steps:
+            raise StoppedEarly(f"stopped after {stop_after} of {spec.steps} steps")  # leaves the run unfinished
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        return {**record, "key": key, "label": meta["label"], "trained_parameters": trainable,
+                "n_examples": len(examples), "checkpoints": spec.save_steps(), "folder": str(folder)}
+
+    if force:
+        import shutil
+
+        shutil.rmtree(store.run_dir("train", key), ignore_errors=True)
+    return store.cached("train", key, compute)
+
+
+def load_trained(profile: Profile, spec: TrainSpec, step: int | None = None, merge: bool = True):
+    """The model at ``step`` of a trained path (default: the end): base + method + checkpoint.
+
+    Residual methods (PiSSA, MiLoRA, KeepLoRA) rebuild their base W0 - s*B0*A0 from the step-0 adapter instead of
+    re-running their initialisation. ``merge`` folds the adapter into the weights (unquantised bases only).
+    """
+    import torch
+
+    key = train_key(profile, spec)
+    folder = store.run_dir("train", key)
+    step = spec.steps if step is None else step
+    path = checkpoint_dir(folder, step)
+    if not path.exists():
+        raise ArenaError(f"no checkpoint at step {step} in {folder}; saved steps are {spec.save_steps()} "
+                         "(train the method first: python -m arena train --method ...)")
+    method = get_method(spec.method)
+    model, tokenizer = load_base(profile.model, resolve_quantization(profile))
+    if method.config is None:
+        build(method, model)
+        load_weights(model, path, key["base"])
+        return model.eval(), tokenizer
+    from peft import get_peft_model
+
+    config = method.config(spec.size, linear_targets(model), spec.steps)
+    if hasattr(config, "init_lora_weights"):
+        config.init_lora_weights = True  # the saved tensors replace any special init
+    model = get_peft_model(model, config)
+    if method.residual:
+        from .methods.init import lora_layers
+
+        load_weights(model, checkpoint_dir(folder, 0), key["base"])
+        with torch.no_grad():
+            for _, layer in lora_layers(model):
+                a, b = layer.lora_A["default"].weight, layer.lora_B["default"].weight
+                weight = layer.get_base_layer().weight
+                weight.sub_((layer.scaling["default"] * (b.float() @ a.float())).to(weight.dtype))
+    load_weights(model, path, key["base"])
+    if merge and not resolve_quantization(profile):
+        model = model.merge_and_unload()
+    return model.eval(), tokenizer
+
+
+def evaluate_step(profile: Profile, spec: TrainSpec, step: int | None = None, force: bool = False) -> dict:
+    """General/Target scores and the forgetting proxies of one checkpoint (cached)."""
+    from .evaluate import evaluate
+    from .forgetting import cross_entropy_and_kl, summarise_proxies
+    from .pipeline import eval_key
+    from .provenance import peak_memory_mb, provenance
+    from .suite import build_suite, read_jsonl
+
+    step = spec.steps if step is None else step
+    tkey = train_key(profile, spec)
+    key = eval_key(profile, tkey["base"], {"variant": "trained", "train": store.key_hash(tkey), "step": step})
+
+    def compute(folder: Path) -> dict:
+        start = time.perf_counter()
+        model, tokenizer = load_trained(profile, spec, step)
+        result = evaluate(model, tokenizer, profile)
+        base, _ = load_base(profile.model, resolve_quantization(profile))
+        texts = [r["text"] for r in read_jsonl(build_suite(profile) / "general_text.jsonl")]
+        per_doc = cross_entropy_and_kl(model, base, tokenizer, texts, profile.max_length)
+        return {**result, "proxies": {**summarise_proxies(per_doc), "per_doc": per_doc}, "step": step,
+                "variant": "trained", "eval_wall_s": time.perf_counter() - start, **peak_memory_mb(),
+                "provenance": provenance()}
+
+    return store.cached("eval", key, compute, force=force)
+
+
+def run_method(profile: Profile | str, method: str, size: int | None = None, lr: float | None = None,
+               force: bool = False) -> dict:
+    """Train (cached) and evaluate (cached) one method at the profile's budget; the benchmark's unit of work."""
+    from .pipeline import ensure_assets
+
+    profile = get_profile(profile) if isinstance(profile, str) else profile
+    get_method(method)  # unknown names fail before any work
+    ensure_assets(profile)
+    sized = sized_method(profile, method, size)
+    spec = train_spec(profile, sized, lr)
+    start = time.perf_counter()
+    trained = train_method(profile, spec, force=force)
+    scored = evaluate_step(profile, spec, force=force)
+    return {"method": sized.method, "label": sized.label, "size": sized.size, "count": sized.count,
+            "budget": sized.budget, "matched": sized.matched, "family": get_method(method).family, "lr": spec.lr,
+            "spec": asdict(spec), "train": {k: v for k, v in trained.items() if k != "key"}, "eval": scored,
+            "run_wall_s": time.perf_counter() - start}
+
+
+def _worker_init() -> None:
+    os.environ.setdefault("ARENA_QUIET", "1")
+    from .models import configure_torch
+
+    configure_torch()
+
+
+def _run_in_worker(args) -> dict:
+    profile, method, force = args
+    return run_method(profile, method, force=force)
+
+
+def default_workers(methods) -> int:
+    """Two single-threaded workers on a CPU with two or more cores; one on a GPU, or when a method was registered at
+    run time (a notebook's own method cannot be sent to a fresh process)."""
+    if device() == "cuda" or not all(get_method(m).builtin for m in methods):
+        return 1
+    return max(1, min(2, os.cpu_count() or 1, len(methods)))
+
+
+def run_benchmark(profile: Profile | str, methods=None, workers: int | None = None, force: bool = False,
+                  log=print) -> list[dict]:
+    """Every method of the profile (or ``methods``), in the given order; cached runs return at once."""
+    from .pipeline import ensure_assets
+
+    profile = get_profile(profile) if isinstance(profile, str) else profile
+    methods = list(methods or profile.methods)
+    for m in methods:
+        get_method(m)
+    ensure_assets(profile)
+    workers = workers or default_workers(methods)
+    start = time.perf_counter()
+    if workers == 1:
+        records = []
+        for m in methods:
+            records.append(run_method(profile, m, force=force))
+            log(f"{records[-1]['label']}: done ({time.perf_counter() - start:.0f} s)")
+        return records
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    ctx = multiprocessing.get_context("spawn")  # fork after torch/tokenizers threads start can deadlock
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init) as pool:
+        futures = {pool.submit(_run_in_worker, (profile, m, force)): m for m in methods}
+        done = {}
+        for future in as_completed(futures):
+            done[futures[future]] = record = future.result()
+            log(f"{record['label']}: done ({time.perf_counter() - start:.0f} s)")
+    return [done[m] for m in methods]

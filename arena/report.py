@@ -1,0 +1,179 @@
+"""Tables the benchmark chapters show: budgets, results with paired errors, forgetting verdicts, the paper beside us.
+
+Pure functions of stored run records (``benchmark.run_method``) and the base evaluation; they compute nothing heavy.
+"""
+
+from __future__ import annotations
+
+from .evaluate import GENERAL, TARGET
+from .stats import non_dominated, paired_difference
+
+Z = 2.0  # "above noise": the estimate is more than two standard errors from zero
+
+# paper_spec.md E1 (SFT, Target / General, %): the paper's reported numbers, shown beside ours and labelled as such.
+PAPER_E1 = {
+    "base": {"qwen_math": (35.30, 46.97), "llama_math": (27.63, 53.03)},
+    "full": {"qwen_math": (50.63, 34.22), "llama_math": (33.90, 39.83)},
+    "lora": {"qwen_math": (42.47, 39.22), "llama_math": (24.07, 36.57)},
+    "dora": {"qwen_math": (42.33, 40.25), "llama_math": (23.83, 35.65)},
+    "pissa": {"qwen_math": (44.53, 24.78), "llama_math": (0.67, 7.08)},
+    "milora": {"qwen_math": (42.60, 37.62), "llama_math": (23.60, 35.59)},
+    "oft": {"qwen_math": (46.93, 44.37), "llama_math": (30.60, 40.73)},
+    "ia3": {"qwen_math": (35.13, 44.71), "llama_math": (29.70, 45.72)},
+    "vera": {"qwen_math": (39.43, 47.25), "llama_math": (28.80, 46.79)},
+    "miss": {"qwen_math": (43.17, 39.12), "llama_math": (23.37, 33.93)},
+    "adalora": {"qwen_math": (40.43, 35.41), "llama_math": (20.83, 34.53)},
+    "keeplora": {"qwen_math": (40.53, 43.75), "llama_math": (15.20, 40.74)},
+}
+PAPER_SIZES = {"lora": "r8", "dora": "r8", "pissa": "r8", "milora": "r8", "oft": "b32", "vera": "r256", "miss": "r8",
+               "adalora": "r8", "keeplora": "r8"}
+
+
+def budget_table(sized: list) -> "pd.DataFrame":
+    """Method, size, achieved trainable count, and its ratio to the budget (budget.Sized rows)."""
+    import pandas as pd
+
+    return pd.DataFrame([{"method": s.label, "trainable": s.count, "budget": s.budget,
+                          "count / budget": round(s.ratio, 3) if s.ratio else None,
+                          "size matched": "yes" if s.matched else "fixed size"} for s in sized]).set_index("method")
+
+
+def deltas(record: dict, base: dict) -> dict:
+    """Forgetting = General(base) - General(ckpt) and TargetGain = Target(ckpt) - Target(base) (A5), in points,
+    with paired standard errors, plus per-group changes."""
+    diff = paired_difference(record["eval"]["items"], base["items"])
+    return {"forgetting": -diff["general"], "forgetting_se": diff["general_se"], "target_gain": diff["target"],
+            "target_gain_se": diff["target_se"],
+            "groups": {g: (v["score"], v["se"]) for g, v in diff["groups"].items()}}
+
+
+def verdict(value: float, se: float, positive: str, negative: str) -> str:
+    if se == 0:
+        return "no change" if value == 0 else (positive if value > 0 else negative)
+    if abs(value) <= Z * se:
+        return "within noise"
+    return positive if value > 0 else negative
+
+
+def results_table(records: list[dict], base: dict) -> "pd.DataFrame":
+    """One row per method: scores with standard errors, paired changes against the base, the proxies, cost."""
+    import pandas as pd
+
+    rows = [{"method": "base", "trainable": 0, "General": base["general"], "General se": base["general_se"],
+             "Target": base["target"], "Target se": base["target_se"]}]
+    for r in records:
+        e, d, p = r["eval"], deltas(r, base), r["eval"]["proxies"]
+        rows.append({"method": r["label"], "trainable": r["count"], "General": e["general"],
+                     "General se": e["general_se"], "Target": e["target"], "Target se": e["target_se"],
+                     "Forgetting": d["forgetting"], "Forgetting se": d["forgetting_se"],
+                     "forgetting is": verdict(d["forgetting"], d["forgetting_se"], "measurable", "negative"),
+                     "Target gain": d["target_gain"], "Target gain se": d["target_gain_se"],
+                     "gain is": verdict(d["target_gain"], d["target_gain_se"], "measurable", "negative"),
+                     "CE drift": p["ce_drift"], "CE drift se": p["ce_drift_se"], "KL": p["kl"], "KL se": p["kl_se"],
+                     "train s": r["train"]["train_wall_s"], "eval s": e.get("eval_wall_s")})
+    return pd.DataFrame(rows).set_index("method")
+
+
+def group_table(records: list[dict], base: dict) -> "pd.DataFrame":
+    """Per-benchmark scores (%) of the base and every method."""
+    import pandas as pd
+
+    names = [*GENERAL, *TARGET]
+    rows = [{"method": "base", **{g: base["groups"][g]["score"] for g in names}}]
+    rows += [{"method": r["label"], **{g: r["eval"]["groups"][g]["score"] for g in names}} for r in records]
+    return pd.DataFrame(rows).set_index("method")
+
+
+def group_deltas(records: list[dict], base: dict) -> "pd.DataFrame":
+    """Long table: method, benchmark, change against the base (points) with its paired standard error."""
+    import pandas as pd
+
+    rows = []
+    for r in records:
+        for g, (value, se) in deltas(r, base)["groups"].items():
+            rows.append({"method": r["label"], "benchmark": g, "axis": "general" if g in GENERAL else "target",
+                         "change": value, "se": se})
+    return pd.DataFrame(rows)
+
+
+def pareto_frame(records: list[dict], base: dict) -> "pd.DataFrame":
+    """Points in (General, Target) with errors, the family, and whether each is on the non-dominated frontier."""
+    import pandas as pd
+
+    rows = [{"method": "base", "family": "base", "General": base["general"], "General se": base["general_se"],
+             "Target": base["target"], "Target se": base["target_se"]}]
+    rows += [{"method": r["label"], "family": r["family"], "General": r["eval"]["general"],
+              "General se": r["eval"]["general_se"], "Target": r["eval"]["target"],
+              "Target se": r["eval"]["target_se"]} for r in records]
+    frame = pd.DataFrame(rows)
+    frontier = set(non_dominated(list(zip(frame["General"], frame["Target"]))))
+    frame["frontier"] = [i in frontier for i in range(len(frame))]
+    return frame
+
+
+def compare(a: dict, b: dict) -> dict:
+    """Method a minus method b on the same items: General and Target differences with paired errors."""
+    diff = paired_difference(a["eval"]["items"], b["eval"]["items"])
+    return {"pair": f"{a['label']} - {b['label']}", "trainable a / b": a["count"] / b["count"],
+            "General diff": diff["general"], "General diff se": diff["general_se"],
+            "General verdict": verdict(diff["general"], diff["general_se"], f"{a['label']} higher",
+                                       f"{b['label']} higher"),
+            "Target diff": diff["target"], "Target diff se": diff["target_se"],
+            "Target verdict": verdict(diff["target"], diff["target_se"], f"{a['label']} higher",
+                                      f"{b['label']} higher")}
+
+
+def paper_beside_ours(records: list[dict], base: dict) -> "pd.DataFrame":
+    """The paper's SFT rows (Qwen2.5-7B and Llama-3.2-3B, math) beside this run's, for the methods both have."""
+    import pandas as pd
+
+    ours = {"base": (base["target"], base["general"])}
+    ours |= {r["method"]: (r["eval"]["target"], r["eval"]["general"]) for r in records}
+    labels = {"base": "base"} | {r["method"]: r["label"] for r in records}
+    rows = []
+    for method, (t, g) in ours.items():
+        paper = PAPER_E1.get(method)
+        row = {"method": method, "this run": labels[method], "Target (this run)": t, "General (this run)": g}
+        if paper:
+            size = PAPER_SIZES.get(method, "")
+            row |= {"paper config": f"{method} {size}".strip(),
+                    "Target (paper, Qwen math)": paper["qwen_math"][0],
+                    "General (paper, Qwen math)": paper["qwen_math"][1],
+                    "Target (paper, Llama math)": paper["llama_math"][0],
+                    "General (paper, Llama math)": paper["llama_math"][1]}
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("method")
+
+
+def claims(records: list[dict], base: dict) -> "pd.DataFrame":
+    """The paper's qualitative SFT claims (paper_spec.md E, claims 1, 3, 5), checked on this run's numbers."""
+    import pandas as pd
+
+    by = {r["method"]: r for r in records}
+    d = {m: deltas(r, base) for m, r in by.items()}
+    rows = []
+    if "full" in d:
+        full_gain = d["full"]["target_gain"]
+        top_gain = max(v["target_gain"] for v in d.values())
+        top_forget = max(v["forgetting"] for v in d.values())
+        rows.append({"claim": "full FT has the largest target gain", "holds here": full_gain == top_gain,
+                     "evidence": f"full FT {full_gain:+.1f}; best {top_gain:+.1f}"})
+        rows.append({"claim": "full FT has the largest general loss",
+                     "holds here": d["full"]["forgetting"] == top_forget,
+                     "evidence": f"full FT {d['full']['forgetting']:+.1f}; largest {top_forget:+.1f}"})
+    if "oft" in by and "lora" in by:
+        c = compare(by["oft"], by["lora"])
+        rows.append({"claim": "OFT keeps more General than LoRA at a matched budget",
+                     "holds here": c["General diff"] > 0,
+                     "evidence": f"{c['General diff']:+.1f} ± {c['General diff se']:.1f} ({c['General verdict']})"})
+        rows.append({"claim": "OFT's Target is similar to or above LoRA's",
+                     "holds here": c["Target diff"] > -Z * c["Target diff se"],
+                     "evidence": f"{c['Target diff']:+.1f} ± {c['Target diff se']:.1f} ({c['Target verdict']})"})
+    for m in ("vera", "ia3"):
+        if m in d and "lora" in d:
+            rows.append({"claim": f"{m} keeps General near base but gains less Target than LoRA",
+                         "holds here": d[m]["forgetting"] < d["lora"]["forgetting"]
+                         and d[m]["target_gain"] < d["lora"]["target_gain"],
+                         "evidence": f"forgetting {d[m]['forgetting']:+.1f} vs LoRA {d['lora']['forgetting']:+.1f}; "
+                                     f"gain {d[m]['target_gain']:+.1f} vs {d['lora']['target_gain']:+.1f}"})
+    return pd.DataFrame(rows)

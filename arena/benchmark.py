@@ -192,7 +192,9 @@ def run_method(profile: Profile | str, method: str, size: int | None = None, lr:
 def _worker_init() -> None:
     os.environ.setdefault("ARENA_QUIET", "1")
     from .models import configure_torch
+    from .progress import quiet_libraries
 
+    quiet_libraries()
     configure_torch()
 
 
@@ -214,6 +216,9 @@ def run_benchmark(profile: Profile | str, methods=None, workers: int | None = No
     """Every method of the profile (or ``methods``), in the given order; cached runs return at once."""
     from .pipeline import ensure_assets
 
+    from .progress import quiet_libraries
+
+    quiet_libraries()
     profile = get_profile(profile) if isinstance(profile, str) else profile
     methods = list(methods or profile.methods)
     for m in methods:

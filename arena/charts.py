@@ -4,9 +4,13 @@ from __future__ import annotations
 
 
 def offline() -> None:
-    """Switch Altair to the SVG renderer (vl-convert, bundled JS engine); call once per notebook."""
+    """Switch Altair to the SVG renderer (vl-convert, bundled JS engine) and quiet library logs; call once per
+    notebook, before other arena imports do their work."""
     import altair as alt
 
+    from .progress import quiet_libraries
+
+    quiet_libraries()
     alt.renderers.enable("svg")
     alt.data_transformers.disable_max_rows()
 

@@ -53,7 +53,9 @@ def quiet_libraries() -> None:
         datasets.logging.set_verbosity_error()
     except ImportError:
         pass
-    for name in ("lm-eval", "lm_eval", "absl", "datasets", "urllib3", "httpx", "huggingface_hub"):
+    # bitsandbytes logs a missing optional CPU kernel package at import; peft warns that BOFT has no CUDA extension
+    for name in ("lm-eval", "lm_eval", "absl", "datasets", "urllib3", "httpx", "huggingface_hub", "bitsandbytes"):
         logging.getLogger(name).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", category=UserWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", message="IProgress not found")

@@ -167,7 +167,7 @@ def claims(records: list[dict], base: dict) -> "pd.DataFrame":
                      "holds here": c["General diff"] > 0,
                      "evidence": f"{c['General diff']:+.1f} ± {c['General diff se']:.1f} ({c['General verdict']})"})
         rows.append({"claim": "OFT's Target is similar to or above LoRA's",
-                     "holds here": c["Target diff"] > -Z * c["Target diff se"],
+                     "holds here": c["Target diff"] >= -Z * c["Target diff se"],
                      "evidence": f"{c['Target diff']:+.1f} ± {c['Target diff se']:.1f} ({c['Target verdict']})"})
     for m in ("vera", "ia3"):
         if m in d and "lora" in d:

@@ -167,13 +167,15 @@ def load_weights(model, path: Path, expected_base: str | None = None) -> dict:
     return meta
 
 
-def _save_state(folder: Path, step: int, optimizer, scheduler, losses: list[float], tokens: int, wall: float) -> None:
+def _save_state(folder: Path, step: int, optimizer, scheduler, losses: list[float], tokens: int, seen: int,
+                wall: float) -> None:
     state_dir = Path(folder) / "state"
     tmp = state_dir.with_name("state.tmp")
     tmp.mkdir(parents=True, exist_ok=True)
     torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "rng": torch.get_rng_state()}, tmp / "optimizer.pt")
-    (tmp / "state.json").write_text(json.dumps({"step": step, "losses": losses, "tokens": tokens, "wall_s": wall}))
+    (tmp / "state.json").write_text(json.dumps({"step": step, "losses": losses, "tokens": tokens, "seen": seen,
+                                                  "wall_s": wall}))
     if state_dir.exists():
         import shutil
 
@@ -213,7 +215,7 @@ def train(model, examples: list[dict], spec: TrainSpec, folder: Path, meta: dict
     folder = Path(folder)
     optimizer, scheduler = make_optimizer(model, spec)
     torch.manual_seed(spec.seed)
-    start, losses, tokens, wall = 0, [], 0, 0.0
+    start, losses, tokens, seen, wall = 0, [], 0, 0, 0.0
     resumed = _load_state(folder)
     if resumed is not None:
         info, state = resumed
@@ -222,6 +224,7 @@ def train(model, examples: list[dict], spec: TrainSpec, folder: Path, meta: dict
         scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng"])
         start, losses, tokens, wall = info["step"], info["losses"], info["tokens"], info["wall_s"]
+        seen = info.get("seen", 0)
     elif not checkpoint_dir(folder, 0).exists() and meta.get("save_init", True):
         save_checkpoint(model, folder, 0, meta)
     saves = set(spec.save_steps())
@@ -240,6 +243,7 @@ def train(model, examples: list[dict], spec: TrainSpec, folder: Path, meta: dict
             loss.backward()
             total += loss.item()
             tokens += int((batch["labels"] != IGNORE).sum())
+            seen += int(batch["attention_mask"].sum())
         torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
         optimizer.step()
         scheduler.step()
@@ -252,12 +256,13 @@ def train(model, examples: list[dict], spec: TrainSpec, folder: Path, meta: dict
         if done in saves:
             elapsed = wall + time.perf_counter() - t0
             save_checkpoint(model, folder, done, meta)
-            _save_state(folder, done, optimizer, scheduler, losses, tokens, elapsed)
+            _save_state(folder, done, optimizer, scheduler, losses, tokens, seen, elapsed)
         if stop_after is not None and done >= stop_after:
             break
     bar.close()
     model.eval()
     wall += time.perf_counter() - t0
-    return {"losses": losses, "train_tokens": tokens, "train_wall_s": wall,
-            "train_tokens_per_s": tokens / wall if wall else None, "resumed_from": start, **peak_memory_mb(),
+    # tokens/s counts every token processed (prompt + response); response_tokens are the ones the loss saw
+    return {"losses": losses, "response_tokens": tokens, "train_tokens": seen, "train_wall_s": wall,
+            "train_tokens_per_s": seen / wall if wall else None, "resumed_from": start, **peak_memory_mb(),
             "spec": asdict(spec)}

@@ -16,8 +16,9 @@ ARENA_SRC := $(shell find arena -name '*.py' -o -name '*.yaml' -o -name '_arena_
 BOOK_SRC := $(wildcard book/*.md book/*.yml book/*.bib)
 HTML := $(OUT)/book/_build/html/index.html
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
-.PHONY: help install reproduce book test test-fast test-gpu assets clean distclean
+.PHONY: help install reproduce book test test-fast test-gpu assets bench clean distclean
 .DEFAULT_GOAL := help
 
 help: ## List targets and the notebooks' parameters
@@ -76,6 +77,9 @@ test-fast: install ## Unit tests only (no end-to-end pipeline)
 
 test-gpu: install ## GPU / bitsandbytes tests (skip without CUDA)
 	$(BIN)/python -m pytest -m "gpu or bnb" $(PYTEST_ARGS)
+
+bench: install ## Print training tokens/s and peak memory per method as ratios to LoRA (a measurement, not a test)
+	$(BIN)/python benchmarks/train_throughput.py --profile $(PROFILE) $(BENCH_ARGS)
 
 clean: ## Remove built notebooks and books (keeps the cache of assets and results)
 	rm -rf build

@@ -31,10 +31,16 @@ def sized_method(profile: Profile, method: str, size: int | None = None) -> Size
         return match(method, config, profile.budget)
     from .budget import _count, default_budget
 
+    from .methods import count_trainable
+
     m = get_method(method)
-    count = _count(m.name, config, size)
-    if count is None:
-        raise ArenaError(f"{m.label(size)} does not fit this model's layer shapes; try another {m.size_name}")
+    try:
+        count = count_trainable(m, config, size)
+    except ArenaError:
+        raise
+    except (ValueError, RuntimeError) as err:
+        raise ArenaError(f"{m.label(size)} does not fit this model's layer shapes ({err}); try another "
+                         f"{m.size_name}") from None
     return Sized(m.name, size if m.size_name else None, count, profile.budget or default_budget(config), False)
 
 
@@ -91,8 +97,11 @@ def train_method(profile: Profile, spec: TrainSpec, force: bool = False, stop_af
         record = train(model, examples, spec, folder, meta, pad_id, on_step=method.on_step, stop_after=stop_after)
         if stop_after is not None and stop_after < spec.steps:
             raise StoppedEarly(f"stopped after {stop_after} of {spec.steps} steps")  # leaves the run unfinished
+        from .provenance import provenance
+
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         return {**record, "key": key, "label": meta["label"], "trained_parameters": trainable,
+                "provenance": provenance(),
                 "n_examples": len(examples), "checkpoints": spec.save_steps(), "folder": str(folder)}
 
     if force:
@@ -170,9 +179,21 @@ def evaluate_step(profile: Profile, spec: TrainSpec, step: int | None = None, fo
     return store.cached("eval", key, compute, force=force)
 
 
+def _stored(profile: Profile, spec: TrainSpec) -> tuple[dict, dict] | None:
+    """The finished training and final evaluation records of a run, if both are in the store."""
+    from .pipeline import eval_key
+
+    tkey = train_key(profile, spec)
+    trained = store.load_metrics(store.run_dir("train", tkey))
+    ekey = eval_key(profile, tkey["base"], {"variant": "trained", "train": store.key_hash(tkey), "step": spec.steps})
+    scored = store.load_metrics(store.run_dir("eval", ekey))
+    return (trained, scored) if trained and scored else None
+
+
 def run_method(profile: Profile | str, method: str, size: int | None = None, lr: float | None = None,
-               force: bool = False) -> dict:
-    """Train (cached) and evaluate (cached) one method at the profile's budget; the benchmark's unit of work."""
+               force: bool = False, stored_only: bool = False) -> dict | None:
+    """Train (cached) and evaluate (cached) one method at the profile's budget; the benchmark's unit of work.
+    ``stored_only`` returns None instead of computing a run that is not finished."""
     from .pipeline import ensure_assets
 
     profile = get_profile(profile) if isinstance(profile, str) else profile
@@ -181,8 +202,14 @@ def run_method(profile: Profile | str, method: str, size: int | None = None, lr:
     sized = sized_method(profile, method, size)
     spec = train_spec(profile, sized, lr)
     start = time.perf_counter()
-    trained = train_method(profile, spec, force=force)
-    scored = evaluate_step(profile, spec, force=force)
+    found = None if force else _stored(profile, spec)
+    if found is None and stored_only:
+        return None
+    if found:
+        trained, scored = found
+    else:
+        trained = train_method(profile, spec, force=force)
+        scored = evaluate_step(profile, spec, force=force)
     return {"method": sized.method, "label": sized.label, "size": sized.size, "count": sized.count,
             "budget": sized.budget, "matched": sized.matched, "family": get_method(method).family, "lr": spec.lr,
             "spec": asdict(spec), "train": {k: v for k, v in trained.items() if k != "key"}, "eval": scored,
@@ -199,8 +226,21 @@ def _worker_init() -> None:
 
 
 def _run_in_worker(args) -> dict:
-    profile, method, force = args
-    return run_method(profile, method, force=force)
+    profile, method, force, analyse = args
+    record = run_method(profile, method, force=force)
+    if analyse:
+        analyse_record(profile, record)
+    return record
+
+
+def analyse_record(profile: Profile, record: dict) -> None:
+    """Compute (and store) the weight-space and activation-space analyses of a run's final checkpoint, so chapters 03
+    and 04 only read them; done inside the benchmark's workers to use both CPU cores."""
+    from . import activation_analysis, weight_analysis
+
+    spec = TrainSpec(**record["spec"])
+    weight_analysis.analyse_checkpoint(profile, spec)
+    activation_analysis.analyse_checkpoint(profile, spec)
 
 
 def default_workers(methods) -> int:
@@ -212,10 +252,10 @@ def default_workers(methods) -> int:
 
 
 def run_benchmark(profile: Profile | str, methods=None, workers: int | None = None, force: bool = False,
-                  log=print) -> list[dict]:
-    """Every method of the profile (or ``methods``), in the given order; cached runs return at once."""
+                  log=print, analyse: bool = True) -> list[dict]:
+    """Every method of the profile (or ``methods``), in the given order; cached runs return at once. ``analyse``
+    also stores the spectral and activation analyses of each new run (chapters 03-04)."""
     from .pipeline import ensure_assets
-
     from .progress import quiet_libraries
 
     quiet_libraries()
@@ -224,21 +264,21 @@ def run_benchmark(profile: Profile | str, methods=None, workers: int | None = No
     for m in methods:
         get_method(m)
     ensure_assets(profile)
-    workers = workers or default_workers(methods)
+    done = {} if force else {m: r for m in methods if (r := run_method(profile, m, stored_only=True))}
+    todo = [m for m in methods if m not in done]
+    workers = min(workers or default_workers(todo), max(1, len(todo)))
     start = time.perf_counter()
     if workers == 1:
-        records = []
-        for m in methods:
-            records.append(run_method(profile, m, force=force))
-            log(f"{records[-1]['label']}: done ({time.perf_counter() - start:.0f} s)")
-        return records
+        for m in todo:
+            done[m] = _run_in_worker((profile, m, force, analyse))
+            log(f"{done[m]['label']}: done ({time.perf_counter() - start:.0f} s)")
+        return [done[m] for m in methods]
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     ctx = multiprocessing.get_context("spawn")  # fork after torch/tokenizers threads start can deadlock
     with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init) as pool:
-        futures = {pool.submit(_run_in_worker, (profile, m, force)): m for m in methods}
-        done = {}
+        futures = {pool.submit(_run_in_worker, (profile, m, force, analyse)): m for m in todo}
         for future in as_completed(futures):
             done[futures[future]] = record = future.result()
             log(f"{record['label']}: done ({time.perf_counter() - start:.0f} s)")

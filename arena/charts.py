@@ -76,3 +76,47 @@ def group_changes(frame, title: str):
     errs = base.mark_rule(color="black").encode(x="lo:Q", x2="hi:Q")
     return (bars + errs).properties(width=130, height=alt.Step(14)).facet(
         column=alt.Column("benchmark:N", title=None)).properties(title=title)
+
+
+def spectral_profiles(frame, title: str):
+    """Retention and adaptation profiles along the pretrained singular index, log scale; pretrained dashed."""
+    import altair as alt
+
+    data = frame[frame["value"] > 0]
+    line = alt.Chart(data).mark_line(strokeWidth=1).encode(
+        x=alt.X("index:Q", title="pretrained singular index i"),
+        y=alt.Y("value:Q", scale=alt.Scale(type="log"), title=None),
+        color=alt.Color("method:N"),
+        strokeDash=alt.condition(alt.datum.method == "pretrained", alt.value([5, 4]), alt.value([1, 0])))
+    return line.properties(width=330, height=230).facet(column=alt.Column("panel:N", title=None)).properties(
+        title=title).resolve_scale(y="independent")
+
+
+def layer_heatmap(frame, value: str, title: str):
+    """A layer x module heat map of one per-matrix statistic, one panel per method."""
+    import altair as alt
+
+    return alt.Chart(frame).mark_rect().encode(
+        x=alt.X("layer:O"), y=alt.Y("module:N", title=None),
+        color=alt.Color(f"{value}:Q", scale=alt.Scale(type="log", scheme="viridis")),
+        tooltip=["method", "layer", "module", value]).properties(width=300, height=110).facet(
+        facet=alt.Facet("method:N", title=None), columns=2).properties(title=title)
+
+
+def by_layer(frame, value: str, title: str, log: bool = True):
+    """One statistic against layer depth, a line per method."""
+    import altair as alt
+
+    return alt.Chart(frame).mark_line(point=True).encode(
+        x=alt.X("layer:Q"), y=alt.Y(f"{value}:Q", scale=alt.Scale(type="log" if log else "linear")),
+        color="method:N", tooltip=["method", "layer", value]).properties(title=title, width=480, height=260)
+
+
+def scatter_labeled(frame, x: str, y: str, title: str, log_x: bool = False):
+    """A labelled scatter (one point per method)."""
+    import altair as alt
+
+    enc = alt.Chart(frame).encode(x=alt.X(f"{x}:Q", scale=alt.Scale(type="log" if log_x else "linear", zero=False)),
+                                  y=alt.Y(f"{y}:Q", scale=alt.Scale(zero=False)))
+    return (enc.mark_point(filled=True, size=80) + enc.mark_text(align="left", dx=6, dy=-6).encode(
+        text="method:N")).properties(title=title, width=420, height=280)

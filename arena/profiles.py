@@ -45,20 +45,20 @@ class Profile:
     quantization: str = "auto"
     # Target task (plasticity): generated word problems, held-out test, BIG-bench out-of-distribution tasks.
     n_train: int = 2000  # generated training problems
-    n_target_test: int = 32  # held-out word problems (half from templates never seen in training)
-    n_target_ood: int = 12  # items per out-of-distribution BIG-bench math task
+    n_target_test: int = 40  # held-out word problems (half from templates never seen in training)
+    n_target_ood: int = 8  # items per out-of-distribution BIG-bench math task
     # General suite (stability): items per group.
-    bbh_per_task: int = 3  # items per BBH subtask (24 subtasks)
+    bbh_per_task: int = 2  # items per BBH subtask (24 subtasks)
     n_ifeval: int = 16  # instruction-following prompts
     n_qa: int = 40  # closed-book QA items
     n_ce_docs: int = 24  # general-text documents for the cross-entropy proxy
     # Training (paper_spec.md A6, scaled down): AdamW, cosine after 10 % warmup, grad clip 1.0. The embedded
     # default is sized so nine methods train and score within the 45-minute budget on a 2-core CPU.
-    steps: int = 20
+    steps: int = 30
     batch_size: int = 8
     grad_accum: int = 1
     max_length: int = 256  # prompt + response tokens; longer examples are dropped, not truncated (A2)
-    save_every: int = 5  # checkpoints along the path, for rewinding
+    save_every: int = 10  # checkpoints along the path, for rewinding
     lr_scale: float = 1.0  # multiplies every method's default learning rate
     seed: int = 1
     methods: tuple[str, ...] = DEFAULT_METHODS

@@ -58,4 +58,6 @@ def quiet_libraries() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", category=UserWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", message="IProgress not found")
+    with warnings.catch_warnings():  # libraries import tqdm.auto, which warns once per kernel without ipywidgets
+        warnings.simplefilter("ignore")
+        import tqdm.auto  # noqa: F401

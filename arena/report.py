@@ -177,3 +177,45 @@ def claims(records: list[dict], base: dict) -> "pd.DataFrame":
                          "evidence": f"forgetting {d[m]['forgetting']:+.1f} vs LoRA {d['lora']['forgetting']:+.1f}; "
                                      f"gain {d[m]['target_gain']:+.1f} vs {d['lora']['target_gain']:+.1f}"})
     return pd.DataFrame(rows)
+
+
+def methods_table(names) -> "pd.DataFrame":
+    """What each method is, from the registry (family, default learning rate, size knob, description)."""
+    import pandas as pd
+
+    from .methods import get_method
+
+    rows = []
+    for name in names:
+        m = get_method(name)
+        built_by = "torch (every weight)" if m.config is None else "kit init on a peft LoRA" if m.init else "peft"
+        rows.append({"method": m.name, "family": m.family, "size knob": m.size_name or "-", "default LR": m.lr,
+                     "built by": built_by, "what it is": m.description})
+    return pd.DataFrame(rows).set_index("method")
+
+
+def spectra_frame(analyses: dict) -> "pd.DataFrame":
+    """Long table of per-matrix spectral summaries; ``analyses`` maps a method label to ``analyse_checkpoint``."""
+    import pandas as pd
+
+    return pd.DataFrame([{"method": label, **{k: v for k, v in row.items() if k != "top_sv"}}
+                         for label, a in analyses.items() for row in a["rows"]])
+
+
+def profile_curves(analyses: dict, labels) -> "pd.DataFrame":
+    """The figure matrix's normalised profiles (paper_spec.md B4) for the given methods, plus the pretrained
+    references: retention ΔP/σ₁ against σ/σ₁, adaptation E/ΣE against σ/Σσ."""
+    import pandas as pd
+
+    rows = []
+    for label in labels:
+        curves = analyses[label]["curves"]
+        for i, (r, a) in enumerate(zip(curves["retention_normalised"], curves["adaptation_normalised"])):
+            rows.append({"method": label, "index": i + 1, "panel": "retention  |u_i^T dW v_i| / sigma_1", "value": r})
+            rows.append({"method": label, "index": i + 1, "panel": "adaptation  ||dW v_i|| / sum", "value": a})
+    curves = analyses[labels[0]]["curves"]
+    for i, (s1, s2) in enumerate(zip(curves["sigma_over_max"], curves["sigma_over_sum"])):
+        rows.append({"method": "pretrained", "index": i + 1, "panel": "retention  |u_i^T dW v_i| / sigma_1",
+                     "value": s1})
+        rows.append({"method": "pretrained", "index": i + 1, "panel": "adaptation  ||dW v_i|| / sum", "value": s2})
+    return pd.DataFrame(rows)

@@ -30,6 +30,12 @@ def test_reproduce_smoke_builds_an_offline_book_and_reruns_nothing(tmp_path):
     scripts = re.findall(r'<script[^>]+src="([^"]+)"', chapter)
     assert not [s for s in scripts if s.startswith("http")], scripts
     assert "General" in chapter and "Traceback" not in chapter
+    for name, words in [("01_benchmark", ["Forgetting", "lora-r8", "oft-b32", "measurable above noise"]),
+                        ("02_stability_plasticity", ["non-dominated", "oft-b32 - lora-r8", "paper"])]:
+        page = (html / "chapters" / f"{name}.html").read_text()
+        assert all(w in page for w in words), name
+        assert re.findall(r'<img[^>]+src="(\.\./_images/[^"]+\.svg)"', page), f"{name} has no chart"
+        assert "Traceback" not in page and "Error" not in page.replace("standard error", "")
 
     start = time.perf_counter()
     second = _make(out)

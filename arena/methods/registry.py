@@ -36,6 +36,7 @@ class Method:
     on_step: Callable | None = None
     residual: bool = False
     needs_init_batch: bool = False
+    size_divides_inputs: bool = False  # block sizes must divide every adapted layer's input width (OFT, BOFT)
     builtin: bool = False
     extra: dict = field(default_factory=dict)
 
@@ -103,6 +104,21 @@ def _check_size(method: Method, size: int | None) -> int | None:
     return size
 
 
+def _check_divides(method: Method, size: int | None, model) -> None:
+    """peft silently shrinks an OFT block size that does not divide a layer's width; refuse it instead."""
+    if not method.size_divides_inputs or size is None:
+        return
+    import torch
+
+    targets = set(linear_targets(model))
+    widths = {m.in_features for n, m in model.named_modules()
+              if n.rsplit(".", 1)[-1] in targets and hasattr(m, "in_features")}
+    if any(w % size for w in widths):
+        valid = [s for s in method.sizes if all(w % s == 0 for w in widths)]
+        raise ArenaError(f"{method.label(size)}: {method.size_name}={size} does not divide the layer widths "
+                         f"{sorted(widths)}; choose one of {valid}")
+
+
 def build(name: str | Method, model, size: int | None = None, init_batch: dict | None = None, steps: int = 100):
     """Wrap ``model`` with the method (in place for peft). Full FT trains every weight except embeddings and LM head
     (the paper's full-FT count is about the non-embedding parameters, A8)."""
@@ -113,6 +129,7 @@ def build(name: str | Method, model, size: int | None = None, init_batch: dict |
         return model
     from peft import get_peft_model
 
+    _check_divides(method, size, model)
     config = method.config(size, linear_targets(model), steps)
     try:
         wrapped = get_peft_model(model, config)
@@ -148,6 +165,7 @@ def count_trainable(name: str | Method, config, size: int | None = None) -> int:
     else:
         from peft import get_peft_model
 
+        _check_divides(method, size, model)
         cfg = method.config(size, linear_targets(model), 100)
         if hasattr(cfg, "init_lora_weights"):
             cfg.init_lora_weights = True  # PiSSA-style inits need real weights; the count is the same

@@ -1,0 +1,135 @@
+"""Activation-space analysis of trained checkpoints (paper_spec.md C; issue 5).
+
+- Prompt sets come from the run's own suite, fixed by the suite's seed: **general** = the BBH inputs, the instruction
+  prompts and the QA questions of the stability suite, interleaved; **target** = the held-out word problems. Both are
+  stored with every result.
+- Modules: the paper's ``paper8`` set (q, k, v and down projections at layers 9 and 18 of 28) scaled to the model's
+  depth (``geometry.default_module_set``).
+- Base activations (module inputs for CSD, outputs for geometry) are captured once per base and suite and reused for
+  every method; finetuned outputs are captured from the unmerged adapter, and CSD uses the fp32 update of
+  ``updates.effective_update`` on the *base* inputs, so every method is scored on the same tokens (C2).
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from . import store
+from .profiles import Profile
+
+ANALYSIS_VERSION = 1
+MAX_TOKENS = 2048  # per dataset; the paper caps at 4096 (C1), which only its first few dozen prompts fill anyway
+
+
+def prompt_sets(profile: Profile) -> dict[str, list[str]]:
+    """The general and target prompt lists (in a fixed, seeded order)."""
+    from .suite import build_suite, read_jsonl
+
+    folder = build_suite(profile)
+    bbh = [r["input"] for f in sorted((folder / "bbh").glob("*.jsonl")) for r in read_jsonl(f)]
+    ifeval = [r["prompt"] for r in read_jsonl(folder / "ifeval.jsonl")]
+    qa = [r["input"] for r in read_jsonl(folder / "qa.jsonl")]
+    general = [p for group in _interleave(bbh, ifeval, qa) for p in group]
+    target = [r["question"] for r in read_jsonl(folder / "wordproblems_test.jsonl")]
+    return {"general": general, "target": target}
+
+
+def _interleave(*lists):
+    """Round-robin over the lists, so a token cap still samples every source."""
+    longest = max(len(x) for x in lists)
+    return [[x[i] for x in lists if i < len(x)] for i in range(longest)]
+
+
+def base_activations(profile: Profile, modules: list[str], max_tokens: int = MAX_TOKENS) -> dict:
+    """``{dataset: {"input": {module: H}, "output": {module: X0}}}`` for the base model (stored once, safetensors)."""
+    from safetensors.torch import load_file, save_file
+
+    from .models import load_base, model_identity, resolve_quantization
+    from .suite import suite_dir
+
+    key = {"base": model_identity(profile.model), "suite": suite_dir(profile).name, "modules": modules,
+           "max_tokens": max_tokens, "quantization": resolve_quantization(profile), "version": ANALYSIS_VERSION}
+    folder = store.run_dir("activations", key)
+    file = folder / "base.safetensors"
+    if file.exists():
+        try:
+            flat = load_file(str(file))
+            return _unflatten(flat)
+        except Exception:  # a truncated file from a killed run: capture again
+            file.unlink()
+    from .geometry import capture_activations
+
+    model, tokenizer = load_base(profile.model, resolve_quantization(profile))
+    out = {}
+    for dataset, prompts in prompt_sets(profile).items():
+        out[dataset] = {kind: capture_activations(model, tokenizer, prompts, modules, kind=kind,
+                                                  max_tokens=max_tokens, max_length=profile.max_length)
+                        for kind in ("input", "output")}
+    import os
+
+    tmp = folder / f"base.safetensors.{os.getpid()}.tmp"  # two workers may capture at once; the last rename wins
+    save_file({f"{d}|{k}|{m}": t.contiguous() for d, kinds in out.items() for k, mods in kinds.items()
+               for m, t in mods.items()}, str(tmp))
+    tmp.replace(file)
+    return out
+
+
+def _unflatten(flat: dict) -> dict:
+    out: dict = {}
+    for name, tensor in flat.items():
+        dataset, kind, module = name.split("|")
+        out.setdefault(dataset, {}).setdefault(kind, {})[module] = tensor
+    return out
+
+
+def analyse_checkpoint(profile: Profile, spec, step: int | None = None, modules: list[str] | None = None,
+                       max_tokens: int = MAX_TOKENS, force: bool = False) -> dict:
+    """Geometry and CSD metrics per (dataset, module) of one trained checkpoint (cached in the results store)."""
+    from .benchmark import load_trained, train_key
+    from .geometry import capture_activations, csd, default_module_set, geometry_metrics
+    from .methods import get_method
+    from .models import base_config
+    from .weight_analysis import pretrained_source
+
+    step = spec.steps if step is None else step
+    modules = list(modules or default_module_set(base_config(profile.model).num_hidden_layers))
+    tkey = train_key(profile, spec)
+    key = {"train": store.key_hash(tkey), "step": step, "modules": modules, "max_tokens": max_tokens,
+           "analysis_version": ANALYSIS_VERSION}
+
+    def compute(folder) -> dict:
+        start = time.perf_counter()
+        base = base_activations(profile, modules, max_tokens)
+        model, tokenizer = load_trained(profile, spec, step, merge=False)
+        named = dict(model.named_modules())
+        read_w0 = pretrained_source(profile)
+        full = get_method(spec.method).config is None
+        rows = []
+        prompts = prompt_sets(profile)
+        with torch.no_grad():
+            updates = {}
+            for m in modules:
+                layer = named.get(m) or named[f"base_model.model.{m}"]
+                W0 = read_w0(m + ".weight")
+                if full:
+                    updates[m] = (W0, layer.weight.detach().float() - W0)
+                else:
+                    from .updates import effective_update
+
+                    updates[m] = (W0, effective_update(layer, W0))
+            for dataset, texts in prompts.items():
+                tuned = capture_activations(model, tokenizer, texts, modules, kind="output", max_tokens=max_tokens,
+                                            max_length=profile.max_length)
+                for m in modules:
+                    W0, dW = updates[m]
+                    row = {"dataset": dataset, "module": m, "n_tokens": int(tuned[m].shape[0])}
+                    row |= geometry_metrics(base[dataset]["output"][m], tuned[m])
+                    row |= {f"csd_{k}": v for k, v in csd(W0, dW, base[dataset]["input"][m]).items()
+                            if isinstance(v, (int, float))}
+                    rows.append(row)
+        return {"rows": rows, "modules": modules, "method": spec.method, "step": step,
+                "prompts": {k: v[:400] for k, v in prompts.items()}, "wall_s": time.perf_counter() - start}
+
+    return store.cached("geometry", key, compute, force=force)

@@ -1,0 +1,63 @@
+"""The effective weight update of each adapted module, in fp32, from the adapter's own tensors (paper_spec.md B1, F8).
+
+dW = W_effective - W0, with W0 the *pretrained* weight (not a residual base):
+
+- LoRA family (LoRA, PiSSA, MiLoRA, KeepLoRA, AdaLoRA): dW = (W_base - W0) + s B A, where W_base - W0 = -s B0 A0 for
+  the residual initialisations and 0 otherwise (peft's ``get_delta_weight`` gives s B A);
+- DoRA: dW = m * (W_base + s B A) / ||W_base + s B A||_row - W0 (the magnitude vector rescales each output row);
+- OFT: dW = W0 (R^T - I) with R rebuilt by peft's own routine (Cayley-Neumann or exact), B5;
+- IA3: dW = W0 * (l - 1), l broadcast over outputs, or over inputs for feed-forward modules;
+- VeRA: peft's ``get_delta_weight`` (diag(lambda_b) B diag(lambda_d) A on the shared frozen projections);
+- anything else (MiSS, BOFT, a user's method): the layer is copied, cast to fp32 and merged by peft; dW is the
+  difference, exact up to fp32 rounding (never a bf16 or 4-bit merge).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+
+
+def _f32(t: torch.Tensor) -> torch.Tensor:
+    return t.detach().to(torch.float32)
+
+
+def adapted_layers(model, adapter: str = "default"):
+    """(module name without the peft prefix, layer) for every peft tuner layer holding ``adapter``."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    for name, module in model.named_modules():
+        if isinstance(module, BaseTunerLayer) and adapter in getattr(module, "active_adapters", [adapter]):
+            yield name.removeprefix("base_model.model."), module
+
+
+def effective_update(layer, W0: torch.Tensor, adapter: str = "default") -> torch.Tensor:
+    """dW (fp32, shape of W0) of one peft layer relative to the pretrained weight ``W0``."""
+    W0 = _f32(W0)
+    base = _f32(layer.get_base_layer().weight)
+    if hasattr(layer, "lora_A") and adapter in layer.lora_A:
+        delta = _f32(layer.get_delta_weight(adapter))
+        magnitude = getattr(layer, "lora_magnitude_vector", {})
+        if adapter in magnitude:  # DoRA
+            direction = base + delta
+            norm = direction.norm(p=2, dim=1, keepdim=True)
+            return _f32(magnitude[adapter].weight).reshape(-1, 1) * direction / norm - W0
+        return (base - W0) + delta
+    if hasattr(layer, "oft_R") and adapter in layer.oft_R:
+        from .oft_path import apply_blocks_to_weight, oft_rotation
+
+        R = oft_rotation(layer, 1.0, adapter=adapter, blocks=True)
+        return apply_blocks_to_weight(base, _f32(R)) - W0
+    if hasattr(layer, "ia3_l") and adapter in layer.ia3_l:
+        return base * _f32(layer.ia3_l[adapter]) - W0
+    if hasattr(layer, "vera_lambda_b") and adapter in layer.vera_lambda_b:
+        return (base - W0) + _f32(layer.get_delta_weight(adapter))
+    return _merged_fp32(layer, adapter) - W0
+
+
+def _merged_fp32(layer, adapter: str) -> torch.Tensor:
+    """Merge a fp32 copy of one layer with peft's own merge; the model itself is left untouched."""
+    clone = copy.deepcopy(layer).float()
+    clone.merge(adapter_names=[adapter])
+    return _f32(clone.get_base_layer().weight)

@@ -1,0 +1,140 @@
+"""Whole-model weight-space analysis of a trained checkpoint (paper_spec.md B; issue 4).
+
+Streams one matrix at a time: the pretrained W0 is read lazily from the base's safetensors, its SVD comes from an
+on-disk cache keyed by the base identity (computed once for all methods and checkpoints, F15), the update dW is
+computed in fp32 from the adapter's own tensors (``updates.effective_update``), and only per-matrix summaries are
+kept, plus the full profiles of one "figure" matrix (the paper plots layer 18 of 28, ``mlp.down_proj``). Results are
+stored per checkpoint, so a finished analysis is never recomputed.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Callable
+
+import torch
+
+from . import store
+from .assets import cache_dir
+from .models import model_identity
+from .profiles import Profile
+
+ANALYSIS_VERSION = 1
+_LAYER = re.compile(r"layers\.(\d+)\.")
+
+
+def pretrained_source(profile: Profile) -> Callable[[str], torch.Tensor]:
+    """``name -> W0`` (fp32, CPU) for the profile's base, read one tensor at a time where the base is a file."""
+    spec = profile.model
+    if spec.source == "smoke":
+        from .models import smoke_model
+
+        state = {k: v.detach() for k, v in smoke_model().state_dict().items()}
+        return lambda name: state[name].float()
+    if spec.source == "embedded":
+        from .assets import smollm2_dir
+
+        files = [smollm2_dir() / "model.safetensors"]
+    else:
+        from huggingface_hub import snapshot_download
+
+        folder = snapshot_download(spec.repo_id, revision=spec.revision, allow_patterns=["*.safetensors"])
+        from pathlib import Path
+
+        files = sorted(Path(folder).glob("*.safetensors"))
+    from safetensors import safe_open
+
+    index = {}
+    for f in files:
+        with safe_open(str(f), framework="pt") as handle:
+            index |= {k: f for k in handle.keys()}
+
+    def read(name: str) -> torch.Tensor:
+        with safe_open(str(index[name]), framework="pt") as handle:
+            return handle.get_tensor(name).float()
+
+    return read
+
+
+def _layer_module(name: str) -> tuple[int | None, str]:
+    match = _LAYER.search(name)
+    return (int(match.group(1)) if match else None), name.rsplit(".", 1)[-1]
+
+
+def figure_layer(n_layers: int) -> int:
+    """The paper's figure matrix is layer 18 of Qwen's 28; the same relative depth on another model."""
+    return round(18 / 28 * n_layers)
+
+
+def updates_of(model, method_is_full: bool, targets: list[str]):
+    """(name, updated-module, is-full) for each analysed matrix: peft layers, or every targeted linear for full FT."""
+    if not method_is_full:
+        from .updates import adapted_layers
+
+        yield from adapted_layers(model)
+        return
+    for name, module in model.named_modules():
+        if name.rsplit(".", 1)[-1] in targets and isinstance(module, torch.nn.Linear):
+            yield name, module
+
+
+def analyse_model(model, read_w0, base_id: str, full: bool, targets: list[str], figure: str | None,
+                  progress_desc: str = "spectra") -> dict:
+    """Per-matrix spectral summaries of ``model`` against the pretrained weights (see module docstring)."""
+    from .progress import progress
+    from .spectra import cached_base_svd, intruder_dimensions, singular_vector_alignment, update_profile
+    from .updates import effective_update
+
+    svd_dir = cache_dir() / "svd" / re.sub(r"[^A-Za-z0-9_.-]", "_", base_id)
+    rows, curves = [], None
+    items = list(updates_of(model, full, targets))
+    for name, module in progress(items, desc=progress_desc, unit="matrix"):
+        W0 = read_w0(name + ".weight")
+        svd = cached_base_svd(W0, svd_dir, name)
+        dW = (module.weight.detach().float() - W0) if full else effective_update(module, W0)
+        prof = update_profile(W0, dW, svd)
+        W1 = W0 + dW
+        intruders = intruder_dimensions(svd, W1)
+        layer, kind = _layer_module(name)
+        row = {"name": name, "layer": layer, "module": kind, "stable_rank": prof["stable_rank"],
+               "dW_fro": float(dW.norm()), "relative_dW": float(dW.norm() / W0.norm()),
+               "intruders": intruders["count"], "top_sv": prof["top_singular_values"].tolist()}
+        for key in ("fluctuation_retention", "fluctuation_adaptation", "fluctuation_scale_free_retention",
+                    "fluctuation_scale_free_adaptation", "retention_mean", "retention_max", "adaptation_mean",
+                    "adaptation_max"):
+            row[key] = prof[key]
+        if hasattr(module, "oft_R"):
+            sva = singular_vector_alignment(svd, W1)
+            row["sva_mean"], row["sva_min"] = float(sva.mean()), float(sva.min())
+        rows.append(row)
+        if name == figure:
+            curves = {k: prof[k].tolist() for k in ("retention", "adaptation", "sigma", "retention_normalised",
+                                                    "adaptation_normalised", "sigma_over_max", "sigma_over_sum")}
+    return {"rows": rows, "figure": figure, "curves": curves}
+
+
+def analyse_checkpoint(profile: Profile, spec, step: int | None = None, force: bool = False) -> dict:
+    """The whole-model analysis of one trained checkpoint (cached in the results store)."""
+    from .benchmark import load_trained, train_key
+    from .methods import get_method, linear_targets
+    from .provenance import peak_memory_mb
+
+    step = spec.steps if step is None else step
+    tkey = train_key(profile, spec)
+    key = {"train": store.key_hash(tkey), "step": step, "analysis_version": ANALYSIS_VERSION}
+
+    def compute(folder) -> dict:
+        start = time.perf_counter()
+        model, _ = load_trained(profile, spec, step, merge=False)
+        full = get_method(spec.method).config is None
+        targets = linear_targets(model)
+        n_layers = model.config.num_hidden_layers
+        figure = f"model.layers.{figure_layer(n_layers)}.mlp.down_proj"
+        with torch.no_grad():
+            out = analyse_model(model, pretrained_source(profile), model_identity(profile.model), full, targets,
+                                figure, progress_desc=f"spectra {spec.method}")
+        return {**out, "method": spec.method, "step": step, "n_layers": n_layers,
+                "wall_s": time.perf_counter() - start, **peak_memory_mb()}
+
+    return store.cached("spectra", key, compute, force=force)

@@ -5,3 +5,9 @@ Modules are named for what they hold (``profiles``, ``assets``, ``methods``, ``t
 """
 
 __version__ = "0.1.0"
+
+import warnings as _warnings
+
+# tqdm.auto (imported by lm-eval and peft) warns once per notebook kernel that ipywidgets is missing; the kit's bars
+# are plain tqdm, throttled under papermill, so the warning is noise in every executed chapter.
+_warnings.filterwarnings("ignore", message="IProgress not found")

@@ -13,6 +13,9 @@ Every ArenaError is printed as one line (``error: ...``) with exit code 2, never
 from __future__ import annotations
 
 import argparse
+import builtins
+import contextlib
+import functools
 import json
 import sys
 
@@ -65,6 +68,14 @@ def _summary(record: dict, base: dict) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    out = sys.stdout
+    # stdout carries only the JSON result: library chatter (lm-eval, progress) goes to stderr
+    with contextlib.redirect_stdout(sys.stderr):
+        return _run(args, out)
+
+
+def _run(args, out) -> int:
+    print = functools.partial(builtins.print, file=out)  # noqa: A001  (results to the real stdout)
     try:
         from .profiles import as_dict, get_profile
 
@@ -106,11 +117,11 @@ def main(argv: list[str] | None = None) -> int:
 
             methods = args.methods.split(",") if args.methods else None
             records = run_benchmark(profile, methods, workers=args.workers, force=args.force,
-                                    log=lambda line: print(line, file=sys.stderr))
+                                    log=lambda line: builtins.print(line, file=sys.stderr))
             base = evaluate_base(profile)
             print(json.dumps([_summary(r, base) for r in records], indent=1))
     except ArenaError as err:
-        print(f"error: {err}", file=sys.stderr)
+        builtins.print(f"error: {err}", file=sys.stderr)
         return 2
     return 0
 

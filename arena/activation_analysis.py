@@ -114,7 +114,7 @@ def analyse_checkpoint(profile: Profile, spec, step: int | None = None, modules:
                 layer = named.get(m) or named[f"base_model.model.{m}"]
                 W0 = read_w0(m + ".weight")
                 if full:
-                    updates[m] = (W0, layer.weight.detach().float() - W0)
+                    updates[m] = (W0, layer.weight.detach().to("cpu", torch.float32) - W0)
                 else:
                     from .updates import effective_update
 

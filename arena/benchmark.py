@@ -68,7 +68,9 @@ def _training_rows(profile: Profile) -> list[dict]:
 
 def _prepare(profile: Profile, spec: TrainSpec):
     """Base model, tokenizer and encoded examples."""
-    model, tokenizer = load_base(profile.model, resolve_quantization(profile))
+    # unquantised training keeps fp32 weights (bf16 autocast does the compute); small AdamW steps vanish in bf16
+    model, tokenizer = load_base(profile.model, resolve_quantization(profile),
+                                 dtype="auto" if resolve_quantization(profile) else "fp32")
     if resolve_quantization(profile) and get_method(spec.method).config is None:
         raise ArenaError("full finetuning needs an unquantised base; run it with quantization='none'")
     if resolve_quantization(profile):
@@ -146,7 +148,8 @@ def load_trained(profile: Profile, spec: TrainSpec, step: int | None = None, mer
             for _, layer in lora_layers(model):
                 a, b = layer.lora_A["default"].weight, layer.lora_B["default"].weight
                 weight = layer.get_base_layer().weight
-                weight.sub_((layer.scaling["default"] * (b.float() @ a.float())).to(weight.dtype))
+                residual = weight.float() - layer.scaling["default"] * (b.float() @ a.float()).to(weight.device)
+                weight.copy_(residual.to(weight.dtype))  # one rounding, as at training time
     load_weights(model, path, key["base"])
     if merge and not resolve_quantization(profile):
         model = model.merge_and_unload()
@@ -229,18 +232,18 @@ def _run_in_worker(args) -> dict:
     profile, method, force, analyse = args
     record = run_method(profile, method, force=force)
     if analyse:
-        analyse_record(profile, record)
+        analyse_record(profile, record, force=force)
     return record
 
 
-def analyse_record(profile: Profile, record: dict) -> None:
+def analyse_record(profile: Profile, record: dict, force: bool = False) -> None:
     """Compute (and store) the weight-space and activation-space analyses of a run's final checkpoint, so chapters 03
     and 04 only read them; done inside the benchmark's workers to use both CPU cores."""
     from . import activation_analysis, weight_analysis
 
     spec = TrainSpec(**record["spec"])
-    weight_analysis.analyse_checkpoint(profile, spec)
-    activation_analysis.analyse_checkpoint(profile, spec)
+    weight_analysis.analyse_checkpoint(profile, spec, force=force)
+    activation_analysis.analyse_checkpoint(profile, spec, force=force)
 
 
 def default_workers(methods) -> int:
@@ -264,6 +267,9 @@ def run_benchmark(profile: Profile | str, methods=None, workers: int | None = No
     for m in methods:
         get_method(m)
     ensure_assets(profile)
+    from .suite import build_suite
+
+    build_suite(profile)  # once, here: two workers must not both write it
     done = {} if force else {m: r for m in methods if (r := run_method(profile, m, stored_only=True))}
     todo = [m for m in methods if m not in done]
     workers = min(workers or default_workers(todo), max(1, len(todo)))

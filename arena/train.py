@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 import random
 import time
 from dataclasses import asdict, dataclass
@@ -108,7 +109,9 @@ def checkpoint_dir(folder: Path, step: int) -> Path:
 
 def trainable_state(model) -> dict[str, torch.Tensor]:
     """The tensors a checkpoint needs: the adapter (peft) or the trained weights (full FT)."""
-    if hasattr(model, "peft_config"):
+    if _raw_format(model):
+        state = {n: p for n, p in model.named_parameters() if "lora_" in n}
+    elif hasattr(model, "peft_config"):
         from peft import get_peft_model_state_dict
 
         state = get_peft_model_state_dict(model)
@@ -117,14 +120,21 @@ def trainable_state(model) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in state.items()}
 
 
+def _raw_format(model) -> bool:
+    """AdaLoRA checkpoints keep every rank (masked ones are zeros) under the module's own names: peft's state dict
+    prunes them by a rank pattern that a freshly built model does not have, so it would not load back."""
+    return _allocator(model) is not None
+
+
 def save_checkpoint(model, folder: Path, step: int, meta: dict) -> Path:
     from safetensors.torch import save_file
 
     out = checkpoint_dir(folder, step)
     tmp = out.with_name(out.name + ".tmp")
     tmp.mkdir(parents=True, exist_ok=True)
+    fmt = "raw" if _raw_format(model) else "peft" if hasattr(model, "peft_config") else "full"
     save_file(trainable_state(model), str(tmp / "weights.safetensors"),
-              metadata={k: str(v) for k, v in {**meta, "step": step}.items()})
+              metadata={k: str(v) for k, v in {**meta, "step": step, "format": fmt}.items()})
     (tmp / "meta.json").write_text(json.dumps({**meta, "step": step}, indent=1))
     if out.exists():
         import shutil
@@ -149,7 +159,12 @@ def load_weights(model, path: Path, expected_base: str | None = None) -> dict:
     if expected_base and meta.get("base") != expected_base:
         raise ArenaError(f"checkpoint {path} was trained on base {meta.get('base')!r}, not {expected_base!r}; "
                          "load it with the profile and model it was trained on")
-    if hasattr(model, "peft_config"):
+    if meta.get("format") == "raw":
+        result = model.load_state_dict(tensors, strict=False)
+        if result.unexpected_keys:
+            raise ArenaError(f"checkpoint {path} does not match this model (unexpected tensors "
+                             f"{result.unexpected_keys[:3]}); was it trained with another method or size?")
+    elif hasattr(model, "peft_config"):
         from peft import set_peft_model_state_dict
 
         result = set_peft_model_state_dict(model, tensors)
@@ -168,12 +183,16 @@ def load_weights(model, path: Path, expected_base: str | None = None) -> dict:
 
 
 def _save_state(folder: Path, step: int, optimizer, scheduler, losses: list[float], tokens: int, seen: int,
-                wall: float) -> None:
+                wall: float, extra: dict | None = None) -> None:
     state_dir = Path(folder) / "state"
     tmp = state_dir.with_name("state.tmp")
     tmp.mkdir(parents=True, exist_ok=True)
-    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "rng": torch.get_rng_state()}, tmp / "optimizer.pt")
+    state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda_rng"] = torch.cuda.get_rng_state_all()
+    if extra:
+        state["extra"] = extra
+    torch.save(state, tmp / "optimizer.pt")
     (tmp / "state.json").write_text(json.dumps({"step": step, "losses": losses, "tokens": tokens, "seen": seen,
                                                   "wall_s": wall}))
     if state_dir.exists():
@@ -188,12 +207,34 @@ def _load_state(folder: Path) -> tuple[dict, dict] | None:
     try:
         info = json.loads((state_dir / "state.json").read_text())
         tensors = torch.load(state_dir / "optimizer.pt", weights_only=True)
-    except (OSError, ValueError, RuntimeError):
-        return None
+    except (OSError, ValueError, RuntimeError, EOFError, pickle.UnpicklingError):
+        return None  # no complete state: the run starts over (its checkpoints are rewritten identically)
     return info, tensors
 
 
 # --------------------------------------------------------------------------------------------------- loop
+
+def _allocator(model):
+    return getattr(getattr(model, "base_model", None), "rankallocator", None)
+
+
+def _allocator_state(model) -> dict | None:
+    """AdaLoRA's importance statistics, which decide the next rank masks: a resumed run needs them too."""
+    alloc = _allocator(model)
+    if alloc is None:
+        return None
+    return {name: {k: v.detach().cpu() for k, v in getattr(alloc, name).items()}
+            for name in ("ipt", "exp_avg_ipt", "exp_avg_unc")}
+
+
+def _set_allocator_state(model, extra: dict) -> None:
+    alloc = _allocator(model)
+    if alloc is None:
+        return
+    device = next(model.parameters()).device
+    for name, values in extra.items():
+        setattr(alloc, name, {k: v.to(device) for k, v in values.items()})
+
 
 def _bf16_ok(device) -> bool:
     if device.type == "cuda":
@@ -234,6 +275,10 @@ def train(model, examples: list[dict], spec: TrainSpec, folder: Path, meta: dict
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng"])
+        if "cuda_rng" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        if "extra" in state:
+            _set_allocator_state(model, state["extra"])
         start, losses, tokens, wall = info["step"], info["losses"], info["tokens"], info["wall_s"]
         seen = info.get("seen", 0)
     elif not checkpoint_dir(folder, 0).exists() and meta.get("save_init", True):
@@ -269,7 +314,7 @@ def train(model, examples: list[dict], spec: TrainSpec, folder: Path, meta: dict
         if done in saves:
             elapsed = wall + time.perf_counter() - t0
             save_checkpoint(model, folder, done, meta)
-            _save_state(folder, done, optimizer, scheduler, losses, tokens, seen, elapsed)
+            _save_state(folder, done, optimizer, scheduler, losses, tokens, seen, elapsed, _allocator_state(model))
         if stop_after is not None and done >= stop_after:
             break
     bar.close()

@@ -20,7 +20,19 @@ import torch
 
 
 def _f32(t: torch.Tensor) -> torch.Tensor:
-    return t.detach().to(torch.float32)
+    return t.detach().to("cpu", torch.float32)
+
+
+def base_weight(layer) -> torch.Tensor:
+    """The layer's base weight in fp32 on CPU; a 4-bit base is dequantised (its quantisation error is then part of
+    W_base - W0, which the GPU path reports separately; issue 7)."""
+    base = layer.get_base_layer()
+    weight = base.weight
+    if type(weight).__name__ in ("Params4bit", "Int8Params"):
+        from peft.utils.integrations import dequantize_module_weight
+
+        return _f32(dequantize_module_weight(base))
+    return _f32(weight)
 
 
 def adapted_layers(model, adapter: str = "default"):
@@ -35,7 +47,7 @@ def adapted_layers(model, adapter: str = "default"):
 def effective_update(layer, W0: torch.Tensor, adapter: str = "default") -> torch.Tensor:
     """dW (fp32, shape of W0) of one peft layer relative to the pretrained weight ``W0``."""
     W0 = _f32(W0)
-    base = _f32(layer.get_base_layer().weight)
+    base = base_weight(layer)
     if hasattr(layer, "lora_A") and adapter in layer.lora_A:
         delta = _f32(layer.get_delta_weight(adapter))
         magnitude = getattr(layer, "lora_magnitude_vector", {})
@@ -58,6 +70,6 @@ def effective_update(layer, W0: torch.Tensor, adapter: str = "default") -> torch
 
 def _merged_fp32(layer, adapter: str) -> torch.Tensor:
     """Merge a fp32 copy of one layer with peft's own merge; the model itself is left untouched."""
-    clone = copy.deepcopy(layer).float()
+    clone = copy.deepcopy(layer).to("cpu").float()
     clone.merge(adapter_names=[adapter])
     return _f32(clone.get_base_layer().weight)

@@ -87,16 +87,19 @@ def analyse_model(model, read_w0, base_id: str, full: bool, targets: list[str], 
     from .updates import effective_update
 
     svd_dir = cache_dir() / "svd" / re.sub(r"[^A-Za-z0-9_.-]", "_", base_id)
+    device = "cuda" if torch.cuda.is_available() else "cpu"  # SVDs on the GPU when there is one
     rows, curves = [], None
     items = list(updates_of(model, full, targets))
     for name, module in progress(items, desc=progress_desc, unit="matrix"):
         W0 = read_w0(name + ".weight")
+        dW = (module.weight.detach().to("cpu", torch.float32) - W0) if full else effective_update(module, W0)
+        W0, dW = W0.to(device), dW.to(device)
         svd = cached_base_svd(W0, svd_dir, name)
-        dW = (module.weight.detach().float() - W0) if full else effective_update(module, W0)
         prof = update_profile(W0, dW, svd)
         W1 = W0 + dW
         intruders = intruder_dimensions(svd, W1)
         layer, kind = _layer_module(name)
+        prof = {k: (v.cpu() if torch.is_tensor(v) else v) for k, v in prof.items()}
         row = {"name": name, "layer": layer, "module": kind, "stable_rank": prof["stable_rank"],
                "dW_fro": float(dW.norm()), "relative_dW": float(dW.norm() / W0.norm()),
                "intruders": intruders["count"], "top_sv": prof["top_singular_values"].tolist()}

@@ -49,9 +49,10 @@ def _adapter(profile, spec, step):
         profile, spec)), step) / "weights.safetensors"))
 
 
-def test_resume_after_a_kill_gives_the_same_run(tmp_path, monkeypatch):
+@pytest.mark.parametrize("method", ["lora", "adalora"])
+def test_resume_after_a_kill_gives_the_same_run(tmp_path, monkeypatch, method):
     profile = _profile()
-    spec = _spec(profile)
+    spec = _spec(profile, method)
     monkeypatch.setenv("PEFT_ARENA_RESULTS", str(tmp_path / "straight"))
     straight = train_method(profile, spec)
     final_straight = _adapter(profile, spec, 4)
@@ -61,6 +62,7 @@ def test_resume_after_a_kill_gives_the_same_run(tmp_path, monkeypatch):
         train_method(profile, spec, stop_after=3)  # killed after step 3: the last checkpoint is step 2
     resumed = train_method(profile, spec)
     assert resumed["resumed_from"] == 2
+    load_trained(profile, spec, 4)  # the final checkpoint loads back into a fresh model
     assert resumed["losses"] == pytest.approx(straight["losses"], abs=1e-6)
     final_resumed = _adapter(profile, spec, 4)
     for k in final_straight:

@@ -30,9 +30,18 @@ def _dense_weight(layer) -> torch.Tensor:
     return weight
 
 
+def _check_rank(weight: torch.Tensor, r: int, k: int | None = None) -> None:
+    if r > min(weight.shape):
+        raise ArenaError(f"rank {r} exceeds the smallest side of a {tuple(weight.shape)} weight; use a smaller r")
+    if k is not None and k >= weight.shape[1]:
+        raise ArenaError(f"KeepLoRA removes the top {k} = 4r right singular directions, which span the whole input "
+                         f"of a {tuple(weight.shape)} weight; use a smaller r")
+
+
 def minor_components(weight: torch.Tensor, r: int, scaling: float) -> tuple[torch.Tensor, torch.Tensor]:
     """MiLoRA factors: with W = U S V^T (singular values descending), take the r smallest components and split them
     evenly, A = sqrt(S_min / s) V_min^T and B = U_min sqrt(S_min / s), so that s * B A = U_min S_min V_min^T."""
+    _check_rank(weight, r)
     u, s, vh = torch.linalg.svd(weight.float(), full_matrices=False)
     root = torch.sqrt(s[-r:] / scaling)
     return u[:, -r:] * root, root[:, None] * vh[-r:]
@@ -41,6 +50,7 @@ def minor_components(weight: torch.Tensor, r: int, scaling: float) -> tuple[torc
 def keeplora_factors(weight: torch.Tensor, grad: torch.Tensor, r: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """KeepLoRA factors: G_res = G - G V_k V_k^T with V_k the top-k right singular vectors of W; with the rank-r SVD
     G_res ~ U S V^T, B = U S and A = V^T (A is then frozen)."""
+    _check_rank(weight, r, k)
     _, _, vh = torch.linalg.svd(weight.float(), full_matrices=False)
     v_k = vh[: min(k, vh.shape[0])].T
     g = grad.float()
@@ -55,7 +65,8 @@ def _install(layer, adapter: str, b: torch.Tensor, a: torch.Tensor) -> None:
     with torch.no_grad():
         layer.lora_A[adapter].weight.copy_(a.to(layer.lora_A[adapter].weight.dtype))
         layer.lora_B[adapter].weight.copy_(b.to(layer.lora_B[adapter].weight.dtype))
-        weight.sub_((scaling * (b @ a)).to(weight.dtype))
+        # in fp32, then one rounding to the base dtype (as peft does for PiSSA): bf16 - bf16(sBA) would round twice
+        weight.copy_((weight.float() - scaling * (b.float() @ a.float()).to(weight.device)).to(weight.dtype))
 
 
 def milora_init(model, r: int, init_batch=None, adapter: str = "default") -> None:

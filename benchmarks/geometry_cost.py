@@ -1,0 +1,55 @@
+"""Cost of the activation-space analysis (issue 5): capturing and scoring every module of one checkpoint on the
+current device, with the base activations cold (captured now) and warm (reused from the store).
+
+    python benchmarks/geometry_cost.py [--profile embedded] [--method lora]
+
+Analyses the stored final checkpoint of ``--method`` (train it first: ``make reproduce`` or
+``python -m arena train --method lora``). A measurement, not a test: nothing asserts a speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import time
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default="embedded")
+    parser.add_argument("--method", default="lora")
+    args = parser.parse_args()
+
+    from arena import activation_analysis, store
+    from arena.benchmark import sized_method, train_spec
+    from arena.geometry import default_module_set
+    from arena.models import base_config, configure_torch, device, model_identity, resolve_quantization
+    from arena.profiles import get_profile
+    from arena.provenance import peak_memory_mb
+    from arena.suite import suite_dir
+
+    configure_torch()
+    profile = get_profile(args.profile)
+    spec = train_spec(profile, sized_method(profile, args.method))
+    modules = default_module_set(base_config(profile.model).num_hidden_layers)
+    key = {"base": model_identity(profile.model), "suite": suite_dir(profile).name, "modules": modules,
+           "max_tokens": activation_analysis.MAX_TOKENS, "quantization": resolve_quantization(profile),
+           "version": activation_analysis.ANALYSIS_VERSION}
+    base_file = store.run_dir("activations", key) / "base.safetensors"
+    backup = base_file.with_name("base.safetensors.bench-backup")
+    if base_file.exists():
+        shutil.move(str(base_file), str(backup))  # the cold run captures the base again; restored afterwards
+    try:
+        for label in ("base activations captured now", "base activations reused"):
+            start = time.perf_counter()
+            out = activation_analysis.analyse_checkpoint(profile, spec, force=True)
+            print(f"{profile.name} {spec.method} on {device()}: {len(out['modules'])} modules x 2 prompt sets, "
+                  f"{label}: {time.perf_counter() - start:.1f} s; peak RSS {peak_memory_mb()['peak_rss_mb']:.0f} MB")
+    finally:
+        if backup.exists():
+            base_file.unlink(missing_ok=True)
+            shutil.move(str(backup), str(base_file))
+
+
+if __name__ == "__main__":
+    main()

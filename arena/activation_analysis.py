@@ -64,9 +64,8 @@ def base_activations(profile: Profile, modules: list[str], max_tokens: int = MAX
     model, tokenizer = load_base(profile.model, resolve_quantization(profile))
     out = {}
     for dataset, prompts in prompt_sets(profile).items():
-        out[dataset] = {kind: capture_activations(model, tokenizer, prompts, modules, kind=kind,
-                                                  max_tokens=max_tokens, max_length=profile.max_length)
-                        for kind in ("input", "output")}
+        out[dataset] = capture_activations(model, tokenizer, prompts, modules, kind=("input", "output"),
+                                           max_tokens=max_tokens, max_length=profile.max_length)
     import os
 
     tmp = folder / f"base.safetensors.{os.getpid()}.tmp"  # two workers may capture at once; the last rename wins

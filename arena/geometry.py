@@ -207,7 +207,7 @@ def _resolve_modules(model: torch.nn.Module, names: list[str]) -> dict[str, torc
 
 
 @torch.no_grad()
-def capture_activations(model, tokenizer, prompts: list[str], module_names: list[str], kind: str = "input",
+def capture_activations(model, tokenizer, prompts: list[str], module_names: list[str], kind="input",
                         max_tokens: int | None = 4096, max_length: int = 256, batch_size: int = 8) -> dict:
     """Token activations of named modules on ``prompts``: ``{name: Tensor[n_tokens, d]}`` (spec C1).
 
@@ -221,23 +221,36 @@ def capture_activations(model, tokenizer, prompts: list[str], module_names: list
     causal attention then never lets a real token see a pad, so batched rows equal one-prompt-at-a-time rows (the
     paper's batch 1) up to float noise, with no dependence on how the model derives positions from the mask.
     """
+    if isinstance(kind, (tuple, list)):  # several kinds from one forward pass: {kind: {name: X}}
+        if not kind or any(k not in ("input", "output") for k in kind):
+            raise ValueError(f"kinds must be 'input' and/or 'output', got {kind!r}")
+        both = _capture(model, tokenizer, prompts, module_names, tuple(kind), max_tokens, max_length, batch_size)
+        return {k: {name: both[(k, name)] for name in _resolve_modules(model, list(module_names))} for k in kind}
     if kind not in ("input", "output"):
         raise ValueError(f"kind must be 'input' or 'output', got {kind!r}")
+    out = _capture(model, tokenizer, prompts, module_names, (kind,), max_tokens, max_length, batch_size)
+    return {name: out[(kind, name)] for name in _resolve_modules(model, list(module_names))}
+
+
+@torch.no_grad()
+def _capture(model, tokenizer, prompts, module_names, kinds, max_tokens, max_length, batch_size) -> dict:
+    """``{(kind, name): Tensor[n_tokens, d]}`` for every requested kind, from one forward pass per batch."""
     modules = _resolve_modules(model, list(module_names))
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     device = next(model.parameters()).device
     cap = math.inf if max_tokens is None else int(max_tokens)
-    store: dict[str, list[torch.Tensor]] = {name: [] for name in modules}
-    current: dict[str, torch.Tensor] = {}
+    store: dict[tuple, list[torch.Tensor]] = {(k, name): [] for k in kinds for name in modules}
+    current: dict[tuple, torch.Tensor] = {}
 
     def hook_for(name):
         def hook(module, args, kwargs, output):
-            if kind == "output":
+            if "output" in kinds:
                 x = output[0] if isinstance(output, (tuple, list)) else output
-            else:
+                current[("output", name)] = x.detach()
+            if "input" in kinds:
                 x = args[0] if args else next(v for v in kwargs.values() if torch.is_tensor(v))
-            current[name] = x.detach()
+                current[("input", name)] = x.detach()
         return hook
 
     was_training, side = model.training, tokenizer.padding_side
@@ -254,16 +267,16 @@ def capture_activations(model, tokenizer, prompts: list[str], module_names: list
             current.clear()
             model(input_ids=enc["input_ids"].to(device), attention_mask=enc["attention_mask"].to(device))
             keep = enc["attention_mask"].bool()
-            for name in modules:
-                if name not in current:
-                    raise RuntimeError(f"module {name!r} was not called in the forward pass")
-                x = current[name]
+            for key in store:
+                if key not in current:
+                    raise RuntimeError(f"module {key[1]!r} was not called in the forward pass")
+                x = current[key]
                 rows = x[keep.to(x.device)].to("cpu", torch.float32)  # [b, seq, d][mask] -> [n_real, d], prompt-major
-                store[name].append(rows[: int(min(rows.shape[0], cap - n_seen))])
+                store[key].append(rows[: int(min(rows.shape[0], cap - n_seen))])
             n_seen += int(keep.sum())
     finally:
         for h in handles:
             h.remove()
         tokenizer.padding_side = side
         model.train(was_training)
-    return {name: torch.cat(parts) if parts else torch.empty(0, 0) for name, parts in store.items()}
+    return {key: torch.cat(parts) if parts else torch.empty(0, 0) for key, parts in store.items()}

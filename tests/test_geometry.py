@@ -196,3 +196,13 @@ def test_capture_bad_name_and_hooks_removed_on_error(tiny_llama):
         geo.capture_activations(tiny_llama, tok, ["a dog ran", 42], ["model.layers.0.mlp.down_proj"], batch_size=1)
     assert _no_hooks(tiny_llama)
     assert not tiny_llama.training
+
+
+def test_capture_inputs_and_outputs_in_one_pass_equals_two_passes(tiny_llama):
+    tok = tiny_tokenizer()
+    names = ["model.layers.0.self_attn.q_proj", "model.layers.1.mlp.down_proj"]
+    both = geo.capture_activations(tiny_llama, tok, CORPUS, names, kind=("input", "output"), max_tokens=20)
+    for kind in ("input", "output"):
+        one = geo.capture_activations(tiny_llama, tok, CORPUS, names, kind=kind, max_tokens=20)
+        for n in names:
+            assert torch.equal(both[kind][n], one[n])

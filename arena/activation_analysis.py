@@ -88,8 +88,8 @@ def analyse_checkpoint(profile: Profile, spec, step: int | None = None, modules:
     """Geometry and CSD metrics per (dataset, module) of one trained checkpoint (cached in the results store)."""
     from .benchmark import load_trained, train_key
     from .geometry import capture_activations, csd, default_module_set, geometry_metrics
-    from .methods import get_method
     from .models import base_config
+    from .updates import module_update
     from .weight_analysis import pretrained_source
 
     step = spec.steps if step is None else step
@@ -104,20 +104,13 @@ def analyse_checkpoint(profile: Profile, spec, step: int | None = None, modules:
         model, tokenizer = load_trained(profile, spec, step, merge=False)
         named = dict(model.named_modules())
         read_w0 = pretrained_source(profile)
-        full = get_method(spec.method).config is None
         rows = []
         prompts = prompt_sets(profile)
         with torch.no_grad():
             updates = {}
             for m in modules:
-                layer = named.get(m) or named[f"base_model.model.{m}"]
                 W0 = read_w0(m + ".weight")
-                if full:
-                    updates[m] = (W0, layer.weight.detach().to("cpu", torch.float32) - W0)
-                else:
-                    from .updates import effective_update
-
-                    updates[m] = (W0, effective_update(layer, W0))
+                updates[m] = (W0, module_update(named.get(m) or named[f"base_model.model.{m}"], W0))
             for dataset, texts in prompts.items():
                 tuned = capture_activations(model, tokenizer, texts, modules, kind="output", max_tokens=max_tokens,
                                             max_length=profile.max_length)

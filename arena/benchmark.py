@@ -14,7 +14,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from . import store
-from .budget import Sized, match
+from .budget import Sized, at_size, match
 from .errors import ArenaError
 from .methods import build, get_method, linear_targets
 from .models import base_config, device, load_base, model_identity, resolve_quantization
@@ -29,19 +29,7 @@ def sized_method(profile: Profile, method: str, size: int | None = None) -> Size
     config = base_config(profile.model)
     if size is None:
         return match(method, config, profile.budget)
-    from .budget import _count, default_budget
-
-    from .methods import count_trainable
-
-    m = get_method(method)
-    try:
-        count = count_trainable(m, config, size)
-    except ArenaError:
-        raise
-    except (ValueError, RuntimeError) as err:
-        raise ArenaError(f"{m.label(size)} does not fit this model's layer shapes ({err}); try another "
-                         f"{m.size_name}") from None
-    return Sized(m.name, size if m.size_name else None, count, profile.budget or default_budget(config), False)
+    return at_size(method, config, size, profile.budget)
 
 
 def train_spec(profile: Profile, sized: Sized, lr: float | None = None) -> TrainSpec:
@@ -68,12 +56,12 @@ def _training_rows(profile: Profile) -> list[dict]:
 
 def _prepare(profile: Profile, spec: TrainSpec):
     """Base model, tokenizer and encoded examples."""
-    # unquantised training keeps fp32 weights (bf16 autocast does the compute); small AdamW steps vanish in bf16
-    model, tokenizer = load_base(profile.model, resolve_quantization(profile),
-                                 dtype="auto" if resolve_quantization(profile) else "fp32")
-    if resolve_quantization(profile) and get_method(spec.method).config is None:
+    quantization = resolve_quantization(profile)
+    if quantization and get_method(spec.method).config is None:
         raise ArenaError("full finetuning needs an unquantised base; run it with quantization='none'")
-    if resolve_quantization(profile):
+    # unquantised training keeps fp32 weights (bf16 autocast does the compute); small AdamW steps vanish in bf16
+    model, tokenizer = load_base(profile.model, quantization, dtype="auto" if quantization else "fp32")
+    if quantization:
         from peft import prepare_model_for_kbit_training
 
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True)
@@ -119,8 +107,6 @@ def load_trained(profile: Profile, spec: TrainSpec, step: int | None = None, mer
     Residual methods (PiSSA, MiLoRA, KeepLoRA) rebuild their base W0 - s*B0*A0 from the step-0 adapter instead of
     re-running their initialisation. ``merge`` folds the adapter into the weights (unquantised bases only).
     """
-    import torch
-
     key = train_key(profile, spec)
     folder = store.run_dir("train", key)
     step = spec.steps if step is None else step
@@ -141,15 +127,11 @@ def load_trained(profile: Profile, spec: TrainSpec, step: int | None = None, mer
         config.init_lora_weights = True  # the saved tensors replace any special init
     model = get_peft_model(model, config)
     if method.residual:
-        from .methods.init import lora_layers
+        from .methods.init import lora_layers, subtract_adapter
 
         load_weights(model, checkpoint_dir(folder, 0), key["base"])
-        with torch.no_grad():
-            for _, layer in lora_layers(model):
-                a, b = layer.lora_A["default"].weight, layer.lora_B["default"].weight
-                weight = layer.get_base_layer().weight
-                residual = weight.float() - layer.scaling["default"] * (b.float() @ a.float()).to(weight.device)
-                weight.copy_(residual.to(weight.dtype))  # one rounding, as at training time
+        for _, layer in lora_layers(model):
+            subtract_adapter(layer)  # the same residual the initialisation made
     load_weights(model, path, key["base"])
     if merge and not resolve_quantization(profile):
         model = model.merge_and_unload()
@@ -160,13 +142,10 @@ def evaluate_step(profile: Profile, spec: TrainSpec, step: int | None = None, fo
     """General/Target scores and the forgetting proxies of one checkpoint (cached)."""
     from .evaluate import evaluate
     from .forgetting import cross_entropy_and_kl, summarise_proxies
-    from .pipeline import eval_key
     from .provenance import peak_memory_mb, provenance
     from .suite import build_suite, read_jsonl
 
     step = spec.steps if step is None else step
-    tkey = train_key(profile, spec)
-    key = eval_key(profile, tkey["base"], {"variant": "trained", "train": store.key_hash(tkey), "step": step})
 
     def compute(folder: Path) -> dict:
         start = time.perf_counter()
@@ -179,17 +158,21 @@ def evaluate_step(profile: Profile, spec: TrainSpec, step: int | None = None, fo
                 "variant": "trained", "eval_wall_s": time.perf_counter() - start, **peak_memory_mb(),
                 "provenance": provenance()}
 
-    return store.cached("eval", key, compute, force=force)
+    return store.cached("eval", step_eval_key(profile, spec, step), compute, force=force)
+
+
+def step_eval_key(profile: Profile, spec: TrainSpec, step: int) -> dict:
+    """The results-store key of one checkpoint's evaluation."""
+    from .pipeline import eval_key
+
+    tkey = train_key(profile, spec)
+    return eval_key(profile, tkey["base"], {"variant": "trained", "train": store.key_hash(tkey), "step": step})
 
 
 def _stored(profile: Profile, spec: TrainSpec) -> tuple[dict, dict] | None:
     """The finished training and final evaluation records of a run, if both are in the store."""
-    from .pipeline import eval_key
-
-    tkey = train_key(profile, spec)
-    trained = store.load_metrics(store.run_dir("train", tkey))
-    ekey = eval_key(profile, tkey["base"], {"variant": "trained", "train": store.key_hash(tkey), "step": spec.steps})
-    scored = store.load_metrics(store.run_dir("eval", ekey))
+    trained = store.load_metrics(store.run_dir("train", train_key(profile, spec)))
+    scored = store.load_metrics(store.run_dir("eval", step_eval_key(profile, spec, spec.steps)))
     return (trained, scored) if trained and scored else None
 
 

@@ -104,5 +104,19 @@ def match(method: str, config, budget: int | None) -> Sized:
     return Sized(m.name, size, counts[size], budget, True)
 
 
+def at_size(method: str, config, size: int, budget: int | None = None) -> Sized:
+    """The method at an explicit ``size`` (no matching); a size the model's shapes reject raises naming the knob."""
+    m = get_method(method)
+    try:
+        count = count_trainable(m, config, size)
+    except (ValueError, RuntimeError) as err:
+        if isinstance(err, ArenaError):
+            raise
+        raise ArenaError(f"{m.label(size)} does not fit this model's layer shapes ({err}); try another "
+                         f"{m.size_name}") from None
+    budget = default_budget(config) if budget is None else check_budget(budget)
+    return Sized(m.name, size if m.size_name else None, count, budget, False)
+
+
 def match_all(methods, config, budget: int | None) -> list[Sized]:
     return [match(m, config, budget) for m in methods]

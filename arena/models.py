@@ -92,12 +92,18 @@ def smoke_tokenizer():
     return fast
 
 
+def _smoke_config():
+    from transformers import LlamaConfig
+
+    return LlamaConfig(**SMOKE_CONFIG, eos_token_id=258, pad_token_id=258, bos_token_id=257)
+
+
 def smoke_model(seed: int = 0):
     """A tiny random LlamaForCausalLM (same architecture family as SmolLM2 and Llama-3.2), seeded."""
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaForCausalLM
 
-    config = LlamaConfig(**SMOKE_CONFIG, eos_token_id=258, pad_token_id=258, bos_token_id=257)
+    config = _smoke_config()
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = LlamaForCausalLM(config)
@@ -182,9 +188,7 @@ def base_config(spec: ModelSpec):
     from transformers import AutoConfig
 
     if spec.source == "smoke":
-        from transformers import LlamaConfig
-
-        return LlamaConfig(**SMOKE_CONFIG, eos_token_id=258, pad_token_id=258, bos_token_id=257)
+        return _smoke_config()
     if spec.source == "embedded":
         from .assets import smollm2_dir
 

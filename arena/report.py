@@ -25,6 +25,14 @@ PAPER_E1 = {
     "adalora": {"qwen_math": (40.43, 35.41), "llama_math": (20.83, 34.53)},
     "keeplora": {"qwen_math": (40.53, 43.75), "llama_math": (15.20, 40.74)},
 }
+# paper_spec.md B6 [F]: fluctuation scores (retention, adaptation) at Qwen2.5-7B layer 18 down_proj, SFT, read off
+# the paper's log-scale bar chart (about ±0.5 on the axis unit).
+PAPER_B6_FLUCTUATION = {"full": (3.5e-4, 3.3e-4), "oft": (1.1e-4, 1.1e-3), "lora": (1.8e-4, 6e-3),
+                        "miss": (1.0e-3, 2.4e-2), "pissa": (2.5e-3, 1.4e-2), "vera": (8e-5, 3e-4),
+                        "adalora": (1.1e-4, 3e-3)}
+# paper_spec.md C5: (Pearson, Spearman) of each general-data metric with Forgetting across SFT checkpoints.
+PAPER_C5_CORRELATION = {"proc_residual": (0.711, 0.568), "gram_cosine_dist": (0.485, 0.361), "cka": (-0.761, -0.711),
+                        "csd_rel": (0.347, 0.317), "csd_update_norm": (0.481, 0.603)}
 PAPER_SIZES = {"lora": "r8", "dora": "r8", "pissa": "r8", "milora": "r8", "oft": "b32", "vera": "r256", "miss": "r8",
                "adalora": "r8", "keeplora": "r8"}
 

@@ -47,22 +47,33 @@ def non_dominated(points: list[tuple[float, float]]) -> list[int]:
     return sorted(keep, key=lambda i: points[i])
 
 
+def _bootstrap_interval(fn, x, y, n_boot: int, seed: int) -> tuple[float, float]:
+    """Percentile 95 % interval of ``fn(x, y)`` over pairs resampled with replacement; NaN below MIN_BOOTSTRAP
+    points, where an interval is meaningless."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    boots = []
+    for _ in range(n_boot if len(x) >= MIN_BOOTSTRAP else 0):
+        idx = rng.integers(0, len(x), len(x))
+        if np.ptp(x[idx]) > 0 and np.ptp(y[idx]) > 0:  # a constant resample has no correlation
+            boots.append(fn(x[idx], y[idx]))
+    if not boots:
+        return float("nan"), float("nan")
+    lo, hi = np.percentile(boots, [2.5, 97.5])
+    return float(lo), float(hi)
+
+
 def rank_correlation(x: list[float], y: list[float], n_boot: int = 2000, seed: int = 0) -> dict:
-    """Spearman's rho of paired values with a percentile bootstrap interval (pairs resampled with replacement) and
-    scipy's permutation-free p-value. With a handful of methods the interval is wide; the chapters say so."""
+    """Spearman's rho of paired values with a percentile bootstrap interval and scipy's p-value. With a handful of
+    methods the interval is wide; the chapters say so."""
     import numpy as np
     from scipy import stats
 
     x, y = np.asarray(x, float), np.asarray(y, float)
     rho, p = stats.spearmanr(x, y)
-    rng = np.random.default_rng(seed)
-    boots = []
-    for _ in range(n_boot if len(x) >= MIN_BOOTSTRAP else 0):
-        idx = rng.integers(0, len(x), len(x))
-        if len(set(idx)) > 2 and np.ptp(x[idx]) > 0 and np.ptp(y[idx]) > 0:
-            boots.append(stats.spearmanr(x[idx], y[idx])[0])
-    lo, hi = (np.percentile(boots, [2.5, 97.5]) if boots else (float("nan"), float("nan")))
-    return {"rho": float(rho), "p": float(p), "ci_low": float(lo), "ci_high": float(hi), "n": int(len(x))}
+    lo, hi = _bootstrap_interval(lambda a, b: stats.spearmanr(a, b)[0], x, y, n_boot, seed)
+    return {"rho": float(rho), "p": float(p), "ci_low": lo, "ci_high": hi, "n": int(len(x))}
 
 
 def correlations(x: list[float], y: list[float], n_boot: int = 2000, seed: int = 0) -> dict:
@@ -71,16 +82,9 @@ def correlations(x: list[float], y: list[float], n_boot: int = 2000, seed: int =
     from scipy import stats
 
     x, y = np.asarray(x, float), np.asarray(y, float)
-    rng = np.random.default_rng(seed)
     out = {"n": int(len(x))}
-    n_boot = n_boot if len(x) >= MIN_BOOTSTRAP else 0
-    for name, fn in (("pearson", lambda a, b: stats.pearsonr(a, b)[0]), ("spearman", lambda a, b: stats.spearmanr(
-            a, b)[0])):
-        boots = []
-        for _ in range(n_boot):
-            idx = rng.integers(0, len(x), len(x))
-            if np.ptp(x[idx]) > 0 and np.ptp(y[idx]) > 0:
-                boots.append(fn(x[idx], y[idx]))
-        lo, hi = np.percentile(boots, [2.5, 97.5]) if boots else (float("nan"), float("nan"))
-        out |= {name: float(fn(x, y)), f"{name}_low": float(lo), f"{name}_high": float(hi)}
+    for name, fn in (("pearson", lambda a, b: stats.pearsonr(a, b)[0]),
+                     ("spearman", lambda a, b: stats.spearmanr(a, b)[0])):
+        lo, hi = _bootstrap_interval(fn, x, y, n_boot, seed)
+        out |= {name: float(fn(x, y)), f"{name}_low": lo, f"{name}_high": hi}
     return out

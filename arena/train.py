@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import pickle
 import random
@@ -136,12 +137,17 @@ def save_checkpoint(model, folder: Path, step: int, meta: dict) -> Path:
     save_file(trainable_state(model), str(tmp / "weights.safetensors"),
               metadata={k: str(v) for k, v in {**meta, "step": step, "format": fmt}.items()})
     (tmp / "meta.json").write_text(json.dumps({**meta, "step": step}, indent=1))
+    _replace_dir(tmp, out)
+    return out
+
+
+def _replace_dir(tmp: Path, out: Path) -> None:
+    """Move a fully written ``tmp`` folder to ``out``: a checkpoint or state folder is either complete or absent."""
     if out.exists():
         import shutil
 
         shutil.rmtree(out)
-    tmp.rename(out)  # atomic: a checkpoint folder is either complete or absent
-    return out
+    tmp.rename(out)
 
 
 def load_weights(model, path: Path, expected_base: str | None = None) -> dict:
@@ -195,11 +201,7 @@ def _save_state(folder: Path, step: int, optimizer, scheduler, losses: list[floa
     torch.save(state, tmp / "optimizer.pt")
     (tmp / "state.json").write_text(json.dumps({"step": step, "losses": losses, "tokens": tokens, "seen": seen,
                                                   "wall_s": wall}))
-    if state_dir.exists():
-        import shutil
-
-        shutil.rmtree(state_dir)
-    tmp.rename(state_dir)
+    _replace_dir(tmp, state_dir)
 
 
 def _load_state(folder: Path) -> tuple[dict, dict] | None:
@@ -241,9 +243,15 @@ def _bf16_ok(device) -> bool:
         return torch.cuda.is_bf16_supported()
     import os
 
-    if os.environ.get("ARENA_CPU_BF16", "1") == "0":
+    return os.environ.get("ARENA_CPU_BF16", "1") != "0" and _cpu_has_bf16()
+
+
+@functools.cache
+def _cpu_has_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
         return False
-    flags = open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 

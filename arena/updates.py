@@ -68,6 +68,15 @@ def effective_update(layer, W0: torch.Tensor, adapter: str = "default") -> torch
     return _merged_fp32(layer, adapter) - W0
 
 
+def module_update(module, W0: torch.Tensor, adapter: str = "default") -> torch.Tensor:
+    """dW of any analysed module: a peft layer (``effective_update``) or a fully finetuned ``nn.Linear``."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    if isinstance(module, BaseTunerLayer):
+        return effective_update(module, W0, adapter)
+    return _f32(module.weight) - _f32(W0)
+
+
 def _merged_fp32(layer, adapter: str) -> torch.Tensor:
     """Merge a fp32 copy of one layer with peft's own merge; the model itself is left untouched."""
     clone = copy.deepcopy(layer).to("cpu").float()

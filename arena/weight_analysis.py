@@ -84,7 +84,7 @@ def analyse_model(model, read_w0, base_id: str, full: bool, targets: list[str], 
     """Per-matrix spectral summaries of ``model`` against the pretrained weights (see module docstring)."""
     from .progress import progress
     from .spectra import cached_base_svd, intruder_dimensions, singular_vector_alignment, update_profile
-    from .updates import effective_update
+    from .updates import module_update
 
     svd_dir = cache_dir() / "svd" / re.sub(r"[^A-Za-z0-9_.-]", "_", base_id)
     device = "cuda" if torch.cuda.is_available() else "cpu"  # SVDs on the GPU when there is one
@@ -92,7 +92,7 @@ def analyse_model(model, read_w0, base_id: str, full: bool, targets: list[str], 
     items = list(updates_of(model, full, targets))
     for name, module in progress(items, desc=progress_desc, unit="matrix"):
         W0 = read_w0(name + ".weight")
-        dW = (module.weight.detach().to("cpu", torch.float32) - W0) if full else effective_update(module, W0)
+        dW = module_update(module, W0)
         W0, dW = W0.to(device), dW.to(device)
         svd = cached_base_svd(W0, svd_dir, name)
         prof = update_profile(W0, dW, svd)

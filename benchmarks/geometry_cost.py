@@ -10,8 +10,9 @@ Analyses the stored final checkpoint of ``--method`` (train it first: ``make rep
 from __future__ import annotations
 
 import argparse
-import shutil
 import time
+
+from _cold import set_aside
 
 
 def main() -> None:
@@ -35,20 +36,13 @@ def main() -> None:
     key = {"base": model_identity(profile.model), "suite": suite_dir(profile).name, "modules": modules,
            "max_tokens": activation_analysis.MAX_TOKENS, "quantization": resolve_quantization(profile),
            "version": activation_analysis.ANALYSIS_VERSION}
-    base_file = store.run_dir("activations", key) / "base.safetensors"
-    backup = base_file.with_name("base.safetensors.bench-backup")
-    if base_file.exists():
-        shutil.move(str(base_file), str(backup))  # the cold run captures the base again; restored afterwards
-    try:
+    # the cold run captures the base activations again; the stored ones come back afterwards
+    with set_aside(store.run_dir("activations", key) / "base.safetensors"):
         for label in ("base activations captured now", "base activations reused"):
             start = time.perf_counter()
             out = activation_analysis.analyse_checkpoint(profile, spec, force=True)
             print(f"{profile.name} {spec.method} on {device()}: {len(out['modules'])} modules x 2 prompt sets, "
                   f"{label}: {time.perf_counter() - start:.1f} s; peak RSS {peak_memory_mb()['peak_rss_mb']:.0f} MB")
-    finally:
-        if backup.exists():
-            base_file.unlink(missing_ok=True)
-            shutil.move(str(backup), str(base_file))
 
 
 if __name__ == "__main__":

@@ -11,8 +11,9 @@ test: nothing asserts a speed.
 from __future__ import annotations
 
 import argparse
-import shutil
 import time
+
+from _cold import set_aside
 
 
 def one_qwen_matrix(device: str) -> dict:
@@ -58,12 +59,7 @@ def main() -> None:
     profile = get_profile(args.profile)
     spec = train_spec(profile, sized_method(profile, args.method))
 
-    svd_cache = cache_dir() / "svd"
-    backup = None  # the cold run moves the real SVD cache aside and puts it back afterwards
-    if svd_cache.exists():
-        backup = svd_cache.with_name("svd.bench-backup")
-        shutil.move(str(svd_cache), str(backup))
-    try:
+    with set_aside(cache_dir() / "svd"):  # the cold run recomputes the base SVDs; the real cache comes back after
         for label in ("cold SVD cache", "warm SVD cache"):
             start = time.perf_counter()
             model, _ = load_trained(profile, spec, merge=False)
@@ -72,10 +68,6 @@ def main() -> None:
                                                 linear_targets(model), None)
             print(f"{profile.name} {spec.method}, {len(out['rows'])} matrices, {label}: "
                   f"{time.perf_counter() - start:.1f} s, peak RSS {peak_memory_mb()['peak_rss_mb']:.0f} MB")
-    finally:
-        if backup is not None:
-            shutil.rmtree(svd_cache, ignore_errors=True)
-            shutil.move(str(backup), str(svd_cache))
     if not args.skip_qwen:
         r = one_qwen_matrix(device())
         print(f"Qwen2.5-7B-shaped down_proj 3584x18944 on {device()}: " + ", ".join(f"{k} {v:.1f}" for k, v in r.items())

@@ -59,14 +59,21 @@ def keeplora_factors(weight: torch.Tensor, grad: torch.Tensor, r: int, k: int) -
     return u[:, :r] * s[:r], vh_res[:r]
 
 
-def _install(layer, adapter: str, b: torch.Tensor, a: torch.Tensor) -> None:
+def subtract_adapter(layer, adapter: str = "default") -> None:
+    """Base weight <- W - s B A with the layer's current factors: the residual base of PiSSA, MiLoRA and KeepLoRA.
+    In fp32, then one rounding to the base dtype (as peft does for PiSSA): bf16 - bf16(sBA) would round twice."""
     weight = _dense_weight(layer)
-    scaling = layer.scaling[adapter]
+    a, b = layer.lora_A[adapter].weight, layer.lora_B[adapter].weight
+    with torch.no_grad():
+        product = (b.float() @ a.float()).to(weight.device)
+        weight.copy_((weight.float() - layer.scaling[adapter] * product).to(weight.dtype))
+
+
+def _install(layer, adapter: str, b: torch.Tensor, a: torch.Tensor) -> None:
     with torch.no_grad():
         layer.lora_A[adapter].weight.copy_(a.to(layer.lora_A[adapter].weight.dtype))
         layer.lora_B[adapter].weight.copy_(b.to(layer.lora_B[adapter].weight.dtype))
-        # in fp32, then one rounding to the base dtype (as peft does for PiSSA): bf16 - bf16(sBA) would round twice
-        weight.copy_((weight.float() - scaling * (b.float() @ a.float()).to(weight.device)).to(weight.dtype))
+    subtract_adapter(layer, adapter)
 
 
 def milora_init(model, r: int, init_batch=None, adapter: str = "default") -> None:

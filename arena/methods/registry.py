@@ -108,8 +108,6 @@ def _check_divides(method: Method, size: int | None, model) -> None:
     """peft silently shrinks an OFT block size that does not divide a layer's width; refuse it instead."""
     if not method.size_divides_inputs or size is None:
         return
-    import torch
-
     targets = set(linear_targets(model))
     widths = {m.in_features for n, m in model.named_modules()
               if n.rsplit(".", 1)[-1] in targets and hasattr(m, "in_features")}
@@ -153,9 +151,6 @@ def _full_finetuning(model) -> None:
 def count_trainable(name: str | Method, config, size: int | None = None) -> int:
     """Trainable parameters of the method at ``size`` on a model of this ``config`` (a transformers config), counted
     on a meta-device skeleton: no weights are allocated, so this is instant also for a 7B config."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
     method = get_method(name)
     size = _check_size(method, size)
     skeleton = _skeleton(config)

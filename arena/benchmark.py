@@ -220,13 +220,18 @@ def _run_in_worker(args) -> dict:
 
 
 def analyse_record(profile: Profile, record: dict, force: bool = False) -> None:
-    """Compute (and store) the weight-space and activation-space analyses of a run's final checkpoint, so chapters 03
-    and 04 only read them; done inside the benchmark's workers to use both CPU cores."""
+    """Compute (and store) the weight-space and activation-space analyses of a run's final checkpoint and, for the
+    profile's rewinding methods, the rewinding study, so chapters 03-05 only read them; done inside the benchmark's
+    workers to use both CPU cores."""
     from . import activation_analysis, weight_analysis
 
     spec = TrainSpec(**record["spec"])
     weight_analysis.analyse_checkpoint(profile, spec, force=force)
     activation_analysis.analyse_checkpoint(profile, spec, force=force)
+    if record["method"] in profile.rewind_methods and profile.bbh_per_task:  # chapter 05; stock suites have no split
+        from .rewind import rewind_method
+
+        rewind_method(profile, spec, force=force)
 
 
 def default_workers(methods) -> int:
@@ -254,7 +259,10 @@ def run_benchmark(profile: Profile | str, methods=None, workers: int | None = No
 
     build_suite(profile)  # once, here: two workers must not both write it
     done = {} if force else {m: r for m in methods if (r := run_method(profile, m, stored_only=True))}
-    todo = [m for m in methods if m not in done]
+    # the rewinding methods carry a dozen extra evaluations: start them first so no core idles at the end
+    from .rewind import is_oft
+
+    todo = sorted((m for m in methods if m not in done), key=lambda m: (m not in profile.rewind_methods, not is_oft(m)))
     workers = min(workers or default_workers(todo), max(1, len(todo)))
     start = time.perf_counter()
     if workers == 1:

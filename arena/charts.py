@@ -120,3 +120,21 @@ def scatter_labeled(frame, x: str, y: str, title: str, log_x: bool = False):
                                   y=alt.Y(f"{y}:Q", scale=alt.Scale(zero=False)))
     return (enc.mark_point(filled=True, size=80) + enc.mark_text(align="left", dx=6, dy=-6).encode(
         text="method:N")).properties(title=title, width=420, height=280)
+
+
+def rewind_paths(frame, title: str):
+    """Training and interpolation paths in the (General, Target) plane, base to final, one panel per method; the
+    layer-wise OFT points as black diamonds."""
+    import altair as alt
+
+    x = alt.X("General:Q", title="General (validation, %)", scale=alt.Scale(zero=False))
+    y = alt.Y("Target:Q", title="Target (validation, %)", scale=alt.Scale(zero=False))
+    tip = ["method", "path", "point", "alpha", "General", "Target"]
+    paths = alt.Chart().transform_filter(alt.datum.path != "layerwise").encode(
+        x=x, y=y, color=alt.Color("path:N"), order="alpha:Q", tooltip=tip)
+    marks = alt.Chart().transform_filter(alt.datum.path == "layerwise").mark_point(
+        shape="diamond", filled=True, size=90, color="black").encode(x=x, y=y, tooltip=tip)
+    text = paths.mark_text(dx=6, dy=-6, fontSize=9, align="left").encode(text="point:N")
+    return alt.layer(paths.mark_line(strokeWidth=1.5), paths.mark_point(filled=True, size=50), text, marks,
+                     data=frame).properties(width=300, height=260).facet(
+        column=alt.Column("method:N", title=None)).properties(title=title)

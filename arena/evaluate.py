@@ -11,8 +11,13 @@ Log-likelihood tasks (BBH, QA, arithmetic, elementary_math_qa) run without the c
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
+
+import torch
+
+from .models import bf16_compute
 
 GENERAL = {"bbh": ("arena_bbh", "acc"), "ifeval": ("arena_ifeval", "inst_level_strict_acc"),
            "qa": ("arena_qa", "exact_match")}
@@ -26,10 +31,13 @@ STOCK_GENERAL = {"bbh": ("bbh_cot_fewshot", "exact_match"), "ifeval": ("ifeval",
 TASK_DIR = Path(__file__).parent / "tasks"
 
 
-def _task_manager(data_dir: Path):
+@functools.cache
+def _task_manager(data_dir: Path, stock: bool = False):
+    """The kit's tasks; lm-eval's own ~12,000 task files are indexed only when a stock task is asked for (indexing
+    them costs ~11 s per call on the reference CPU)."""
     from lm_eval.tasks import TaskManager
 
-    return TaskManager(include_path=str(TASK_DIR), metadata={"data_dir": str(data_dir)})
+    return TaskManager(include_path=str(TASK_DIR), include_defaults=stock, metadata={"data_dir": str(data_dir)})
 
 
 def run_tasks(model, tokenizer, tasks: list[str], data_dir: Path, batch_size: int, chat: bool) -> dict:
@@ -42,9 +50,14 @@ def run_tasks(model, tokenizer, tasks: list[str], data_dir: Path, batch_size: in
 
     quiet_libraries()
     # batch_size must go to HFLM: simple_evaluate ignores it for model objects (offline_stack.md).
-    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
+    # bf16 compute over the stored weights where the device has it (models.bf16_compute; the cache key records it):
+    # HFLM wraps every forward in its own autocast, so it must be told, not wrapped.
+    bf16 = bf16_compute(next(model.parameters()).device)
+    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size,
+              mixed_precision_dtype=torch.bfloat16 if bf16 else None)
+    stock = not all(t.startswith("arena_") for t in tasks)
     with console_to_buffer():  # lm-eval's per-request bars would fill an executed notebook
-        out = lm_eval.simple_evaluate(model=lm, tasks=tasks, task_manager=_task_manager(data_dir), log_samples=True,
+        out = lm_eval.simple_evaluate(model=lm, tasks=tasks, task_manager=_task_manager(Path(data_dir), stock), log_samples=True,
                                       apply_chat_template=chat and bool(tokenizer.chat_template), bootstrap_iters=0,
                                       random_seed=0, numpy_random_seed=0, torch_random_seed=0, fewshot_random_seed=0)
     items = {}
@@ -59,18 +72,21 @@ def run_tasks(model, tokenizer, tasks: list[str], data_dir: Path, batch_size: in
     return items
 
 
-def evaluate(model, tokenizer, profile, batch_size: int | None = None) -> dict:
-    """Score ``model`` on the profile's suite. Returns per-item scores plus the General/Target summary (in %)."""
-    from .suite import build_suite
+def evaluate(model, tokenizer, profile, batch_size: int | None = None, split: str = "test") -> dict:
+    """Score ``model`` on the profile's suite (``split="test"``) or on its validation split (disjoint items, used only
+    to choose rewinding points). Returns per-item scores plus the General/Target summary (in %)."""
+    from .suite import build_suite, validation_dir
 
-    data_dir = build_suite(profile)
+    if split not in ("test", "validation"):
+        raise ValueError(f"split must be 'test' or 'validation', not {split!r}")
+    data_dir = build_suite(profile) if split == "test" else validation_dir(profile)
     batch_size = batch_size or profile.eval_batch_size
     was_training = model.training
     model.eval()
     items = run_tasks(model, tokenizer, CHAT_TASKS, data_dir, batch_size, chat=True)
     items |= run_tasks(model, tokenizer, PLAIN_TASKS, data_dir, batch_size, chat=False)
     model.train(was_training)
-    return {"items": items, **summarise(items)}
+    return {"items": items, "split": split, **summarise(items)}
 
 
 def _mean_se(values: list[float]) -> tuple[float, float]:

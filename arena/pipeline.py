@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from . import store
-from .models import load_base, model_identity, resolve_quantization
+from .models import compute_precision, load_base, model_identity, resolve_quantization
 from .profiles import Profile
 from .provenance import peak_memory_mb, provenance
 from .suite import SUITE_VERSION, suite_dir
@@ -27,7 +27,7 @@ def ensure_assets(profile: Profile) -> None:
 def eval_key(profile: Profile, model_id: str, what: dict) -> dict:
     """Everything that determines an evaluation: base identity, suite content, quantisation, and the model variant."""
     return {"base": model_id, "suite": suite_dir(profile).name, "suite_version": SUITE_VERSION,
-            "quantization": resolve_quantization(profile), **what}
+            "quantization": resolve_quantization(profile), "compute": compute_precision(), **what}
 
 
 def evaluate_base(profile: Profile, force: bool = False) -> dict:

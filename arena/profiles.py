@@ -52,6 +52,14 @@ class Profile:
     n_ifeval: int = 16  # instruction-following prompts
     n_qa: int = 40  # closed-book QA items
     n_ce_docs: int = 24  # general-text documents for the cross-entropy proxy
+    # Validation split (rewinding's operating-point selection, D5): the same groups, disjoint items, smaller.
+    val_bbh_per_task: int = 1
+    val_n_ifeval: int = 4
+    val_n_qa: int = 16
+    val_n_target: int = 16  # word problems, half from held-out templates, none in training or test
+    val_n_ood: int = 4  # items per out-of-distribution task
+    rewind_methods: tuple[str, ...] = ("full", "lora", "oft")
+    rewind_alphas: tuple[float, ...] = (0.3, 0.6)  # interior points of each path (0 = base and 1 = final are known)
     # Training (paper_spec.md A6, scaled down): AdamW, cosine after 10 % warmup, grad clip 1.0. The embedded
     # default is sized so nine methods train and score within the 45-minute budget on a 2-core CPU.
     steps: int = 30
@@ -89,6 +97,10 @@ PROFILES: dict[str, Profile] = {
         batch_size=4,
         max_length=192,
         save_every=2,
+        val_n_ifeval=2,
+        val_n_qa=3,
+        val_n_target=4,
+        val_n_ood=2,
         methods=("full", "lora", "oft"),
         eval_batch_size=8,
     ),
@@ -113,6 +125,7 @@ PROFILES: dict[str, Profile] = {
         grad_accum=128,  # 256 sequences per step on one GPU (A6)
         max_length=8192,
         save_every=91,
+        rewind_alphas=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),  # D2's 11-point grid
         methods=("full", "lora", "dora", "pissa", "milora", "oft", "ia3", "vera", "miss", "adalora", "keeplora"),
         eval_batch_size=8,
     ),

@@ -227,3 +227,109 @@ def profile_curves(analyses: dict, labels) -> "pd.DataFrame":
                      "value": s1})
         rows.append({"method": "pretrained", "index": i + 1, "panel": "adaptation  ||dW v_i|| / sum", "value": s2})
     return pd.DataFrame(rows)
+
+
+# paper_spec.md D6: OFT-b32 on Qwen2.5-7B, (Target, General) in %, math and medical SFT.
+PAPER_D6 = {"final": {"math": (46.93, 44.37), "med": (48.63, 42.40)},
+            "uniform 0.4": {"math": (48.10, 47.53), "med": (48.83, 48.15)},
+            "SafeScale": {"math": (47.17, 46.69), "med": (50.01, 47.61)},
+            "MinScale": {"math": (47.83, 46.86), "med": (49.76, 47.79)}}
+# paper_spec.md D3 (Qwen2.5-7B SFT-math, OFT-b32; Target / General): the two paths at alpha = 0.3 and the final.
+PAPER_D3 = {"dense a=0.3": (43.93, 43.91), "generator a=0.3": (45.77, 48.64), "final": (46.93, 44.37)}
+# paper_spec.md D2 (approximate, read off the figure): Target / General along the dense (Full FT, LoRA) and generator
+# (OFT) paths at alpha = 0.3, 0.6 and 1.
+PAPER_D2 = {"full": {0.3: (47.2, 44.5), 0.6: (50.6, 38.2), 1.0: (51.9, 34.6)},
+            "lora": {0.3: (44.5, 48.8), 0.6: (46.2, 43.8), 1.0: (42.5, 39.2)},
+            "oft": {0.3: (45.8, 48.6), 0.6: (46.9, 45.8), 1.0: (46.9, 44.4)}}
+
+
+def rewind_frame(result: dict) -> "pd.DataFrame":
+    """Every point of every rewinding path on the validation split, with the base (alpha 0) and final (alpha 1) as
+    the ends of each path, so each path can be drawn from base to final."""
+    import pandas as pd
+
+    base = result["base"]
+    rows = []
+    for method, rec in result["methods"].items():
+        final = next(r for r in rec["validation"] if r["path"] == "final")
+        for path in sorted({r["path"] for r in rec["validation"]} - {"final", "layerwise"}):
+            ends = [{**base, "label": "base", "alpha": 0.0}, {**final, "label": "final", "alpha": 1.0}]
+            for r in [*ends, *(r for r in rec["validation"] if r["path"] == path)]:
+                rows.append({"method": method, "path": "training" if path == "train" else path, "point": r["label"],
+                             "alpha": r["alpha"], "General": r["general"], "General se": r["general_se"],
+                             "Target": r["target"], "Target se": r["target_se"]})
+        for r in rec["validation"]:
+            if r["path"] == "layerwise":
+                rows.append({"method": method, "path": "layerwise", "point": r["label"], "alpha": None,
+                             "General": r["general"], "General se": r["general_se"], "Target": r["target"],
+                             "Target se": r["target_se"]})
+    return pd.DataFrame(rows).sort_values(["method", "path", "alpha"], na_position="last").reset_index(drop=True)
+
+
+def rewind_gains(result: dict) -> "pd.DataFrame":
+    """Gains over the final checkpoint (points, paired SE): each method's selected point on the test split, and the
+    OFT layer-wise rules on the validation split (they need no selection), with the paper's D6 gains beside."""
+    import pandas as pd
+
+    rows = []
+    for method, rec in result["methods"].items():
+        g = rec["gain_test"]
+        rows.append({"method": method, "point": rec["selected"]["label"] + " (selected)", "split": "test",
+                     "ΔGeneral": g["general"], "ΔGeneral se": g["general_se"], "ΔTarget": g["target"],
+                     "ΔTarget se": g["target_se"], "verdict": dominance(g)})
+        for label, g in rec["gain_validation"].items():
+            if label in PAPER_D6:
+                paper = PAPER_D6[label]["math"]
+                final = PAPER_D6["final"]["math"]
+                rows.append({"method": method, "point": label, "split": "validation", "ΔGeneral": g["general"],
+                             "ΔGeneral se": g["general_se"], "ΔTarget": g["target"], "ΔTarget se": g["target_se"],
+                             "verdict": dominance(g), "paper ΔGeneral (math)": round(paper[1] - final[1], 2),
+                             "paper ΔTarget (math)": round(paper[0] - final[0], 2)})
+    return pd.DataFrame(rows).set_index(["method", "point"])
+
+
+def dominance(gain: dict) -> str:
+    """Whether a point beats the final checkpoint on both axes: 'dominates' when neither change is negative and at
+    least one is more than two standard errors above zero; 'dominated' in the mirror case."""
+    g, t = gain["general"], gain["target"]
+    up = (g > Z * gain["general_se"]) or (t > Z * gain["target_se"])
+    down = (g < -Z * gain["general_se"]) or (t < -Z * gain["target_se"])
+    if g >= 0 and t >= 0 and up:
+        return "dominates the final"
+    if g <= 0 and t <= 0 and down:
+        return "is dominated by the final"
+    if g == 0 and t == 0:
+        return "equals the final"
+    return "differs from the final within noise" if not (up or down) else "trades one axis for the other"
+
+
+def overshoot(result: dict) -> dict:
+    """Per method, on the validation split: the best General among the points before the final (training path and
+    interpolations) minus the final's General, and that point's Target change; 'overshoot' when some earlier point
+    keeps the Target within one SE of the final while its General is more than one SE higher (D1-D2)."""
+    out = {}
+    for method, rec in result["methods"].items():
+        final = next(r for r in rec["validation"] if r["path"] == "final")
+        earlier = [r for r in rec["validation"] if r["path"] != "final"]
+        keep = [r for r in earlier if r["target"] >= final["target"] - final["target_se"]]
+        best = max(keep or earlier, key=lambda r: r["general"])
+        gap = best["general"] - final["general"]
+        out[method] = {"point": best["label"], "general_gap": gap, "target_change": best["target"] - final["target"],
+                       "overshoot": bool(keep) and gap > final["general_se"]}
+    return out
+
+
+def paper_rewind_beside(result: dict) -> "pd.DataFrame":
+    """Our validation-split points at the paper's alphas beside the paper's D2/D3 points (Target / General)."""
+    import pandas as pd
+
+    rows = []
+    for method, rec in result["methods"].items():
+        path = "generator" if method == "oft" else "dense"
+        ours = {r["alpha"]: r for r in rec["validation"] if r["path"] in (path, "final")}
+        for alpha, (t, g) in PAPER_D2.get(method, {}).items():
+            r = ours.get(alpha)
+            rows.append({"method": method, "path": path, "alpha": alpha, "paper Target": t, "paper General": g,
+                         "ours Target (val)": r["target"] if r else None,
+                         "ours General (val)": r["general"] if r else None})
+    return pd.DataFrame(rows).set_index(["method", "path", "alpha"])

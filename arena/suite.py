@@ -22,6 +22,7 @@ from pathlib import Path
 
 from .assets import bigbench_tasks, cache_dir, load_bigbench
 from .profiles import Profile
+from .errors import ArenaError
 from .wordproblems import make_problems
 
 SUITE_VERSION = 2  # bump when any file's content or format changes
@@ -101,6 +102,43 @@ def build_suite(profile: Profile) -> Path:
     return out
 
 
+def validation_dir(profile: Profile) -> Path:
+    """The validation split of the profile's suite (rewinding's selection, paper_spec.md D5): same file names and
+    lm-eval tasks as the test suite, different items. Built on first use."""
+    return build_validation(profile)
+
+
+def build_validation(profile: Profile) -> Path:
+    """Write the validation split: every item drawn from the same sources as the test suite but disjoint from it
+    (checked by normalised input text) and, for word problems, from the training set too (idempotent)."""
+    test = build_suite(profile)
+    out = test / "validation"
+    if (out / "DONE").exists():
+        return out
+    if profile.bbh_per_task == 0:
+        raise ArenaError("the paper profile scores lm-eval's stock tasks, which have no validation split built in; "
+                         "rewinding's selection runs on the embedded or smoke profile (or pass validation files)")
+    (out / "bbh").mkdir(parents=True, exist_ok=True)
+    rng = random.Random(profile.seed + 7919)  # a different stream from the test suite's
+    for name in BBH_TASKS:
+        seen = {_norm(r["input"]) for r in read_jsonl(test / "bbh" / f"{bbh_id(name)}.jsonl")}
+        _write(out / "bbh" / f"{bbh_id(name)}.jsonl", _bbh_items(name, profile.val_bbh_per_task, rng, seen))
+    test_prompts = {r["prompt"] for r in read_jsonl(test / "ifeval.jsonl")}
+    ifeval = [r for r in ifeval_items(4 * profile.val_n_ifeval + 8, rng) if r["prompt"] not in test_prompts]
+    _write(out / "ifeval.jsonl", ifeval[:profile.val_n_ifeval])
+    _write(out / "qa.jsonl", _qa_items(profile.val_n_qa, rng, {_norm(r["input"]) for r in read_jsonl(test / "qa.jsonl")}))
+    # The same generator continued past the test items: the first n_target_test are the test set, the rest are new.
+    train, both = make_problems(profile.n_train, profile.n_target_test + profile.val_n_target, seed=profile.seed)
+    known = {r["question"] for r in train} | {r["question"] for r in both[:profile.n_target_test]}
+    _write(out / "wordproblems_test.jsonl", [r for r in both[profile.n_target_test:] if r["question"] not in known])
+    for file, tasks, per_task in (("arithmetic.jsonl", ARITHMETIC_TASKS, profile.val_n_ood // 2),
+                                  ("emqa.jsonl", [EMQA_TASK], profile.val_n_ood)):
+        seen = {_norm(r["input"]) for r in read_jsonl(test / file)}
+        _write(out / file, [_mc_item(e, "") for t in tasks for e in _sample_examples(t, per_task, rng, seen)])
+    (out / "DONE").write_text(json.dumps({"version": SUITE_VERSION, "profile": profile.name, "split": "validation"}))
+    return out
+
+
 def _write(path: Path, items: list[dict]) -> None:
     if not items:
         raise ValueError(f"refusing to write an empty evaluation file {path.name}")
@@ -133,12 +171,13 @@ def _bbh_exemplars(name: str) -> set[str]:
     return {_norm(s["input"]) for s in config["fewshot_config"]["samples"]}
 
 
-def _bbh_items(name: str, n: int, rng: random.Random) -> list[dict]:
+def _bbh_items(name: str, n: int, rng: random.Random, exclude: set[str] = frozenset()) -> list[dict]:
     task = load_bigbench(name)
     exemplars = _bbh_exemplars(name)
     prefix = task.get("task_prefix", "")
     # An exemplar's text contains the task prefix and the options, so test containment, not equality.
-    pool = [e for e in task["examples"] if not any(_norm(e["input"]) in ex for ex in exemplars)]
+    pool = [e for e in task["examples"] if not any(_norm(e["input"]) in ex for ex in exemplars)
+            and _norm((prefix + e["input"]).strip()) not in exclude]
     chosen = rng.sample(pool, min(n, len(pool)))
     return [_greedy_item(e, prefix) if name in GREEDY_BBH else _mc_item(e, prefix) for e in chosen]
 
@@ -184,9 +223,9 @@ def _conflict(specs) -> bool:
         "detectable_format:json_format" in ids and len(ids) > 1)
 
 
-def _qa_items(n: int, rng: random.Random) -> list[dict]:
+def _qa_items(n: int, rng: random.Random, exclude: set[str] = frozenset()) -> list[dict]:
     items = []
-    for e in _sample_examples(QA_TASK, 4 * n, rng):
+    for e in _sample_examples(QA_TASK, 4 * n, rng, exclude):
         targets = e["target"] if isinstance(e["target"], list) else [e["target"]]
         if all(len(t.split()) <= 4 for t in targets):  # short factual answers, like NQ's
             items.append({"input": e["input"], "targets": targets})

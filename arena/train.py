@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import pickle
 import random
@@ -21,6 +20,7 @@ from pathlib import Path
 import torch
 
 from .errors import ArenaError
+from .models import bf16_compute
 from .progress import progress
 
 IGNORE = -100  # labels ignored by the loss (prompt tokens and padding)
@@ -238,23 +238,6 @@ def _set_allocator_state(model, extra: dict) -> None:
         setattr(alloc, name, {k: v.to(device) for k, v in values.items()})
 
 
-def _bf16_ok(device) -> bool:
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    import os
-
-    return os.environ.get("ARENA_CPU_BF16", "1") != "0" and _cpu_has_bf16()
-
-
-@functools.cache
-def _cpu_has_bf16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
 def make_optimizer(model, spec: TrainSpec):
     from transformers import get_cosine_schedule_with_warmup
 
@@ -296,7 +279,7 @@ def train(model, examples: list[dict], spec: TrainSpec, folder: Path, meta: dict
     device = next(model.parameters()).device
     # bf16 autocast with fp32 master weights: on CUDA as in the paper (A6); on CPU it is also ~15 % faster where the
     # CPU has bf16 instructions (AVX512-BF16 / AMX), and weights, optimiser state and checkpoints stay fp32.
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=_bf16_ok(device))
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16_compute(device))
     bar = progress(range(start, spec.steps), desc=f"train {meta.get('label', spec.method)}", initial=start,
                    total=spec.steps, unit="step")
     t0 = time.perf_counter()

@@ -25,7 +25,8 @@ def measure(profile_name: str, method: str, steps: int, warmup: int) -> dict:
     from arena.pipeline import ensure_assets
     from arena.profiles import get_profile
     from arena.provenance import peak_memory_mb
-    from arena.train import _bf16_ok, make_optimizer, micro_batch
+    from arena.models import bf16_compute
+    from arena.train import make_optimizer, micro_batch
 
     profile = get_profile(profile_name)
     ensure_assets(profile)
@@ -45,7 +46,7 @@ def measure(profile_name: str, method: str, steps: int, warmup: int) -> dict:
                 torch.cuda.synchronize()
             start = time.perf_counter()
         batch = {k: v.to(device) for k, v in micro_batch(examples, spec, step, 0, tokenizer.pad_token_id).items()}
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=_bf16_ok(device)):  # as the trainer does
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16_compute(device)):  # as the trainer does
             loss = model(**batch).loss
         loss.backward()
         optimizer.step()

@@ -51,3 +51,26 @@ def test_qa_scorer_normalises_and_accepts_any_target():
 
     assert qa_results({"targets": ["comedy", "parody"]}, [" The Parody.\nmore"])["exact_match"] == 1.0
     assert qa_results({"targets": ["comedy"]}, ["tragedy"])["exact_match"] == 0.0
+
+
+def test_validation_split_is_disjoint_from_test_and_training():
+    from arena.profiles import get_profile
+    from arena.suite import build_suite, build_validation, read_jsonl
+
+    profile = get_profile("smoke")
+    test, val = build_suite(profile), build_validation(profile)
+    assert val != test and (val / "DONE").exists()
+
+    def inputs(folder, name, field="input"):
+        files = sorted((folder / "bbh").glob("*.jsonl")) if name == "bbh" else [folder / name]
+        return [r[field] for f in files for r in read_jsonl(f)]
+
+    for name, field in [("bbh", "input"), ("qa.jsonl", "input"), ("ifeval.jsonl", "prompt"),
+                        ("arithmetic.jsonl", "input"), ("emqa.jsonl", "input"),
+                        ("wordproblems_test.jsonl", "question")]:
+        v = inputs(val, name, field)
+        assert v, name
+        assert not set(v) & set(inputs(test, name, field)), f"{name}: validation items in the test split"
+    train = {r["question"] for r in read_jsonl(test / "wordproblems_train.jsonl")}
+    assert not set(inputs(val, "wordproblems_test.jsonl", "question")) & train
+    assert len(inputs(val, "bbh")) == 24 * profile.val_bbh_per_task

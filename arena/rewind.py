@@ -1,0 +1,407 @@
+"""Overshoot and post-hoc rewinding (paper_spec.md D; issue 6): the operating points between the base and a finetuned
+model, applied to a loaded model in place (no model copy per point) and restored exactly afterwards.
+
+- **Training path** (D1): the checkpoints saved along training (``benchmark.load_trained(step=...)``).
+- **Dense interpolation** (D2): W(alpha) = W0 + alpha dW, dW = W_ft - W0 the effective update of every adapted or
+  finetuned matrix, the same alpha everywhere. Plain LoRA does it by scaling the adapter (s -> alpha s, exact, works on
+  a 4-bit base); every other method writes W0 + alpha dW into the base weights with the adapter switched off (dW from
+  ``updates.module_update`` in fp32, so residual inits, DoRA, IA3, OFT, ... all follow the same definition).
+- **OFT generator path** (D3): R(alpha) = Cayley(s Q) with s = sqrt(alpha) (the paper) or s = alpha, built by the
+  adapter's own routine because the generators are scaled in place (``oft_path.scaled_generators``): alpha = 1 is the
+  trained model bit for bit, every point stays (to the routine's precision) orthogonal. The two schedules trace the
+  same set of models (Cayley(sqrt(a) Q) = Cayley(a' Q) at a' = sqrt(a)); they differ in where the grid samples it.
+- **Layer-wise OFT rescaling** (D4): uniform c, SafeScale and MinScale (``oft_path.layerwise_scales``).
+- **Selection** (D5): :func:`select_point` reads validation scores only (the suite's validation split, disjoint from
+  every test item); the chosen point is then scored once on the test split.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Callable
+
+import torch
+
+from .errors import ArenaError
+
+SCHEDULES = ("sqrt", "linear")
+LAYER_RULES = ("uniform", "safe", "min")
+
+
+# ---------------------------------------------------------------------------------------------------- dense path
+def _plain_lora(layer, adapter: str) -> bool:
+    """A LoRA layer whose update is exactly s B A on an untouched base (so scaling s is the dense path)."""
+    return (hasattr(layer, "lora_A") and adapter in layer.lora_A
+            and adapter not in getattr(layer, "lora_magnitude_vector", {})
+            and type(layer).__name__ == "Linear" and type(layer).__module__.startswith("peft.tuners.lora"))
+
+
+class DenseInterpolation:
+    """W0 + alpha dW for every adapted (peft) or finetuned (full) matrix of ``model``; ``read_w0(name)`` returns the
+    pretrained weight by parameter name (``weight_analysis.pretrained_source``).
+
+    ``with path.at(alpha): ...`` evaluates the model at alpha; the trained weights come back exactly on exit.
+    """
+
+    def __init__(self, model, read_w0: Callable[[str], torch.Tensor], adapter: str = "default",
+                 residual: bool = False):
+        from .updates import adapted_layers, module_update
+
+        self.model, self.adapter = model, adapter
+        self.layers = list(adapted_layers(model, adapter)) if hasattr(model, "peft_config") else []
+        # Plain LoRA (not a residual init such as PiSSA) is interpolated by its scaling factor: exact, no copies.
+        self.scale_only = bool(self.layers) and not residual and all(_plain_lora(m, adapter) for _, m in self.layers)
+        self.targets: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # (parameter, W0, dW)
+        if self.scale_only:
+            return
+        with torch.no_grad():
+            if self.layers:
+                for name, layer in self.layers:
+                    weight = layer.get_base_layer().weight
+                    if type(weight).__name__ in ("Params4bit", "Int8Params"):
+                        raise ArenaError("dense interpolation writes W0 + alpha dW into the base weights, which a "
+                                         "4-bit base cannot hold; run rewinding with quantization='none' (or use LoRA, "
+                                         "which is rewound by scaling its adapter)")
+                    W0 = read_w0(name + ".weight")
+                    self.targets.append((weight, W0, module_update(layer, W0, adapter)))
+            else:  # full finetuning: every parameter that moved
+                for name, param in model.named_parameters():
+                    W0 = read_w0(name)
+                    if not torch.equal(param.detach().cpu().float(), W0):
+                        self.targets.append((param, W0, param.detach().cpu().float() - W0))
+        if not self.targets:
+            raise ArenaError("the model has no update to interpolate (is it the base model?)")
+
+    @contextlib.contextmanager
+    def at(self, alpha: float):
+        if self.scale_only:
+            with lora_scaled(self.model, alpha, self.adapter):
+                yield self.model
+            return
+        saved = [p.data.clone() for p, _, _ in self.targets]  # exact restore, not W0 + 1*dW
+        try:
+            with torch.no_grad():
+                for p, W0, dW in self.targets:
+                    p.data.copy_((W0 + alpha * dW).to(p.device, p.dtype))
+            with self.model.disable_adapter() if self.layers else contextlib.nullcontext():
+                yield self.model
+        finally:
+            with torch.no_grad():
+                for p, original in zip((p for p, _, _ in self.targets), saved):
+                    p.data.copy_(original)
+
+
+@contextlib.contextmanager
+def lora_scaled(model, alpha: float, adapter: str = "default"):
+    """Plain LoRA at W0 + alpha s B A: multiply each layer's scaling by alpha (peft ``scaling``), restore on exit."""
+    from .updates import adapted_layers
+
+    layers = [m for _, m in adapted_layers(model, adapter)]
+    saved = [m.scaling[adapter] for m in layers]
+    try:
+        for m, s in zip(layers, saved):
+            m.scaling[adapter] = s * alpha
+        yield model
+    finally:
+        for m, s in zip(layers, saved):
+            m.scaling[adapter] = s
+
+
+def dense_factor_error(R_blocks: torch.Tensor, alpha: float) -> float:
+    """||F^T F - I||_F of the dense OFT factor F = (1-alpha) I + alpha R^T (D3: off the orthogonal group for
+    0 < alpha < 1, worst at 0.5)."""
+    from .oft_path import dense_factor, orthogonality_error
+
+    return orthogonality_error(torch.stack([dense_factor(R, alpha) for R in R_blocks.unbind(0)]))
+
+
+# ------------------------------------------------------------------------------------------- OFT generator path
+def generator_scale(alpha: float, schedule: str = "sqrt") -> float:
+    """s(alpha) of R(alpha) = Cayley(s Q): sqrt(alpha) (the paper, D3) or alpha."""
+    if schedule not in SCHEDULES:
+        raise ArenaError(f"unknown OFT schedule {schedule!r}; choose one of {SCHEDULES}")
+    if not 0.0 <= alpha <= 1.0:
+        raise ArenaError(f"alpha must lie in [0, 1], got {alpha}")
+    return math.sqrt(alpha) if schedule == "sqrt" else alpha
+
+
+def _require_oft(model, adapter: str) -> list:
+    from .oft_path import iter_oft_layers
+
+    layers = list(iter_oft_layers(model, adapter))
+    if not layers:
+        raise ArenaError("the generator path needs an OFT model (peft OFT layers); use the dense path for other methods")
+    return layers
+
+
+@contextlib.contextmanager
+def generator_path(model, alpha: float, schedule: str = "sqrt", adapter: str = "default"):
+    """The OFT model at R(alpha) = Cayley(s(alpha) Q) in every layer (D3), by scaling generators in place."""
+    from .oft_path import scaled_generators
+
+    _require_oft(model, adapter)
+    with scaled_generators(model, generator_scale(alpha, schedule), adapter):
+        yield model
+
+
+def layer_scales(model, rule: str, value: float | None = None, adapter: str = "default") -> dict[int, float]:
+    """Per-layer generator scales c_l for ``rule`` in uniform / safe / min (D4; strength rho_l defined in
+    ``oft_path.layer_strength``)."""
+    from .oft_path import layer_strength, layerwise_scales
+
+    if rule not in LAYER_RULES:
+        raise ArenaError(f"unknown layer-wise rule {rule!r}; choose one of {LAYER_RULES}")
+    _require_oft(model, adapter)
+    return layerwise_scales(layer_strength(model, adapter), rule, value)
+
+
+@contextlib.contextmanager
+def layerwise(model, rule: str, value: float | None = None, adapter: str = "default"):
+    """The OFT model with layer l's generators scaled by c_l (D4)."""
+    from .oft_path import scaled_generators
+
+    with scaled_generators(model, layer_scales(model, rule, value, adapter), adapter):
+        yield model
+
+
+def rotation_errors(model, alphas, schedule: str = "sqrt", adapter: str = "default") -> list[dict]:
+    """Per alpha: the worst ||R^T R - I||_F over OFT layers on the generator path, and the same for the dense path's
+    factor (1-alpha) I + alpha R^T. The generator path's error is the routine's own (Cayley-Neumann truncation), at most
+    that of the trained rotation; the dense path's is not."""
+    from .oft_path import oft_rotation, orthogonality_error
+
+    rows = []
+    layers = _require_oft(model, adapter)
+    for alpha in alphas:
+        s = generator_scale(alpha, schedule)
+        gen = dense = 0.0
+        for _, layer, _ in layers:
+            gen = max(gen, orthogonality_error(oft_rotation(layer, s, adapter, blocks=True).float(), "max"))
+            R1 = oft_rotation(layer, 1.0, adapter, blocks=True).float()
+            dense = max(dense, max(dense_factor_error(R1[i:i + 1], alpha) for i in range(R1.shape[0])))
+        rows.append({"alpha": alpha, "generator_error": gen, "dense_error": dense})
+    return rows
+
+
+# ------------------------------------------------------------------------------------------------- selection
+def select_point(candidates: list[dict], final: dict, delta: float | None = None) -> dict:
+    """The operating point chosen on the validation split (D5; never the test split).
+
+    Rule: among the candidates whose validation Target is at least the final checkpoint's minus ``delta`` (default:
+    one standard error of the final's validation Target), take the highest validation General; ties go to the larger
+    alpha (closer to the trained model). Each dict has ``general``, ``target`` (and ``alpha``) from the validation
+    split; ``final`` is the final checkpoint on the same split. The final itself is always a candidate, so "no better
+    point" is a possible answer.
+    """
+    for c in [*candidates, final]:
+        if c.get("split", "validation") != "validation":
+            raise ArenaError("select_point reads validation scores only; got a test-split score")
+    delta = final.get("target_se", 0.0) if delta is None else delta
+    pool = [c for c in candidates if c["target"] >= final["target"] - delta] + [final]
+    return max(pool, key=lambda c: (c["general"], c.get("alpha", 1.0)))
+
+
+# ------------------------------------------------------------------------------------------------ orchestration
+REWIND_VERSION = 1
+
+
+def variants(profile, spec) -> list[dict]:
+    """The points of one method's rewinding study, all scored on the validation split: the saved checkpoints between
+    the first and the last (D1), the dense path at the profile's alphas (D2) and, for OFT, the sqrt generator path at
+    the same alphas (D3) and the layer-wise rules (D4: uniform 0.4, SafeScale, MinScale)."""
+    points = [{"path": "train", "step": s} for s in spec.save_steps() if 0 < s < spec.steps]
+    points += [{"path": "dense", "alpha": a} for a in profile.rewind_alphas]
+    if is_oft(spec.method, spec.size):
+        points += [{"path": "generator", "schedule": "sqrt", "alpha": a} for a in profile.rewind_alphas]
+        points += [{"path": "layerwise", "rule": "uniform", "value": 0.4}, {"path": "layerwise", "rule": "safe"},
+                   {"path": "layerwise", "rule": "min"}]
+    return points
+
+
+def is_oft(method: str, size: int | None = None) -> bool:
+    """Whether a registered method is built as peft OFT layers (so the generator path applies)."""
+    from .methods import get_method
+
+    m = get_method(method)
+    return m.config is not None and type(m.config(size or m.default_size, ["q_proj"], 1)).__name__ == "OFTConfig"
+
+
+def point_label(point: dict) -> str:
+    path = point["path"]
+    if path == "train":
+        return f"step {point['step']}"
+    if path in ("dense", "generator"):
+        return f"{path} a={point['alpha']:g}"
+    if path == "layerwise":
+        return {"uniform": f"uniform {point.get('value', 0):g}", "safe": "SafeScale", "min": "MinScale"}[point["rule"]]
+    return path
+
+
+def point_alpha(point: dict, steps: int) -> float:
+    """Where a point sits between base (0) and final (1): alpha, or the step fraction for checkpoints."""
+    if "alpha" in point:
+        return float(point["alpha"])
+    if point["path"] == "train":
+        return point["step"] / steps
+    return 1.0
+
+
+class _Loaded:
+    """The final model of a run, loaded once (unmerged) on first use, with the dense path built on demand."""
+
+    def __init__(self, profile, spec):
+        self.profile, self.spec, self._model, self._dense = profile, spec, None, None
+
+    @property
+    def model(self):
+        if self._model is None:
+            from .benchmark import load_trained
+
+            self._model, self.tokenizer = load_trained(self.profile, self.spec, merge=False)
+        return self._model
+
+    def dense(self) -> DenseInterpolation:
+        if self._dense is None:
+            from .methods import get_method
+            from .weight_analysis import pretrained_source
+
+            self._dense = DenseInterpolation(self.model, pretrained_source(self.profile),
+                                             residual=get_method(self.spec.method).residual)
+        return self._dense
+
+    @contextlib.contextmanager
+    def at(self, point: dict):
+        path = point["path"]
+        if path == "train":
+            from .benchmark import load_trained
+
+            model, self.tokenizer = load_trained(self.profile, self.spec, point["step"], merge=False)
+            yield model
+            return
+        model = self.model
+        if path == "final":
+            yield model
+        elif path == "dense":
+            with self.dense().at(point["alpha"]) as m:
+                yield m
+        elif path == "generator":
+            with generator_path(model, point["alpha"], point.get("schedule", "sqrt")) as m:
+                yield m
+        elif path == "layerwise":
+            with layerwise(model, point["rule"], point.get("value")) as m:
+                yield m
+        else:
+            raise ArenaError(f"unknown rewinding path {path!r}")
+
+
+def _point_key(profile, spec, point: dict, split: str) -> dict:
+    from . import store
+    from .benchmark import train_key
+    from .pipeline import eval_key
+
+    tkey = train_key(profile, spec)
+    return eval_key(profile, tkey["base"], {"variant": "rewind", "train": store.key_hash(tkey), "point": point,
+                                            "split": split, "rewind_version": REWIND_VERSION})
+
+
+def evaluate_point(profile, spec, point: dict, split: str = "validation", loaded: _Loaded | None = None,
+                   force: bool = False) -> dict:
+    """General/Target of one point on ``split`` (cached). The final checkpoint on the test split is the benchmark's
+    own stored evaluation."""
+    import time
+
+    from . import store
+    from .evaluate import evaluate
+
+    if point["path"] == "final" and split == "test":
+        from .benchmark import evaluate_step
+
+        return evaluate_step(profile, spec)
+    loaded = loaded or _Loaded(profile, spec)
+
+    def compute(folder):
+        start = time.perf_counter()
+        with loaded.at(point) as model:
+            result = evaluate(model, loaded.tokenizer, profile, split=split)
+        return {**result, "point": point, "wall_s": time.perf_counter() - start}
+
+    return store.cached("eval", _point_key(profile, spec, point, split), compute, force=force)
+
+
+def _row(point: dict, scored: dict, steps: int, split: str) -> dict:
+    return {"point": point, "label": point_label(point), "path": point["path"], "alpha": point_alpha(point, steps),
+            "split": split, "general": scored["general"], "general_se": scored["general_se"],
+            "target": scored["target"], "target_se": scored["target_se"]}
+
+
+def rewind_method(profile, spec, force: bool = False, log=None) -> dict:
+    """One method's rewinding study (cached point by point): every variant and the final on the validation split, the
+    point :func:`select_point` picks, and that point's test scores with paired gains over the final checkpoint."""
+    from .stats import paired_difference
+
+    loaded = _Loaded(profile, spec)
+    final_val = evaluate_point(profile, spec, {"path": "final"}, "validation", loaded, force)
+    rows, scored = [], {}
+    for point in variants(profile, spec):
+        scored[point_label(point)] = s = evaluate_point(profile, spec, point, "validation", loaded, force)
+        rows.append(_row(point, s, spec.steps, "validation"))
+        if log:
+            log(f"{spec.method} {point_label(point)}: General {s['general']:.1f}, Target {s['target']:.1f}")
+    final_row = _row({"path": "final"}, final_val, spec.steps, "validation")
+    chosen = select_point(rows, final_row)
+    final_test = evaluate_point(profile, spec, {"path": "final"}, "test")
+    chosen_test = final_test if chosen["path"] == "final" else evaluate_point(profile, spec, chosen["point"], "test",
+                                                                               loaded, force)
+    record = {"method": spec.method, "steps": spec.steps, "validation": [*rows, final_row], "selected": chosen,
+              "test": {"selected": _row(chosen["point"], chosen_test, spec.steps, "test"),
+                       "final": _row({"path": "final"}, final_test, spec.steps, "test")},
+              "gain_test": _gain(paired_difference(chosen_test["items"], final_test["items"])),
+              "gain_validation": {point_label(p["point"]): _gain(paired_difference(scored[point_label(p["point"])]
+                                                                                   ["items"], final_val["items"]))
+                                  for p in rows}}
+    if "generator" in {p["path"] for p in rows}:
+        from .oft_path import layer_strength
+
+        model = loaded.model
+        record["rotation_errors"] = rotation_errors(model, sorted({0.3, 0.5, 0.6, 1.0, *profile.rewind_alphas}))
+        scales = {rule: layer_scales(model, rule, 0.4 if rule == "uniform" else None) for rule in LAYER_RULES}
+        record["layers"] = [{"layer": k, "strength": v, **{f"scale_{r}": scales[r][k] for r in LAYER_RULES}}
+                            for k, v in layer_strength(model).items()]
+    return record
+
+
+def _gain(diff: dict) -> dict:
+    return {"general": diff["general"], "general_se": diff["general_se"], "target": diff["target"],
+            "target_se": diff["target_se"]}
+
+
+def base_validation(profile, force: bool = False) -> dict:
+    """The base model on the validation split (the alpha = 0 end of every path; cached)."""
+    from . import store
+    from .evaluate import evaluate
+    from .models import load_base, model_identity, resolve_quantization
+    from .pipeline import eval_key
+
+    def compute(folder):
+        model, tokenizer = load_base(profile.model, resolve_quantization(profile))
+        return evaluate(model, tokenizer, profile, split="validation")
+
+    return store.cached("eval", eval_key(profile, model_identity(profile.model), {"variant": "base",
+                                                                                   "split": "validation"}),
+                        compute, force=force)
+
+
+def run_rewinding(profile, methods=None, force: bool = False, log=print) -> dict:
+    """Every rewinding study of the profile (``profile.rewind_methods``); trained runs come from the benchmark's store
+    (trained here if missing). Returns ``{"base": validation scores, "methods": {name: record}}``."""
+    from .benchmark import run_method, train_spec, sized_method
+    from .profiles import get_profile
+
+    profile = get_profile(profile) if isinstance(profile, str) else profile
+    out = {"base": _row({"path": "base"}, base_validation(profile, force), 1, "validation"), "methods": {}}
+    for method in methods or profile.rewind_methods:
+        run_method(profile, method)
+        spec = train_spec(profile, sized_method(profile, method))
+        out["methods"][method] = rewind_method(profile, spec, force=force)
+    return out

@@ -1,0 +1,198 @@
+"""Rewinding (paper_spec.md D; issue 6): the interpolation ends reproduce base and trained model, the OFT generator
+path stays orthogonal where the dense path does not, and selection never reads the test split."""
+
+import copy
+
+import pytest
+import torch
+
+from arena.errors import ArenaError
+from arena.methods import build, get_method
+from arena.models import smoke_model, smoke_tokenizer
+from arena.oft_path import dense_factor, oft_rotation, orthogonality_error
+from arena.rewind import (DenseInterpolation, generator_path, layer_scales, layerwise, rotation_errors, select_point,
+                          variants)
+from arena.train import collate, encode_example
+
+METHODS = ["lora", "dora", "pissa", "milora", "keeplora", "adalora", "oft", "boft", "ia3", "vera", "miss"]
+
+
+def _batch():
+    tok = smoke_tokenizer()
+    return collate([encode_example(tok, "What is 1 plus 2?", "1 + 2 = 3. #### 3", 192),
+                    encode_example(tok, "Name a colour.", "Blue.", 192)], tok.pad_token_id)
+
+
+def _trained(name, scale=0.02):
+    torch.manual_seed(0)
+    model = build(name, smoke_model(), init_batch=_batch(), steps=4)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(scale * torch.randn_like(p))
+    return model.eval()
+
+
+def _logits(model):
+    batch = _batch()
+    with torch.no_grad():
+        return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+
+
+def _read_w0():
+    state = {k: v.detach().float() for k, v in smoke_model().state_dict().items()}
+    return lambda name: state[name]
+
+
+@pytest.mark.parametrize("name", [*METHODS, "full"])
+def test_dense_path_ends_are_base_and_trained(name):
+    base_logits = _logits(smoke_model().eval())
+    model = _trained(name)
+    trained_logits = _logits(model)
+    assert (trained_logits - base_logits).abs().max() > 1e-3  # the test would pass vacuously on an untouched model
+    path = DenseInterpolation(model, _read_w0(), residual=get_method(name).residual)
+    with path.at(0.0):
+        assert torch.allclose(_logits(model), base_logits, atol=1e-5), name
+    with path.at(1.0):
+        assert torch.allclose(_logits(model), trained_logits, atol=1e-4), name
+    with path.at(0.5):
+        half = _logits(model)
+        assert not torch.allclose(half, trained_logits, atol=1e-4) and not torch.allclose(half, base_logits, atol=1e-4)
+    assert torch.equal(_logits(model), trained_logits), "the trained weights must come back exactly"
+
+
+def test_plain_lora_is_rewound_by_its_scaling_and_residual_inits_are_not():
+    assert DenseInterpolation(_trained("lora"), _read_w0()).scale_only
+    assert not DenseInterpolation(_trained("pissa"), _read_w0(), residual=True).scale_only
+    assert not DenseInterpolation(_trained("dora"), _read_w0()).scale_only
+
+
+def test_lora_scaling_equals_the_dense_weight_path():
+    model = _trained("lora")
+    scaled = DenseInterpolation(model, _read_w0())
+    dense = DenseInterpolation(model, _read_w0())
+    dense.scale_only = False  # force the weight-writing route on the same model
+    from arena.updates import adapted_layers, module_update
+
+    read = _read_w0()
+    dense.targets = [(m.get_base_layer().weight, read(n + ".weight"), module_update(m, read(n + ".weight")))
+                     for n, m in adapted_layers(model)]
+    dense.layers = list(adapted_layers(model))
+    with scaled.at(0.3):
+        a = _logits(model)
+    with dense.at(0.3):
+        b = _logits(model)
+    assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_generator_path_ends_and_orthogonality():
+    model = _trained("oft", scale=0.01)  # trained generators are small; Neumann's truncation error grows as ||Q||^5
+    base_logits, trained_logits = _logits(smoke_model().eval()), _logits(model)
+    with generator_path(model, 1.0):
+        assert torch.equal(_logits(model), trained_logits)  # the same routine: bit for bit
+    with generator_path(model, 0.0):
+        assert torch.allclose(_logits(model), base_logits, atol=1e-5)
+    for schedule in ("sqrt", "linear"):
+        rows = rotation_errors(model, [0.1, 0.3, 0.5, 0.7, 1.0], schedule)
+        trained_error = rows[-1]["generator_error"]
+        for row in rows:
+            # every point as orthogonal as the trained rotation itself (Cayley-Neumann's own truncation error)
+            assert row["generator_error"] <= trained_error + 1e-6, row
+        half = next(r for r in rows if r["alpha"] == 0.5)
+        assert half["dense_error"] > 20 * max(trained_error, 1e-7), half
+    # the same numbers from the public helpers, on one layer
+    _, layer, _ = next(iter(__import__("arena.oft_path", fromlist=["x"]).iter_oft_layers(model)))
+    R = oft_rotation(layer, 1.0, blocks=True).double()
+    assert orthogonality_error(dense_factor(R[0], 0.5)) > orthogonality_error(oft_rotation(layer, 0.5 ** 0.5,
+                                                                                          blocks=True))
+
+
+def test_sqrt_and_linear_schedules_trace_the_same_models():
+    model = _trained("oft", scale=0.05)
+    with generator_path(model, 0.25, "sqrt"):
+        a = _logits(model)
+    with generator_path(model, 0.5, "linear"):
+        b = _logits(model)
+    assert torch.equal(a, b)
+
+
+def test_layerwise_rules_scale_late_layers_and_restore():
+    model = _trained("oft", scale=0.05)
+    trained = _logits(model)
+    safe, low = layer_scales(model, "safe"), layer_scales(model, "min")
+    assert all(0 < c <= 1 for c in [*safe.values(), *low.values()])
+    assert all(low[k] <= safe[k] + 1e-12 for k in safe)  # the minimum is never above the mean of the first five
+    assert set(layer_scales(model, "uniform", 0.4).values()) == {0.4}
+    with layerwise(model, "uniform", 0.4):
+        assert not torch.allclose(_logits(model), trained)
+    assert torch.equal(_logits(model), trained)
+    with pytest.raises(ArenaError, match="unknown layer-wise rule"):
+        layer_scales(model, "median")
+
+
+def test_generator_path_refuses_non_oft_models():
+    with pytest.raises(ArenaError, match="needs an OFT model"):
+        with generator_path(_trained("lora"), 0.5):
+            pass
+
+
+def test_selection_rule_and_split_guard():
+    final = {"general": 30.0, "target": 40.0, "target_se": 5.0, "alpha": 1.0}
+    points = [{"general": 36.0, "target": 33.0, "alpha": 0.3},  # too much target lost
+              {"general": 34.0, "target": 37.0, "alpha": 0.6},  # within one SE: chosen
+              {"general": 34.0, "target": 36.0, "alpha": 0.5}]  # tie on General: the larger alpha wins
+    assert select_point(points, final)["alpha"] == 0.6
+    assert select_point(points, final, delta=0.0) is final  # nothing keeps the target: the final stays
+    with pytest.raises(ArenaError, match="validation scores only"):
+        select_point([{**points[1], "split": "test"}], final)
+
+
+def test_variants_cover_the_paths():
+    from arena.benchmark import sized_method, train_spec
+    from arena.profiles import get_profile
+
+    profile = get_profile("smoke")
+    oft = variants(profile, train_spec(profile, sized_method(profile, "oft")))
+    lora = variants(profile, train_spec(profile, sized_method(profile, "lora")))
+    assert {p["path"] for p in oft} == {"train", "dense", "generator", "layerwise"}
+    assert {p["path"] for p in lora} == {"train", "dense"}
+    assert [p["step"] for p in lora if p["path"] == "train"] == [2]  # saved steps 0, 2, 4: the interior one
+
+
+@pytest.mark.e2e
+def test_smoke_rewinding_selects_on_validation_before_any_test_score(monkeypatch):
+    """The whole study on the smoke profile: the only test-split scores are the final's (stored by the benchmark)
+    and, after selection, the chosen point's."""
+    import arena.evaluate
+    import arena.rewind as rewind
+
+    calls, selected = [], []
+    real_evaluate, real_select = arena.evaluate.evaluate, rewind.select_point
+
+    def spy_evaluate(model, tokenizer, profile, batch_size=None, split="test"):
+        calls.append((split, bool(selected)))
+        return real_evaluate(model, tokenizer, profile, batch_size, split)
+
+    def spy_select(candidates, final, delta=None):
+        chosen = real_select(candidates, final, delta)
+        selected.append(chosen)
+        return chosen
+
+    from arena.benchmark import run_method
+
+    for method in ("lora", "oft"):
+        run_method("smoke", method)  # trained and scored on test before the study starts
+    monkeypatch.setattr(arena.evaluate, "evaluate", spy_evaluate)
+    monkeypatch.setattr(rewind, "select_point", spy_select)
+    out = rewind.run_rewinding("smoke", ["lora", "oft"], log=lambda *_: None)
+    assert set(out["methods"]) == {"lora", "oft"}
+    assert [c for c in calls if c[0] == "test" and not c[1]] == [], "a test score was read before selection"
+    assert sum(c[0] == "test" for c in calls) <= len(selected)
+    oft = out["methods"]["oft"]
+    assert {r["path"] for r in oft["validation"]} == {"train", "dense", "generator", "layerwise", "final"}
+    assert oft["test"]["final"]["split"] == "test" and oft["selected"]["split"] == "validation"
+    assert all(r["generator_error"] <= oft["rotation_errors"][-1]["generator_error"] + 1e-6
+               for r in oft["rotation_errors"])
+    n_calls = len(calls)
+    again = rewind.run_rewinding("smoke", ["lora"], log=lambda *_: None)  # cached: no new evaluation
+    assert again["methods"]["lora"]["gain_test"] == out["methods"]["lora"]["gain_test"] and len(calls) == n_calls

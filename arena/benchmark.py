@@ -41,11 +41,13 @@ def train_spec(profile: Profile, sized: Sized, lr: float | None = None) -> Train
 
 def train_key(profile: Profile, spec: TrainSpec) -> dict:
     """Everything that determines a trained path: base, quantisation, data, trainer version, hyperparameters."""
+    from .methods.registry import fingerprint
     from .suite import suite_dir
 
+    code = fingerprint(get_method(spec.method))  # a user's method: its code, so an edit retrains it
     return {"base": model_identity(profile.model), "quantization": resolve_quantization(profile),
             "data": suite_dir(profile).name, "n_train": profile.n_train, "train_version": TRAIN_VERSION,
-            **asdict(spec)}
+            **asdict(spec), **({"method_code": code} if code else {})}
 
 
 def _training_rows(profile: Profile) -> list[dict]:
@@ -57,7 +59,7 @@ def _training_rows(profile: Profile) -> list[dict]:
 def _prepare(profile: Profile, spec: TrainSpec):
     """Base model, tokenizer and encoded examples."""
     quantization = resolve_quantization(profile)
-    if quantization and get_method(spec.method).config is None:
+    if quantization and get_method(spec.method).config is None and get_method(spec.method).wrap is None:
         raise ArenaError("full finetuning needs an unquantised base; run it with quantization='none'")
     # unquantised training keeps fp32 weights (bf16 autocast does the compute); small AdamW steps vanish in bf16
     model, tokenizer = load_base(profile.model, quantization, dtype="auto" if quantization else "fp32")
@@ -83,7 +85,7 @@ def train_method(profile: Profile, spec: TrainSpec, force: bool = False, stop_af
         torch.manual_seed(spec.seed)  # adapter inits draw random numbers: the same seed gives the same run
         model = build(method, model, spec.size, init_batch=init_batch, steps=spec.steps)
         meta = {"base": key["base"], "method": method.name, "size": spec.size, "label": method.label(spec.size),
-                "save_init": method.config is not None}
+                "save_init": method.config is not None or method.wrap is not None}
         record = train(model, examples, spec, folder, meta, pad_id, on_step=method.on_step, stop_after=stop_after)
         if stop_after is not None and stop_after < spec.steps:
             raise StoppedEarly(f"stopped after {stop_after} of {spec.steps} steps")  # leaves the run unfinished
@@ -117,7 +119,7 @@ def load_trained(profile: Profile, spec: TrainSpec, step: int | None = None, mer
     method = get_method(spec.method)
     model, tokenizer = load_base(profile.model, resolve_quantization(profile))
     if method.config is None:
-        build(method, model)
+        model = build(method, model, spec.size)  # full FT, or a plain-torch method's own wrap
         load_weights(model, path, key["base"])
         return model.eval(), tokenizer
     from peft import get_peft_model
@@ -212,7 +214,11 @@ def _worker_init() -> None:
 
 
 def _run_in_worker(args) -> dict:
-    profile, method, force, analyse = args
+    profile, method, force, analyse, module = args
+    if module:  # a user's method: importing its module registers it in this process too
+        import importlib
+
+        importlib.import_module(module)
     record = run_method(profile, method, force=force)
     if analyse:
         analyse_record(profile, record, force=force)
@@ -235,9 +241,11 @@ def analyse_record(profile: Profile, record: dict, force: bool = False) -> None:
 
 
 def default_workers(methods) -> int:
-    """Two single-threaded workers on a CPU with two or more cores; one on a GPU, or when a method was registered at
-    run time (a notebook's own method cannot be sent to a fresh process)."""
-    if device() == "cuda" or not all(get_method(m).builtin for m in methods):
+    """Two single-threaded workers on a CPU with two or more cores; one on a GPU, or when a method was defined in
+    ``__main__`` (a plain notebook cell: a fresh process cannot import it; a method in an importable module can go)."""
+    from .methods.registry import source_module
+
+    if device() == "cuda" or any(not get_method(m).builtin and not source_module(get_method(m)) for m in methods):
         return 1
     return max(1, min(2, os.cpu_count() or 1, len(methods)))
 
@@ -267,15 +275,18 @@ def run_benchmark(profile: Profile | str, methods=None, workers: int | None = No
     start = time.perf_counter()
     if workers == 1:
         for m in todo:
-            done[m] = _run_in_worker((profile, m, force, analyse))
+            done[m] = _run_in_worker((profile, m, force, analyse, None))
             log(f"{done[m]['label']}: done ({time.perf_counter() - start:.0f} s)")
         return [done[m] for m in methods]
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
+    from .methods.registry import source_module
+
     ctx = multiprocessing.get_context("spawn")  # fork after torch/tokenizers threads start can deadlock
     with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init) as pool:
-        futures = {pool.submit(_run_in_worker, (profile, m, force, analyse)): m for m in todo}
+        futures = {pool.submit(_run_in_worker, (profile, m, force, analyse, source_module(get_method(m)))): m
+                   for m in todo}
         for future in as_completed(futures):
             done[futures[future]] = record = future.result()
             log(f"{record['label']}: done ({time.perf_counter() - start:.0f} s)")

@@ -196,7 +196,7 @@ def methods_table(names) -> "pd.DataFrame":
     rows = []
     for name in names:
         m = get_method(name)
-        built_by = "torch (every weight)" if m.config is None else "kit init on a peft LoRA" if m.init else "peft"
+        built_by = "plain torch (its own wrap)" if m.wrap else "torch (every weight)" if m.config is None else "kit init on a peft LoRA" if m.init else "peft"
         rows.append({"method": m.name, "family": m.family, "size knob": m.size_name or "-", "default LR": m.lr,
                      "built by": built_by, "what it is": m.description})
     return pd.DataFrame(rows).set_index("method")

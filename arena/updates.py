@@ -69,11 +69,14 @@ def effective_update(layer, W0: torch.Tensor, adapter: str = "default") -> torch
 
 
 def module_update(module, W0: torch.Tensor, adapter: str = "default") -> torch.Tensor:
-    """dW of any analysed module: a peft layer (``effective_update``) or a fully finetuned ``nn.Linear``."""
+    """dW of any analysed module: a peft layer (``effective_update``), a plain-torch method's layer (its
+    ``delta_weight()``) or a fully finetuned ``nn.Linear``."""
     from peft.tuners.tuners_utils import BaseTunerLayer
 
     if isinstance(module, BaseTunerLayer):
         return effective_update(module, W0, adapter)
+    if callable(getattr(module, "delta_weight", None)):  # a plain-torch method's layer (Method.wrap)
+        return _f32(module.delta_weight())
     return _f32(module.weight) - _f32(W0)
 
 

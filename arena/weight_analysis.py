@@ -68,11 +68,16 @@ def figure_layer(n_layers: int) -> int:
 
 
 def updates_of(model, method_is_full: bool, targets: list[str]):
-    """(name, updated-module, is-full) for each analysed matrix: peft layers, or every targeted linear for full FT."""
+    """(name, updated module) for each analysed matrix: peft layers; a plain-torch method's layers that expose
+    ``delta_weight()``; or every targeted linear for full FT."""
     if not method_is_full:
         from .updates import adapted_layers
 
         yield from adapted_layers(model)
+        return
+    custom = [(n, m) for n, m in model.named_modules() if callable(getattr(m, "delta_weight", None))]
+    if custom:
+        yield from custom
         return
     for name, module in model.named_modules():
         if name.rsplit(".", 1)[-1] in targets and isinstance(module, torch.nn.Linear):

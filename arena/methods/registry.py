@@ -22,6 +22,10 @@ class Method:
     - ``sizes`` are the values of the size knob ``size_name`` budget matching may pick; empty = fixed size;
     - ``residual``: the init moves the base weights to W0 - s*B0*A0 so the starting model equals the base
       (PiSSA, MiLoRA, KeepLoRA); checkpoints then keep the step-0 adapter to rebuild the residual base.
+    - ``wrap(model, size)``: a method written in plain torch instead of peft (``config`` stays None). The kit freezes
+      every weight, then ``wrap`` adds the method's own trainable modules in place; checkpoints hold exactly the
+      trainable tensors. A wrapped layer should expose ``delta_weight()`` (its fp32 dW) so the weight-space and
+      activation analyses can read its update (chapter 06 has a worked example).
     """
 
     name: str
@@ -37,6 +41,7 @@ class Method:
     residual: bool = False
     needs_init_batch: bool = False
     size_divides_inputs: bool = False  # block sizes must divide every adapted layer's input width (OFT, BOFT)
+    wrap: Callable | None = None
     builtin: bool = False
     extra: dict = field(default_factory=dict)
 
@@ -61,6 +66,34 @@ def register(method: Method, replace: bool = False) -> Method:
         raise ArenaError(f"{method.name}: default_size {method.default_size} is not one of sizes {method.sizes}")
     _REGISTRY[method.name] = method
     return method
+
+
+def source_module(method: Method) -> str | None:
+    """The importable module that defines (and registers) ``method``, or None when it lives in ``__main__`` (a
+    notebook cell or script): worker processes import it to get the method, so such methods train in parallel."""
+    for fn in (method.config, method.wrap, method.init, method.on_step):
+        module = getattr(fn, "__module__", None)
+        if module and module != "__main__" and not module.startswith("arena."):
+            return module
+    return None
+
+
+def fingerprint(method: Method) -> str | None:
+    """A hash of a user method's code (None for the kit's own): part of the training cache key, so editing the
+    method retrains it instead of returning results of the old code."""
+    if method.builtin:
+        return None
+    import hashlib
+    import inspect
+
+    parts = [method.description, str(method.lr), str(method.sizes)]
+    for fn in (method.config, method.wrap, method.init, method.on_step):
+        if fn is not None:
+            try:
+                parts.append(inspect.getsource(fn))
+            except (OSError, TypeError):  # defined interactively without source: fall back to its identity
+                parts.append(getattr(fn, "__qualname__", repr(fn)))
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
 def unregister(name: str) -> None:
@@ -122,6 +155,13 @@ def build(name: str | Method, model, size: int | None = None, init_batch: dict |
     (the paper's full-FT count is about the non-embedding parameters, A8)."""
     method = get_method(name)
     size = _check_size(method, size)
+    if method.wrap is not None:
+        for p in model.parameters():
+            p.requires_grad_(False)
+        model = method.wrap(model, size) or model
+        if not any(p.requires_grad for p in model.parameters()):
+            raise ArenaError(f"{method.name}: wrap() added no trainable parameters")
+        return model
     if method.config is None:
         _full_finetuning(model)
         return model
@@ -155,7 +195,11 @@ def count_trainable(name: str | Method, config, size: int | None = None) -> int:
     size = _check_size(method, size)
     skeleton = _skeleton(config)
     model = copy.deepcopy(skeleton)
-    if method.config is None:
+    if method.wrap is not None:
+        for p in model.parameters():
+            p.requires_grad_(False)
+        model = method.wrap(model, size) or model
+    elif method.config is None:
         _full_finetuning(model)
     else:
         from peft import get_peft_model

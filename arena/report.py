@@ -333,3 +333,49 @@ def paper_rewind_beside(result: dict) -> "pd.DataFrame":
                          "ours Target (val)": r["target"] if r else None,
                          "ours General (val)": r["general"] if r else None})
     return pd.DataFrame(rows).set_index(["method", "path", "alpha"])
+
+
+def tradeoff_ranking(records: list[dict], base: dict) -> "pd.DataFrame":
+    """Methods ranked by the sum of their changes against the base on both axes, TargetGain - Forgetting =
+    (General - General_base) + (Target - Target_base), with paired standard errors: one number for "the best
+    stability-plasticity trade-off" that weighs a point of forgetting the same as a point of target gain. Also marks
+    the non-dominated frontier (A5)."""
+    import math
+
+    import pandas as pd
+
+    frame = pareto_frame(records, base).set_index("method")
+    rows = []
+    for r in records:
+        d = deltas(r, base)
+        rows.append({"method": r["label"], "family": r["family"], "TargetGain - Forgetting":
+                     d["target_gain"] - d["forgetting"],
+                     "se": math.hypot(d["target_gain_se"], d["forgetting_se"]), "Target gain": d["target_gain"],
+                     "Forgetting": d["forgetting"], "frontier": bool(frame.loc[r["label"], "frontier"])})
+    return pd.DataFrame(rows).sort_values("TargetGain - Forgetting", ascending=False).set_index("method")
+
+
+def best_margin(records: list[dict], base: dict) -> dict:
+    """The top method of :func:`tradeoff_ranking` and its margin over the runner-up, with the paired standard error
+    of that margin (both methods answer the same items)."""
+    import math
+
+    ranking = tradeoff_ranking(records, base)
+    by_label = {r["label"]: r for r in records}
+    first, second = ranking.index[0], ranking.index[1]
+    diff = paired_difference(by_label[first]["eval"]["items"], by_label[second]["eval"]["items"])
+    margin = diff["general"] + diff["target"]
+    se = math.hypot(diff["general_se"], diff["target_se"])
+    return {"best": first, "runner_up": second, "margin": margin, "margin_se": se,
+            "verdict": verdict(margin, se, f"{first} ahead", f"{second} ahead")}
+
+
+def paper_ranking(setting: str = "qwen_math") -> "pd.DataFrame":
+    """The same ranking computed from the paper's E1 table (Target, General) for one setting."""
+    import pandas as pd
+
+    t0, g0 = PAPER_E1["base"][setting]
+    rows = [{"method": m, "TargetGain - Forgetting": (v[setting][0] - t0) + (v[setting][1] - g0),
+             "Target gain": v[setting][0] - t0, "Forgetting": g0 - v[setting][1]}
+            for m, v in PAPER_E1.items() if m != "base"]
+    return pd.DataFrame(rows).sort_values("TargetGain - Forgetting", ascending=False).set_index("method")

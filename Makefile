@@ -45,11 +45,15 @@ $(OUT)/.profile: FORCE | install
 
 FORCE:
 
+# Per-notebook parameters: the reproducibility page reads the executed chapters of this build.
+NB_PARAMS_08_reproducibility = -p chapters_dir $(abspath $(OUT))/book/chapters
+
 # Notebooks run in numeric order: each depends on the one before it.
 $(OUT)/book/chapters/%.ipynb: notebooks/%.ipynb $(ARENA_SRC) $(OUT)/.profile | install
 	@mkdir -p $(@D)
 	@$(BIN)/python -m arena assets --profile $(PROFILE)
-	ARENA_QUIET=1 $(BIN)/papermill $< $(@:.ipynb=.partial.ipynb) -p profile $(PROFILE) $(PARAMS) --cwd notebooks -k python3 \
+	ARENA_QUIET=1 $(BIN)/papermill $< $(@:.ipynb=.partial.ipynb) -p profile $(PROFILE) $(NB_PARAMS_$*) $(PARAMS) \
+	  --cwd notebooks -k python3 \
 	  --execution-timeout $(NOTEBOOK_TIMEOUT) --log-level WARNING --no-progress-bar
 	@mv $(@:.ipynb=.partial.ipynb) $@
 

@@ -266,6 +266,10 @@ def run_benchmark(profile: Profile | str, methods=None, workers: int | None = No
     from .suite import build_suite
 
     build_suite(profile)  # once, here: two workers must not both write it
+    if analyse and profile.bbh_per_task and set(methods) & set(profile.rewind_methods):
+        from .suite import build_validation
+
+        build_validation(profile)  # the rewinding studies' split, likewise written once
     done = {} if force else {m: r for m in methods if (r := run_method(profile, m, stored_only=True))}
     # the rewinding methods carry a dozen extra evaluations: start them first so no core idles at the end
     from .rewind import is_oft

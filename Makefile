@@ -13,12 +13,12 @@ OUT := build/$(PROFILE)
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
 EXECUTED := $(patsubst notebooks/%.ipynb,$(OUT)/book/chapters/%.ipynb,$(NOTEBOOKS))
 ARENA_SRC := $(shell find arena -name '*.py' -o -name '*.yaml' -o -name '_arena_*' 2>/dev/null) pyproject.toml
-BOOK_SRC := $(wildcard book/*.md book/*.yml book/*.bib)
+BOOK_SRC := $(wildcard book/*.md book/*.yml book/*.bib book/_ext/*.py)
 HTML := $(OUT)/book/_build/html/index.html
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: help install reproduce book test test-fast test-gpu assets bench clean distclean
+.PHONY: help install reproduce book test test-fast test-gpu browser assets bench clean distclean
 .DEFAULT_GOAL := help
 
 help: ## List targets and the notebooks' parameters
@@ -61,7 +61,7 @@ $(foreach i,$(shell seq 2 $(words $(EXECUTED))),$(eval $(word $(i),$(EXECUTED)):
 
 $(HTML): $(EXECUTED) $(BOOK_SRC)
 	@mkdir -p $(OUT)/book
-	cp book/*.md book/*.yml $(OUT)/book/
+	cp -r book/*.md book/*.yml book/_ext $(OUT)/book/
 	$(BIN)/jupyter-book build $(OUT)/book --warningiserror --quiet
 	@echo "book: $(abspath $(HTML))"
 
@@ -73,8 +73,14 @@ book: $(HTML) ## Build the book from the executed notebooks
 assets: install ## Fetch and verify the embedded model and data (once; then everything is offline)
 	$(BIN)/python -m arena assets --profile $(PROFILE)
 
-test: install ## Run the tests (fast unit tests + the end-to-end smoke pipeline)
+test: install browser ## Run the tests (fast unit tests, the end-to-end smoke pipeline, the book in a browser)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+browser: ## Install Debian's Chromium and ChromeDriver for the browser test (once; needs root or sudo)
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver \
+	  || echo "could not install chromium: the browser test will be skipped with this reason"; }
 
 test-fast: install ## Unit tests only (no end-to-end pipeline)
 	$(BIN)/python -m pytest -m "not e2e" $(PYTEST_ARGS)

@@ -16,9 +16,8 @@ def _make(out: Path, *extra):
 
 
 @pytest.mark.e2e
-def test_reproduce_smoke_builds_an_offline_book_and_reruns_nothing(tmp_path):
-    out = tmp_path / "build"
-    first = _make(out)
+def test_reproduce_smoke_builds_an_offline_book_and_reruns_nothing(smoke_build):
+    out, first, _ = smoke_build
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     html = out / "book" / "_build" / "html"
     chapter = (html / "chapters" / "00_base_model.html").read_text()
@@ -36,6 +35,12 @@ def test_reproduce_smoke_builds_an_offline_book_and_reruns_nothing(tmp_path):
         assert all(w in page for w in words), name
         assert re.findall(r'<img[^>]+src="(\.\./_images/[^"]+\.svg)"', page), f"{name} has no chart"
         assert "Traceback" not in page and "Error" not in page.replace("standard error", "")
+    for name in ("05_overshoot_rewinding", "06_your_method", "07_summary", "08_reproducibility"):
+        page = (html / "chapters" / f"{name}.html").read_text()
+        assert "Traceback" not in page, name
+    assert "selection rule picks" in (html / "chapters" / "05_overshoot_rewinding.html").read_text()
+    assert "the best trade-off is" in (html / "chapters" / "07_summary.html").read_text()
+    assert "mathjax/tex-chtml.js" in chapter and "cdn.jsdelivr" not in chapter  # formulas render offline
 
     start = time.perf_counter()
     second = _make(out)

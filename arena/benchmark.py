@@ -17,7 +17,8 @@ from . import store
 from .budget import Sized, at_size, match
 from .errors import ArenaError
 from .methods import build, get_method, linear_targets
-from .models import base_config, device, load_base, model_identity, resolve_quantization
+from .methods.quantized import base_quantization
+from .models import base_config, device, load_base, model_identity
 from .profiles import Profile, get_profile
 from .train import StoppedEarly, TrainSpec, checkpoint_dir, encode_dataset, load_weights, micro_batch, train
 
@@ -45,24 +46,40 @@ def train_key(profile: Profile, spec: TrainSpec) -> dict:
     from .suite import suite_dir
 
     code = fingerprint(get_method(spec.method))  # a user's method: its code, so an edit retrains it
-    return {"base": model_identity(profile.model), "quantization": resolve_quantization(profile),
+    return {"base": model_identity(profile.model), "quantization": base_quantization(profile, spec.method)[0],
             "data": suite_dir(profile).name, "n_train": profile.n_train, "train_version": TRAIN_VERSION,
             **asdict(spec), **({"method_code": code} if code else {})}
 
 
 def _training_rows(profile: Profile) -> list[dict]:
+    """The profile's SFT rows: the paper's data (hub or a local file) for the paper profile, else the suite's."""
+    from .evaluate import uses_stock_tasks
+
+    if uses_stock_tasks(profile):
+        from .paper_data import load_training_rows
+
+        return load_training_rows(profile.domain, profile.extra.get("train_file"), profile.n_train)
     from .suite import build_suite, read_jsonl
 
     return read_jsonl(build_suite(profile) / "wordproblems_train.jsonl")
 
 
+def log_note(note: str) -> None:
+    """A note the user must see (stderr, also under papermill): what the run does differently from what was asked."""
+    import sys
+
+    print(f"note: {note}", file=sys.stderr)
+
+
 def _prepare(profile: Profile, spec: TrainSpec):
     """Base model, tokenizer and encoded examples."""
-    quantization = resolve_quantization(profile)
-    if quantization and get_method(spec.method).config is None and get_method(spec.method).wrap is None:
-        raise ArenaError("full finetuning needs an unquantised base; run it with quantization='none'")
-    # unquantised training keeps fp32 weights (bf16 autocast does the compute); small AdamW steps vanish in bf16
-    model, tokenizer = load_base(profile.model, quantization, dtype="auto" if quantization else "fp32")
+    quantization, note = base_quantization(profile, spec.method)
+    if note:
+        log_note(note)
+    # unquantised training keeps fp32 weights (bf16 autocast does the compute; small AdamW steps vanish in bf16);
+    # a bf16 fallback base on CUDA stays bf16 (frozen; peft keeps the adapter itself in fp32)
+    dtype = "auto" if quantization else "bf16" if note and device() == "cuda" else "fp32"
+    model, tokenizer = load_base(profile.model, quantization, dtype=dtype)
     if quantization:
         from peft import prepare_model_for_kbit_training
 
@@ -93,6 +110,7 @@ def train_method(profile: Profile, spec: TrainSpec, force: bool = False, stop_af
 
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         return {**record, "key": key, "label": meta["label"], "trained_parameters": trainable,
+                "base_quantization": key["quantization"], "base_note": base_quantization(profile, spec.method)[1],
                 "provenance": provenance(),
                 "n_examples": len(examples), "checkpoints": spec.save_steps(), "folder": str(folder)}
 
@@ -117,7 +135,8 @@ def load_trained(profile: Profile, spec: TrainSpec, step: int | None = None, mer
         raise ArenaError(f"no checkpoint at step {step} in {folder}; saved steps are {spec.save_steps()} "
                          "(train the method first: python -m arena train --method ...)")
     method = get_method(spec.method)
-    model, tokenizer = load_base(profile.model, resolve_quantization(profile))
+    quantization = base_quantization(profile, spec.method)[0]
+    model, tokenizer = load_base(profile.model, quantization)
     if method.config is None:
         model = build(method, model, spec.size)  # full FT, or a plain-torch method's own wrap
         load_weights(model, path, key["base"])
@@ -135,7 +154,7 @@ def load_trained(profile: Profile, spec: TrainSpec, step: int | None = None, mer
         for _, layer in lora_layers(model):
             subtract_adapter(layer)  # the same residual the initialisation made
     load_weights(model, path, key["base"])
-    if merge and not resolve_quantization(profile):
+    if merge and not quantization:
         model = model.merge_and_unload()
     return model.eval(), tokenizer
 
@@ -153,7 +172,7 @@ def evaluate_step(profile: Profile, spec: TrainSpec, step: int | None = None, fo
         start = time.perf_counter()
         model, tokenizer = load_trained(profile, spec, step)
         result = evaluate(model, tokenizer, profile)
-        base, _ = load_base(profile.model, resolve_quantization(profile))
+        base, _ = load_base(profile.model, base_quantization(profile, spec.method)[0])  # the base it trained on
         texts = [r["text"] for r in read_jsonl(build_suite(profile) / "general_text.jsonl")]
         per_doc = cross_entropy_and_kl(model, base, tokenizer, texts, profile.max_length)
         return {**result, "proxies": {**summarise_proxies(per_doc), "per_doc": per_doc}, "step": step,

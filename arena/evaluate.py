@@ -28,6 +28,9 @@ PLAIN_TASKS = ["arena_bbh", "arena_qa", "arena_emqa", "arena_arithmetic"]
 # The paper profile: lm-eval's stock tasks (they differ from the paper's OpenCompass protocol; issue 7).
 STOCK_GENERAL = {"bbh": ("bbh_cot_fewshot", "exact_match"), "ifeval": ("ifeval", "inst_level_strict_acc"),
                  "qa": ("nq_open", "exact_match")}
+# The paper's math targets (A3) that lm-eval 0.4.13 ships; AMC23 has no stock task (the paper averages all three).
+STOCK_TARGET = {"math500": ("minerva_math500", "math_verify"), "aime24": ("aime24", "exact_match")}
+PREFERRED_METRIC = {"minerva_math500": "math_verify"}  # symbolic answer checking, as the paper's math_equal
 TASK_DIR = Path(__file__).parent / "tasks"
 
 
@@ -63,7 +66,8 @@ def run_tasks(model, tokenizer, tasks: list[str], data_dir: Path, batch_size: in
     items = {}
     for task, samples in out["samples"].items():
         samples = sorted(samples, key=lambda s: s["doc_id"])
-        metric = next(m for m in ("acc", "exact_match", "inst_level_strict_acc") if m in samples[0])
+        metric = PREFERRED_METRIC.get(task) or next(m for m in ("acc", "exact_match", "inst_level_strict_acc")
+                                                    if m in samples[0])
         if metric == "inst_level_strict_acc":
             items[task + ":inst"] = [list(map(float, s[metric])) for s in samples]
             items[task] = [sum(map(float, s[metric])) / len(s[metric]) for s in samples]
@@ -79,14 +83,35 @@ def evaluate(model, tokenizer, profile, batch_size: int | None = None, split: st
 
     if split not in ("test", "validation"):
         raise ValueError(f"split must be 'test' or 'validation', not {split!r}")
-    data_dir = build_suite(profile) if split == "test" else validation_dir(profile)
     batch_size = batch_size or profile.eval_batch_size
     was_training = model.training
     model.eval()
+    if uses_stock_tasks(profile):
+        if split != "test":
+            raise ValueError("lm-eval's stock tasks have no validation split")
+        chat, plain = stock_task_lists(profile.model.instruct)
+        items = run_tasks(model, tokenizer, chat, Path("."), batch_size, chat=True)
+        items |= run_tasks(model, tokenizer, plain, Path("."), batch_size, chat=False) if plain else {}
+        model.train(was_training)
+        return {"items": items, "split": split, **summarise(items)}
+    data_dir = build_suite(profile) if split == "test" else validation_dir(profile)
     items = run_tasks(model, tokenizer, CHAT_TASKS, data_dir, batch_size, chat=True)
     items |= run_tasks(model, tokenizer, PLAIN_TASKS, data_dir, batch_size, chat=False)
     model.train(was_training)
     return {"items": items, "split": split, **summarise(items)}
+
+
+def uses_stock_tasks(profile) -> bool:
+    """The paper profile scores lm-eval's stock tasks (it builds no embedded suite: ``bbh_per_task == 0``)."""
+    return profile.bbh_per_task == 0
+
+
+def stock_task_lists(instruct: bool) -> tuple[list[str], list[str]]:
+    """(chat-template tasks, plain tasks) of the stock suite. As the paper (A4): IFEval and NQ always use the chat
+    template, BBH only for instruct models; the math targets use it too (the paper's boxed prompts)."""
+    chat = [STOCK_GENERAL["ifeval"][0], STOCK_GENERAL["qa"][0], *(t for t, _ in STOCK_TARGET.values())]
+    bbh = STOCK_GENERAL["bbh"][0]
+    return (chat + [bbh], []) if instruct else (chat, [bbh])
 
 
 def _mean_se(values: list[float]) -> tuple[float, float]:
@@ -98,14 +123,20 @@ def _mean_se(values: list[float]) -> tuple[float, float]:
 
 def group_score(items: dict, group: str) -> tuple[float, float]:
     """(score, standard error) of one group, on a 0-1 scale. BBH: mean of subtask means; IFEval: instruction level."""
+    stock = _is_stock(items)
     if group == "bbh":
-        subs = [_mean_se(v) for k, v in sorted(items.items()) if k.startswith("arena_bbh_")]
+        prefix = STOCK_GENERAL["bbh"][0] + "_" if stock else "arena_bbh_"
+        subs = [_mean_se(v) for k, v in sorted(items.items()) if k.startswith(prefix)]
         return sum(m for m, _ in subs) / len(subs), math.sqrt(sum(se**2 for _, se in subs)) / len(subs)
     if group == "ifeval":
-        flat = [x for prompt in items["arena_ifeval:inst"] for x in prompt]
+        flat = [x for prompt in items[("ifeval" if stock else "arena_ifeval") + ":inst"] for x in prompt]
         return _mean_se(flat)
-    task = {**GENERAL, **TARGET}[group][0]
+    task = ({**STOCK_GENERAL, **STOCK_TARGET} if stock else {**GENERAL, **TARGET})[group][0]
     return _mean_se(items[task])
+
+
+def _is_stock(items: dict) -> bool:
+    return STOCK_GENERAL["qa"][0] in items
 
 
 def summarise(items: dict) -> dict:
@@ -114,11 +145,15 @@ def summarise(items: dict) -> dict:
     General = mean(BBH, IFEval, QA); Target = mean(word problems, mean(arithmetic, elementary_math_qa)).
     Standard errors treat groups as independent: se(mean of g groups) = sqrt(sum se_g^2) / g.
     """
-    groups = {g: group_score(items, g) for g in [*GENERAL, *TARGET]}
-    general = [groups[g] for g in GENERAL]
-    ood_mean = (groups["arithmetic"][0] + groups["emqa"][0]) / 2
-    ood_se = math.sqrt(groups["arithmetic"][1] ** 2 + groups["emqa"][1] ** 2) / 2
-    target = [groups["wordproblems"], (ood_mean, ood_se)]
+    if _is_stock(items):  # the paper profile: Target = mean of its math benchmarks (A3)
+        groups = {g: group_score(items, g) for g in [*STOCK_GENERAL, *STOCK_TARGET]}
+        general, target = [groups[g] for g in STOCK_GENERAL], [groups[g] for g in STOCK_TARGET]
+    else:
+        groups = {g: group_score(items, g) for g in [*GENERAL, *TARGET]}
+        general = [groups[g] for g in GENERAL]
+        ood_mean = (groups["arithmetic"][0] + groups["emqa"][0]) / 2
+        ood_se = math.sqrt(groups["arithmetic"][1] ** 2 + groups["emqa"][1] ** 2) / 2
+        target = [groups["wordproblems"], (ood_mean, ood_se)]
 
     def combine(parts):
         return (100 * sum(m for m, _ in parts) / len(parts),

@@ -213,8 +213,29 @@ def count_parameters(model) -> tuple[int, int]:
     return trainable, total
 
 
+# The paper's bases, from their public config.json files (paper_spec.md A1): enough to count parameters, match budgets
+# and build same-shaped random models without the hub (benchmarks/train_throughput.py --architecture).
+PUBLIC_CONFIGS = {
+    "Qwen/Qwen2.5-7B": {
+        "model_type": "qwen2", "hidden_size": 3584, "intermediate_size": 18944, "num_hidden_layers": 28,
+        "num_attention_heads": 28, "num_key_value_heads": 4, "max_position_embeddings": 131072, "max_window_layers": 28,
+        "rms_norm_eps": 1e-06, "rope_theta": 1000000.0, "sliding_window": 131072, "use_sliding_window": False,
+        "tie_word_embeddings": False, "vocab_size": 152064, "bos_token_id": 151643, "eos_token_id": 151643,
+        "hidden_act": "silu", "torch_dtype": "bfloat16"},
+    "meta-llama/Llama-3.2-3B-Instruct": {
+        "model_type": "llama", "hidden_size": 3072, "intermediate_size": 8192, "num_hidden_layers": 28,
+        "num_attention_heads": 24, "num_key_value_heads": 8, "head_dim": 128, "max_position_embeddings": 131072,
+        "rms_norm_eps": 1e-05, "rope_theta": 500000.0, "tie_word_embeddings": True, "vocab_size": 128256,
+        "rope_scaling": {"factor": 32.0, "high_freq_factor": 4.0, "low_freq_factor": 1.0,
+                         "original_max_position_embeddings": 8192, "rope_type": "llama3"},
+        "bos_token_id": 128000, "eos_token_id": [128001, 128008, 128009], "hidden_act": "silu",
+        "torch_dtype": "bfloat16"},
+}
+
+
 def base_config(spec: ModelSpec):
-    """The base's transformers config without loading its weights (budget matching counts on it)."""
+    """The base's transformers config without loading its weights (budget matching counts on it). The paper's
+    bases come from their public values (no hub needed); other hub models from the hub."""
     from transformers import AutoConfig
 
     if spec.source == "smoke":
@@ -223,4 +244,7 @@ def base_config(spec: ModelSpec):
         from .assets import smollm2_dir
 
         return AutoConfig.from_pretrained(str(smollm2_dir()))
+    if spec.repo_id in PUBLIC_CONFIGS:
+        values = dict(PUBLIC_CONFIGS[spec.repo_id])
+        return AutoConfig.for_model(values.pop("model_type"), **values)
     return AutoConfig.from_pretrained(spec.repo_id, revision=spec.revision)

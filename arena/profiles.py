@@ -43,6 +43,9 @@ class Profile:
     domain: str = "math"
     # "auto": nf4 on CUDA, none on CPU (4-bit on CPU is slower and worse; offline_stack.md); or "nf4" / "none".
     quantization: str = "auto"
+    # A method with no 4-bit path (arena/methods/quantized.py) on a 4-bit profile: "bf16" trains it on a bf16 base
+    # and records the note; "error" stops.
+    four_bit_fallback: str = "bf16"
     # Target task (plasticity): generated word problems, held-out test, BIG-bench out-of-distribution tasks.
     n_train: int = 2000  # generated training problems
     n_target_test: int = 40  # held-out word problems (half from templates never seen in training)
@@ -146,6 +149,8 @@ def get_profile(name: str | None = None, **overrides) -> Profile:
         raise ArenaError(f"unknown profile field(s) {unknown}; known fields: {', '.join(sorted(fields))}")
     overrides = {k: (tuple(v) if isinstance(v, list) else v) for k, v in overrides.items() if v is not None}
     profile = dataclasses.replace(profile, **overrides)
+    if profile.four_bit_fallback not in ("bf16", "error"):
+        raise ArenaError(f"four_bit_fallback must be bf16 or error, not {profile.four_bit_fallback!r}")
     if profile.quantization not in ("auto", "nf4", "none"):
         raise ArenaError(f"quantization must be auto, nf4 or none, not {profile.quantization!r}")
     if profile.steps < 1 or profile.save_every < 1 or profile.batch_size < 1:

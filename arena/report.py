@@ -188,17 +188,21 @@ def claims(records: list[dict], base: dict) -> "pd.DataFrame":
 
 
 def methods_table(names) -> "pd.DataFrame":
-    """What each method is, from the registry (family, default learning rate, size knob, description)."""
+    """What each method is, from the registry (family, default learning rate, size knob, how it is built, whether it
+    trains on a 4-bit base (``methods.quantized``), description)."""
     import pandas as pd
 
     from .methods import get_method
+    from .methods.quantized import four_bit_support
 
     rows = []
     for name in names:
         m = get_method(name)
-        built_by = "plain torch (its own wrap)" if m.wrap else "torch (every weight)" if m.config is None else "kit init on a peft LoRA" if m.init else "peft"
+        built_by = ("plain torch (its own wrap)" if m.wrap else "torch (every weight)" if m.config is None
+                    else "kit init on a peft LoRA" if m.init else "peft")
         rows.append({"method": m.name, "family": m.family, "size knob": m.size_name or "-", "default LR": m.lr,
-                     "built by": built_by, "what it is": m.description})
+                     "built by": built_by, "4-bit base": four_bit_support(name) or "no: bf16 base on GPU",
+                     "what it is": m.description})
     return pd.DataFrame(rows).set_index("method")
 
 

@@ -1,0 +1,77 @@
+"""The paper profile, checked offline (issue 7): its bases' configs resolve without the hub and reproduce the paper's
+parameter counts (A8), and the stock lm-eval tasks it scores with exist in the installed lm-eval."""
+
+import pytest
+
+from arena.methods import count_trainable
+from arena.models import base_config
+from arena.profiles import LLAMA32_3B, QWEN25_7B, get_profile
+
+# paper_spec.md A8 (closed forms; the poster's typos excluded)
+PAPER_COUNTS = {("qwen", "lora", 8): 20_185_088, ("qwen", "lora", 32): 80_740_352, ("qwen", "oft", 32): 17_554_432,
+                ("qwen", "dora", 8): 21_575_680, ("llama", "lora", 8): 12_156_928, ("llama", "oft", 32): 11_554_816,
+                ("qwen", "vera", 256): 1_440_768, ("qwen", "miss", 8): 11_124_736}
+
+
+@pytest.mark.parametrize("key", sorted(PAPER_COUNTS))
+def test_paper_budgets_offline(key):
+    model, method, size = key
+    config = base_config(QWEN25_7B if model == "qwen" else LLAMA32_3B)
+    assert count_trainable(method, config, size) == PAPER_COUNTS[key]
+
+
+def test_paper_profile_resolves():
+    profile = get_profile("paper")
+    assert profile.models == (QWEN25_7B, LLAMA32_3B)
+    assert profile.batch_size * profile.grad_accum == 256  # the paper's global batch (A6) by accumulation
+    assert profile.max_length == 8192 and profile.steps == 780 and profile.save_every == 91
+
+
+def test_stock_tasks_resolve_in_the_installed_lm_eval():
+    from lm_eval.tasks import TaskManager
+
+    from arena.evaluate import STOCK_GENERAL, STOCK_TARGET
+
+    known = set(TaskManager().all_tasks)
+    for task, _ in [*STOCK_GENERAL.values(), *STOCK_TARGET.values()]:
+        assert task in known, task
+
+
+def test_stock_items_summarise_with_the_paper_formulas():
+    from arena.evaluate import stock_task_lists, summarise
+
+    items = {"bbh_cot_fewshot_snarks": [1.0, 0.0], "bbh_cot_fewshot_navigate": [1.0, 1.0],
+             "ifeval": [0.5, 1.0], "ifeval:inst": [[1.0, 0.0], [1.0]], "nq_open": [0.0, 1.0, 1.0, 0.0],
+             "minerva_math500": [1.0, 0.0, 0.0, 0.0], "aime24": [0.0, 0.0]}
+    out = summarise(items)
+    assert out["groups"]["bbh"]["score"] == 75.0 and abs(out["groups"]["ifeval"]["score"] - 200 / 3) < 1e-9
+    assert abs(out["general"] - (75 + 200 / 3 + 50) / 3) < 1e-9 and out["target"] == 12.5
+    chat, plain = stock_task_lists(instruct=False)
+    assert plain == ["bbh_cot_fewshot"] and "ifeval" in chat and "nq_open" in chat
+    assert stock_task_lists(instruct=True)[1] == []
+
+
+def test_paper_training_data_schema_on_a_local_fixture(tmp_path):
+    """A parquet file in the release's schema (extra_info.question / extra_info.answer) loads and encodes; a file
+    in another schema stops with the field names."""
+    import pandas as pd
+
+    from arena.errors import ArenaError
+    from arena.models import smoke_tokenizer
+    from arena.paper_data import load_training_rows
+    from arena.train import encode_dataset
+
+    good = tmp_path / "train.parquet"
+    pd.DataFrame({"data_source": ["openr1"] * 3, "extra_info": [
+        {"question": f"What is {i} + {i}?", "answer": f"{i} + {i} = {2 * i}. \\\\boxed{{{2 * i}}}", "index": i}
+        for i in range(3)]}).to_parquet(good)
+    rows = load_training_rows("math", str(good), limit=2)
+    assert rows == [{"question": "What is 0 + 0?", "answer": "0 + 0 = 0. \\\\boxed{0}"},
+                    {"question": "What is 1 + 1?", "answer": "1 + 1 = 2. \\\\boxed{2}"}]
+    assert len(encode_dataset(smoke_tokenizer(), rows, 192)) == 2
+    bad = tmp_path / "bad.parquet"
+    pd.DataFrame({"prompt": ["q"], "response": ["a"]}).to_parquet(bad)
+    with pytest.raises(ArenaError, match="extra_info.question"):
+        load_training_rows("math", str(bad))
+    with pytest.raises(ArenaError, match="does not exist"):
+        load_training_rows("math", str(tmp_path / "missing.parquet"))

@@ -137,6 +137,9 @@ def load_trained(profile: Profile, spec: TrainSpec, step: int | None = None, mer
     method = get_method(spec.method)
     quantization = base_quantization(profile, spec.method)[0]
     model, tokenizer = load_base(profile.model, quantization)
+    import torch
+
+    torch.manual_seed(spec.seed)  # as in training: frozen random tensors a method creates (not saved) come back equal
     if method.config is None:
         model = build(method, model, spec.size)  # full FT, or a plain-torch method's own wrap
         load_weights(model, path, key["base"])

@@ -292,34 +292,50 @@ def rewind_gains(result: dict) -> "pd.DataFrame":
     return pd.DataFrame(rows).set_index(["method", "point"])
 
 
+def _axis(value: float, se: float) -> str:
+    """'up', 'down' or 'flat': is a paired change more than Z standard errors from zero (any change when se = 0)."""
+    if value > Z * se:
+        return "up"
+    if value < -Z * se:
+        return "down"
+    return "flat"
+
+
 def dominance(gain: dict) -> str:
-    """Whether a point beats the final checkpoint on both axes: 'dominates' when neither change is negative and at
-    least one is more than two standard errors above zero; 'dominated' in the mirror case."""
-    g, t = gain["general"], gain["target"]
-    up = (g > Z * gain["general_se"]) or (t > Z * gain["target_se"])
-    down = (g < -Z * gain["general_se"]) or (t < -Z * gain["target_se"])
-    if g >= 0 and t >= 0 and up:
+    """A point against the final checkpoint, axis by axis (paired changes, Z standard errors): it dominates when it is
+    above noise on one axis and not below on the other; it is dominated in the mirror case."""
+    g, t = _axis(gain["general"], gain["general_se"]), _axis(gain["target"], gain["target_se"])
+    if {g, t} == {"up", "down"}:
+        return "trades one axis for the other"
+    if "up" in (g, t):
         return "dominates the final"
-    if g <= 0 and t <= 0 and down:
+    if "down" in (g, t):
         return "is dominated by the final"
-    if g == 0 and t == 0:
+    if gain["general"] == 0 and gain["target"] == 0:
         return "equals the final"
-    return "differs from the final within noise" if not (up or down) else "trades one axis for the other"
+    return "differs from the final within noise"
 
 
 def overshoot(result: dict) -> dict:
-    """Per method, on the validation split: the best General among the points before the final (training path and
-    interpolations) minus the final's General, and that point's Target change; 'overshoot' when some earlier point
-    keeps the Target within one SE of the final while its General is more than one SE higher (D1-D2)."""
+    """Per method, on the validation split: among the points before the final (training checkpoints and interpolation
+    points; not the layer-wise rescalings), the one with the largest paired General gain over the final whose Target
+    is not below the final's by more than Z paired standard errors. 'Overshoot' when that General gain is itself more
+    than Z paired standard errors above zero (D1-D2's pattern: an earlier point keeps the target and more general
+    ability)."""
     out = {}
     for method, rec in result["methods"].items():
-        final = next(r for r in rec["validation"] if r["path"] == "final")
-        earlier = [r for r in rec["validation"] if r["path"] != "final"]
-        keep = [r for r in earlier if r["target"] >= final["target"] - final["target_se"]]
-        best = max(keep or earlier, key=lambda r: r["general"])
-        gap = best["general"] - final["general"]
-        out[method] = {"point": best["label"], "general_gap": gap, "target_change": best["target"] - final["target"],
-                       "overshoot": bool(keep) and gap > final["general_se"]}
+        gains = rec["gain_validation"]
+        earlier = [r for r in rec["validation"] if r["path"] in ("train", "dense", "generator")]
+        keep = [r for r in earlier if _axis(gains[r["label"]]["target"], gains[r["label"]]["target_se"]) != "down"]
+        if not keep:
+            out[method] = {"point": None, "general_gap": None, "general_gap_se": None, "target_change": None,
+                           "overshoot": False}
+            continue
+        best = max(keep, key=lambda r: gains[r["label"]]["general"])
+        g = gains[best["label"]]
+        out[method] = {"point": best["label"], "general_gap": g["general"], "general_gap_se": g["general_se"],
+                       "target_change": g["target"], "target_change_se": g["target_se"],
+                       "overshoot": _axis(g["general"], g["general_se"]) == "up"}
     return out
 
 

@@ -30,47 +30,74 @@ LAYER_RULES = ("uniform", "safe", "min")
 
 
 # ---------------------------------------------------------------------------------------------------- dense path
+_LORA_LINEARS = ("Linear", "Linear4bit", "Linear8bitLt")  # peft's LoRA layers for full-precision and bnb bases
+
+
 def _plain_lora(layer, adapter: str) -> bool:
-    """A LoRA layer whose update is exactly s B A on an untouched base (so scaling s is the dense path)."""
+    """A LoRA layer whose update is exactly s B A (no DoRA magnitude), so scaling s walks the dense path."""
     return (hasattr(layer, "lora_A") and adapter in layer.lora_A
             and adapter not in getattr(layer, "lora_magnitude_vector", {})
-            and type(layer).__name__ == "Linear" and type(layer).__module__.startswith("peft.tuners.lora"))
+            and type(layer).__name__ in _LORA_LINEARS and type(layer).__module__.startswith("peft.tuners.lora"))
+
+
+def _quantized(weight) -> bool:
+    return type(weight).__name__ in ("Params4bit", "Int8Params")
 
 
 class DenseInterpolation:
-    """W0 + alpha dW for every adapted (peft) or finetuned (full) matrix of ``model``; ``read_w0(name)`` returns the
-    pretrained weight by parameter name (``weight_analysis.pretrained_source``).
+    """W0 + alpha dW for every adapted matrix of ``model`` (D2): peft layers, a plain-torch method's layers (those with
+    ``delta_weight()``), or every finetuned weight (full FT). ``read_w0(name)`` returns the pretrained weight by
+    parameter name (``weight_analysis.pretrained_source``).
 
-    ``with path.at(alpha): ...`` evaluates the model at alpha; the trained weights come back exactly on exit.
+    Routes, all exact at both ends: plain LoRA on an untouched base scales peft's ``scaling`` (no copies; works on a
+    4-bit base); other peft layers get W0 + alpha dW written into their base weight with the adapter switched off;
+    plain-torch layers have their output replaced by x (W0 + alpha dW)^T (+ the pretrained bias); full FT writes the
+    weights. A residual initialisation (PiSSA, MiLoRA, KeepLoRA: base != W0) is detected by comparing the base with
+    W0, so it is rewound towards W0, not towards its residual. ``with path.at(alpha): ...``; the trained model comes
+    back exactly on exit.
     """
 
     def __init__(self, model, read_w0: Callable[[str], torch.Tensor], adapter: str = "default",
-                 residual: bool = False):
+                 residual: bool | None = None):
         from .updates import adapted_layers, module_update
 
         self.model, self.adapter = model, adapter
         self.layers = list(adapted_layers(model, adapter)) if hasattr(model, "peft_config") else []
-        # Plain LoRA (not a residual init such as PiSSA) is interpolated by its scaling factor: exact, no copies.
-        self.scale_only = bool(self.layers) and not residual and all(_plain_lora(m, adapter) for _, m in self.layers)
+        self.custom = [] if self.layers else [(n, m) for n, m in model.named_modules()
+                                              if callable(getattr(m, "delta_weight", None))]
         self.targets: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # (parameter, W0, dW)
+        self.linear: dict = {}  # plain-torch layer -> (W0, dW, pretrained bias)
+        self.scale_only = bool(self.layers) and all(_plain_lora(m, adapter) for _, m in self.layers)
+        if self.scale_only and residual is None:
+            # residual inits moved the base off W0; a 4-bit base cannot be compared, and has no residual method
+            residual = any(not _quantized(w := m.get_base_layer().weight)
+                           and not torch.equal(w.detach().float().cpu(), read_w0(n + ".weight"))
+                           for n, m in self.layers)
+        self.scale_only = self.scale_only and not residual
         if self.scale_only:
             return
         with torch.no_grad():
-            if self.layers:
-                for name, layer in self.layers:
-                    weight = layer.get_base_layer().weight
-                    if type(weight).__name__ in ("Params4bit", "Int8Params"):
-                        raise ArenaError("dense interpolation writes W0 + alpha dW into the base weights, which a "
-                                         "4-bit base cannot hold; run rewinding with quantization='none' (or use LoRA, "
-                                         "which is rewound by scaling its adapter)")
-                    W0 = read_w0(name + ".weight")
-                    self.targets.append((weight, W0, module_update(layer, W0, adapter)))
-            else:  # full finetuning: every parameter that moved
+            for name, layer in self.layers:
+                weight = layer.get_base_layer().weight
+                if _quantized(weight):
+                    raise ArenaError("dense interpolation writes W0 + alpha dW into the base weights, which a 4-bit "
+                                     "base cannot hold; run rewinding with quantization='none' (plain LoRA and OFT's "
+                                     "generator path work on a 4-bit base)")
+                W0 = read_w0(name + ".weight")
+                self.targets.append((weight, W0, module_update(layer, W0, adapter)))
+            for name, module in self.custom:
+                W0 = read_w0(name + ".weight")
+                try:
+                    bias = read_w0(name + ".bias")
+                except KeyError:
+                    bias = None
+                self.linear[module] = (W0, module_update(module, W0), bias)
+            if not self.layers and not self.custom:  # full finetuning: every parameter that moved
                 for name, param in model.named_parameters():
                     W0 = read_w0(name)
                     if not torch.equal(param.detach().cpu().float(), W0):
                         self.targets.append((param, W0, param.detach().cpu().float() - W0))
-        if not self.targets:
+        if not self.targets and not self.linear:
             raise ArenaError("the model has no update to interpolate (is it the base model?)")
 
     @contextlib.contextmanager
@@ -80,16 +107,58 @@ class DenseInterpolation:
                 yield self.model
             return
         saved = [p.data.clone() for p, _, _ in self.targets]  # exact restore, not W0 + 1*dW
+        hooks = []
         try:
             with torch.no_grad():
                 for p, W0, dW in self.targets:
                     p.data.copy_((W0 + alpha * dW).to(p.device, p.dtype))
+            for module, (W0, dW, bias) in self.linear.items():
+                hooks.append(module.register_forward_hook(_linear_at(W0 + alpha * dW, bias)))
             with self.model.disable_adapter() if self.layers else contextlib.nullcontext():
                 yield self.model
         finally:
+            for hook in hooks:
+                hook.remove()
             with torch.no_grad():
                 for p, original in zip((p for p, _, _ in self.targets), saved):
                     p.data.copy_(original)
+
+
+def _linear_at(weight: torch.Tensor, bias: torch.Tensor | None):
+    """A forward hook replacing a layer's output by x W^T (+ b): the layer as the linear map it represents."""
+    cache: dict = {}
+
+    def hook(module, inputs, output):
+        x = inputs[0]
+        key = (x.device, x.dtype)
+        if key not in cache:
+            cache[key] = (weight.to(x.device, x.dtype), None if bias is None else bias.to(x.device, x.dtype))
+        w, b = cache[key]
+        return torch.nn.functional.linear(x, w, b).to(output.dtype)
+
+    return hook
+
+
+@contextlib.contextmanager
+def merged_view(model, adapter: str = "default"):
+    """Run a peft model with its adapter merged into the base weights (in place), as the benchmark scores every
+    unquantised checkpoint (``load_trained(merge=True)``), so a rewound point and the final checkpoint are computed
+    the same way; the base weights come back exactly on exit. A no-op on a quantised base or a non-peft model."""
+    from .updates import adapted_layers
+
+    layers = [m for _, m in adapted_layers(model, adapter)] if hasattr(model, "peft_config") else []
+    if not layers or any(_quantized(m.get_base_layer().weight) for m in layers):
+        yield model
+        return
+    saved = [m.get_base_layer().weight.data.clone() for m in layers]
+    model.merge_adapter()
+    try:
+        yield model
+    finally:
+        model.unmerge_adapter()
+        with torch.no_grad():
+            for m, w in zip(layers, saved):
+                m.get_base_layer().weight.data.copy_(w)  # exact, not the inverse of the merge
 
 
 @contextlib.contextmanager
@@ -190,7 +259,7 @@ def select_point(candidates: list[dict], final: dict, delta: float | None = None
 
     Rule: among the candidates whose validation Target is at least the final checkpoint's minus ``delta`` (default:
     one standard error of the final's validation Target), take the highest validation General; ties go to the larger
-    alpha (closer to the trained model). Each dict has ``general``, ``target`` (and ``alpha``) from the validation
+    alpha (closer to the trained model), and an exact tie with the final keeps the final. Each dict has ``general``, ``target`` (and ``alpha``) from the validation
     split; ``final`` is the final checkpoint on the same split. The final itself is always a candidate, so "no better
     point" is a possible answer.
     """
@@ -199,11 +268,11 @@ def select_point(candidates: list[dict], final: dict, delta: float | None = None
             raise ArenaError("select_point reads validation scores only; got a test-split score")
     delta = final.get("target_se", 0.0) if delta is None else delta
     pool = [c for c in candidates if c["target"] >= final["target"] - delta] + [final]
-    return max(pool, key=lambda c: (c["general"], c.get("alpha", 1.0)))
+    return max(pool, key=lambda c: (c["general"], c.get("alpha", 1.0), c is final))  # an exact tie keeps the final
 
 
 # ------------------------------------------------------------------------------------------------ orchestration
-REWIND_VERSION = 1
+REWIND_VERSION = 2  # 2: points scored merged, like the final checkpoint
 
 
 def variants(profile, spec) -> list[dict]:
@@ -267,7 +336,7 @@ class _Loaded:
             from .weight_analysis import pretrained_source
 
             self._dense = DenseInterpolation(self.model, pretrained_source(self.profile),
-                                             residual=get_method(self.spec.method).residual)
+                                             residual=get_method(self.spec.method).residual or None)
         return self._dense
 
     @contextlib.contextmanager
@@ -276,21 +345,24 @@ class _Loaded:
         if path == "train":
             from .benchmark import load_trained
 
-            model, self.tokenizer = load_trained(self.profile, self.spec, point["step"], merge=False)
+            model, self.tokenizer = load_trained(self.profile, self.spec, point["step"])  # merged, as the final
             yield model
             return
         model = self.model
+        # every point is scored merged where the final checkpoint is (unquantised bases), so gains compare like
         if path == "final":
-            yield model
+            with merged_view(model) as m:
+                yield m
         elif path == "dense":
-            with self.dense().at(point["alpha"]) as m:
-                yield m
+            dense = self.dense()
+            with dense.at(point["alpha"]) as m, merged_view(m) if dense.scale_only else contextlib.nullcontext(m) as v:
+                yield v
         elif path == "generator":
-            with generator_path(model, point["alpha"], point.get("schedule", "sqrt")) as m:
-                yield m
+            with generator_path(model, point["alpha"], point.get("schedule", "sqrt")) as m, merged_view(m) as v:
+                yield v
         elif path == "layerwise":
-            with layerwise(model, point["rule"], point.get("value")) as m:
-                yield m
+            with layerwise(model, point["rule"], point.get("value")) as m, merged_view(m) as v:
+                yield v
         else:
             raise ArenaError(f"unknown rewinding path {path!r}")
 
@@ -300,9 +372,13 @@ def _point_key(profile, spec, point: dict, split: str) -> dict:
     from .benchmark import train_key
     from .pipeline import eval_key
 
+    from .suite import validation_name
+
     tkey = train_key(profile, spec)
     return eval_key(profile, tkey["base"], {"variant": "rewind", "train": store.key_hash(tkey), "point": point,
-                                            "split": split, "rewind_version": REWIND_VERSION})
+                                            "split": split, "rewind_version": REWIND_VERSION,
+                                            **({"validation": validation_name(profile)} if split == "validation"
+                                               else {})})
 
 
 def evaluate_point(profile, spec, point: dict, split: str = "validation", loaded: _Loaded | None = None,
@@ -387,9 +463,11 @@ def base_validation(profile, force: bool = False) -> dict:
         model, tokenizer = load_base(profile.model, resolve_quantization(profile))
         return evaluate(model, tokenizer, profile, split="validation")
 
-    return store.cached("eval", eval_key(profile, model_identity(profile.model), {"variant": "base",
-                                                                                   "split": "validation"}),
-                        compute, force=force)
+    from .suite import validation_name
+
+    return store.cached("eval", eval_key(profile, model_identity(profile.model),
+                                         {"variant": "base", "split": "validation",
+                                          "validation": validation_name(profile)}), compute, force=force)
 
 
 def run_rewinding(profile, methods=None, force: bool = False, log=print) -> dict:

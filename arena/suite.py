@@ -102,6 +102,13 @@ def build_suite(profile: Profile) -> Path:
     return out
 
 
+def validation_name(profile: Profile) -> str:
+    """The validation split's folder name: keyed by its sizes (the test suite's key covers the rest)."""
+    key = json.dumps([profile.val_bbh_per_task, profile.val_n_ifeval, profile.val_n_qa, profile.val_n_target,
+                      profile.val_n_ood])
+    return "validation-" + hashlib.sha256(key.encode()).hexdigest()[:8]
+
+
 def validation_dir(profile: Profile) -> Path:
     """The validation split of the profile's suite (rewinding's selection, paper_spec.md D5): same file names and
     lm-eval tasks as the test suite, different items. Built on first use."""
@@ -112,7 +119,7 @@ def build_validation(profile: Profile) -> Path:
     """Write the validation split: every item drawn from the same sources as the test suite but disjoint from it
     (checked by normalised input text) and, for word problems, from the training set too (idempotent)."""
     test = build_suite(profile)
-    out = test / "validation"
+    out = test / validation_name(profile)
     if (out / "DONE").exists():
         return out
     if profile.bbh_per_task == 0:

@@ -63,8 +63,54 @@ def test_dense_path_ends_are_base_and_trained(name):
 
 def test_plain_lora_is_rewound_by_its_scaling_and_residual_inits_are_not():
     assert DenseInterpolation(_trained("lora"), _read_w0()).scale_only
-    assert not DenseInterpolation(_trained("pissa"), _read_w0(), residual=True).scale_only
+    for residual in ("pissa", "milora", "keeplora"):  # detected from base != W0, no hint needed
+        assert not DenseInterpolation(_trained(residual), _read_w0()).scale_only, residual
     assert not DenseInterpolation(_trained("dora"), _read_w0()).scale_only
+
+
+class _Additive(torch.nn.Module):
+    """A plain-torch method's layer (Method.wrap): W0 + B A, exposing delta_weight()."""
+
+    def __init__(self, linear):
+        super().__init__()
+        self.base = linear
+        self.A = torch.nn.Parameter(0.05 * torch.randn(2, linear.in_features))
+        self.B = torch.nn.Parameter(0.05 * torch.randn(linear.out_features, 2))
+
+    def forward(self, x):
+        return self.base(x) + x @ self.A.T @ self.B.T
+
+    def delta_weight(self):
+        return self.B @ self.A
+
+
+def test_dense_path_of_a_plain_torch_method():
+    torch.manual_seed(0)
+    model = smoke_model().eval()
+    base_logits = _logits(model)
+    for layer in model.model.layers:
+        layer.mlp.down_proj = _Additive(layer.mlp.down_proj)
+    trained = _logits(model)
+    path = DenseInterpolation(model, _read_w0())
+    with path.at(0.0):
+        assert torch.allclose(_logits(model), base_logits, atol=1e-5)
+    with path.at(1.0):
+        assert torch.allclose(_logits(model), trained, atol=1e-4)
+    assert torch.equal(_logits(model), trained)
+
+
+@pytest.mark.parametrize("name", ["lora", "oft", "dora", "ia3"])
+def test_merged_view_computes_the_same_model_and_restores_the_base(name):
+    from arena.rewind import merged_view
+
+    model = _trained(name)
+    unmerged = _logits(model)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    with merged_view(model):
+        assert torch.allclose(_logits(model), unmerged, atol=1e-4)
+        assert any(not torch.equal(p, before[n]) for n, p in model.named_parameters())  # it did merge
+    assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())
+    assert torch.equal(_logits(model), unmerged)
 
 
 def test_lora_scaling_equals_the_dense_weight_path():
@@ -160,39 +206,41 @@ def test_variants_cover_the_paths():
 
 
 @pytest.mark.e2e
-def test_smoke_rewinding_selects_on_validation_before_any_test_score(monkeypatch):
-    """The whole study on the smoke profile: the only test-split scores are the final's (stored by the benchmark)
-    and, after selection, the chosen point's."""
+def test_smoke_rewinding_selects_on_validation_before_any_test_score(monkeypatch, tmp_path):
+    """The whole study on the smoke profile, in its own results store: per method, validation scores, then one
+    selection, then at most one test score (the chosen point's; the final's comes from the benchmark)."""
     import arena.evaluate
     import arena.rewind as rewind
+    from arena.benchmark import run_method
 
-    calls, selected = [], []
+    monkeypatch.setenv("PEFT_ARENA_RESULTS", str(tmp_path / "results"))
+    for method in ("lora", "oft"):
+        run_method("smoke", method)  # trained and scored on test before the study starts
+    events = []
     real_evaluate, real_select = arena.evaluate.evaluate, rewind.select_point
 
     def spy_evaluate(model, tokenizer, profile, batch_size=None, split="test"):
-        calls.append((split, bool(selected)))
+        events.append(split)
         return real_evaluate(model, tokenizer, profile, batch_size, split)
 
     def spy_select(candidates, final, delta=None):
-        chosen = real_select(candidates, final, delta)
-        selected.append(chosen)
-        return chosen
+        events.append("select")
+        return real_select(candidates, final, delta)
 
-    from arena.benchmark import run_method
-
-    for method in ("lora", "oft"):
-        run_method("smoke", method)  # trained and scored on test before the study starts
     monkeypatch.setattr(arena.evaluate, "evaluate", spy_evaluate)
     monkeypatch.setattr(rewind, "select_point", spy_select)
     out = rewind.run_rewinding("smoke", ["lora", "oft"], log=lambda *_: None)
     assert set(out["methods"]) == {"lora", "oft"}
-    assert [c for c in calls if c[0] == "test" and not c[1]] == [], "a test score was read before selection"
-    assert sum(c[0] == "test" for c in calls) <= len(selected)
+    assert events.count("select") == 2 and events.count("validation") >= 2 * 4
+    for i, event in enumerate(events):
+        if event == "test":
+            assert events[i - 1] == "select", f"a test score was read outside selection: {events}"
     oft = out["methods"]["oft"]
     assert {r["path"] for r in oft["validation"]} == {"train", "dense", "generator", "layerwise", "final"}
     assert oft["test"]["final"]["split"] == "test" and oft["selected"]["split"] == "validation"
     assert all(r["generator_error"] <= oft["rotation_errors"][-1]["generator_error"] + 1e-6
                for r in oft["rotation_errors"])
-    n_calls = len(calls)
+    n_events = len(events)
     again = rewind.run_rewinding("smoke", ["lora"], log=lambda *_: None)  # cached: no new evaluation
-    assert again["methods"]["lora"]["gain_test"] == out["methods"]["lora"]["gain_test"] and len(calls) == n_calls
+    assert again["methods"]["lora"]["gain_test"] == out["methods"]["lora"]["gain_test"]
+    assert events[n_events:] == ["select"]

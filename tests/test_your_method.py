@@ -1,6 +1,7 @@
 """Bring your own method (issue 8): a method written outside ``arena/`` goes through training, evaluation and the
 analyses, and lands on the Pareto data beside the cached results of the others, which are not recomputed."""
 
+import os
 import sys
 import textwrap
 
@@ -80,13 +81,14 @@ def test_a_method_from_outside_arena_reaches_the_pareto_data(toy_module, monkeyp
     base = pipeline.evaluate_base(profile)
     others = benchmark.run_benchmark(profile, analyse=False, log=lambda *_: None)  # the cached "paper" methods
     assert source_module(get_method("toy-subspace")) == "toy_methods"
-    assert benchmark.default_workers(["toy-subspace", "lora"]) == 2  # importable: both cores
+    assert benchmark.default_workers(["toy-subspace", "toy-subspace-slow"]) == min(2, os.cpu_count() or 1)  # not forced to 1
 
     trained = []
     real = benchmark.train_method
     monkeypatch.setattr(benchmark, "train_method", lambda *a, **k: trained.append(a[1].method) or real(*a, **k))
     # two new methods: two spawn workers, which import toy_methods themselves (the analyses read delta_weight)
-    mine = benchmark.run_benchmark(profile, ["toy-subspace", "toy-subspace-slow", "lora"], log=lambda *_: None)
+    mine = benchmark.run_benchmark(profile, ["toy-subspace", "toy-subspace-slow", "lora"], workers=2,
+                                   log=lambda *_: None)
     again = benchmark.run_benchmark(profile, log=lambda *_: None)
     assert trained == [], "trained in this process"  # the toys trained in the workers, the rest came from the store
     assert [r["eval"]["general"] for r in again] == [r["eval"]["general"] for r in others]
@@ -120,13 +122,32 @@ def test_plain_torch_method_counts_and_builds(toy_module):
     assert torch.allclose(layer(x), x @ (W0 + module_update(layer, W0)).T, atol=1e-4)
 
 
-def test_editing_a_method_changes_its_cache_key(toy_module):
-    from dataclasses import replace
+def test_editing_a_method_changes_its_cache_key(toy_module, tmp_path):
+    import importlib
 
-    from arena.methods import get_method, register
+    from arena.methods import get_method
     from arena.methods.registry import fingerprint
 
     before = fingerprint(get_method("toy-subspace"))
-    assert fingerprint(get_method("lora")) is None  # the kit's own methods keep their keys
-    register(replace(get_method("toy-subspace"), lr=5e-4), replace=True)
+    assert before == fingerprint(get_method("toy-subspace")) and fingerprint(get_method("lora")) is None
+    # an edit inside the layer class (not in the registered functions) must change the key too
+    (tmp_path / "toy_methods.py").write_text(TOY.replace("self.base(x) + ", "self.base(x) + 0.5 * "))
+    importlib.reload(toy_module)
     assert fingerprint(get_method("toy-subspace")) != before
+
+
+def test_a_method_defined_in_a_cell_is_hashed_with_its_classes():
+    import functools
+
+    from arena.methods import Method
+    from arena.methods.registry import fingerprint, source_module
+
+    class Layer(torch.nn.Module):
+        pass
+
+    def wrap(model, r):
+        return Layer
+
+    m = Method("cell-method", "test", "additive", lr=1e-3, wrap=functools.partial(wrap), size_name="r", sizes=(2, 4))
+    assert source_module(m) == "test_your_method"  # the partial is looked through, not "functools"
+    assert fingerprint(m) == fingerprint(m)

@@ -68,32 +68,60 @@ def register(method: Method, replace: bool = False) -> Method:
     return method
 
 
+def _callables(method: Method):
+    for fn in (method.config, method.wrap, method.init, method.on_step):
+        while isinstance(fn, __import__("functools").partial):
+            fn = fn.func
+        if fn is not None:
+            yield fn
+
+
 def source_module(method: Method) -> str | None:
     """The importable module that defines (and registers) ``method``, or None when it lives in ``__main__`` (a
     notebook cell or script): worker processes import it to get the method, so such methods train in parallel."""
-    for fn in (method.config, method.wrap, method.init, method.on_step):
+    for fn in _callables(method):
         module = getattr(fn, "__module__", None)
-        if module and module != "__main__" and not module.startswith("arena."):
+        if module and module != "__main__" and not module.startswith(("arena.", "functools", "builtins")):
             return module
     return None
 
 
 def fingerprint(method: Method) -> str | None:
     """A hash of a user method's code (None for the kit's own): part of the training cache key, so editing the
-    method retrains it instead of returning results of the old code."""
+    method retrains it instead of returning results of the old code. A method in a module is hashed by the whole
+    module's source (its classes included); one in a notebook cell by its functions and the cell-level classes and
+    functions they name."""
     if method.builtin:
         return None
     import hashlib
     import inspect
+    import sys
 
     parts = [method.description, str(method.lr), str(method.sizes)]
-    for fn in (method.config, method.wrap, method.init, method.on_step):
-        if fn is not None:
-            try:
-                parts.append(inspect.getsource(fn))
-            except (OSError, TypeError):  # defined interactively without source: fall back to its identity
-                parts.append(getattr(fn, "__qualname__", repr(fn)))
+    module = source_module(method)
+    if module and module in sys.modules:
+        try:
+            parts.append(inspect.getsource(sys.modules[module]))
+        except (OSError, TypeError):
+            module = None
+    if not module or module not in sys.modules:
+        for fn in _callables(method):
+            parts.append(_source(fn))
+            scope = getattr(fn, "__globals__", {})
+            for name in getattr(getattr(fn, "__code__", None), "co_names", ()):
+                obj = scope.get(name)
+                if (inspect.isclass(obj) or inspect.isfunction(obj)) and obj.__module__ == fn.__module__:
+                    parts.append(_source(obj))
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+def _source(obj) -> str:
+    import inspect
+
+    try:
+        return inspect.getsource(obj)
+    except (OSError, TypeError):  # defined without a source file: fall back to its name
+        return getattr(obj, "__qualname__", type(obj).__name__)
 
 
 def unregister(name: str) -> None:

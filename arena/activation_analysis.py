@@ -19,8 +19,8 @@ import torch
 from . import store
 from .profiles import Profile
 
-ANALYSIS_VERSION = 1
-MAX_TOKENS = 2048  # per dataset; the paper caps at 4096 (C1), which only its first few dozen prompts fill anyway
+ANALYSIS_VERSION = 2  # 2: 1024 tokens per dataset
+MAX_TOKENS = 1024  # per dataset (the paper caps at 4096, C1); 1024 tokens x 576-1536 features on this base
 
 
 def prompt_sets(profile: Profile) -> dict[str, list[str]]:

@@ -53,8 +53,8 @@ def run_tasks(model, tokenizer, tasks: list[str], data_dir: Path, batch_size: in
 
     quiet_libraries()
     # batch_size must go to HFLM: simple_evaluate ignores it for model objects (offline_stack.md).
-    # bf16 compute over the stored weights where the device has it (models.bf16_compute; the cache key records it):
-    # HFLM wraps every forward in its own autocast, so it must be told, not wrapped.
+    # bf16 compute where the device has it (models.bf16_compute; the cache key records it); HFLM wraps every forward
+    # in its own autocast (it must be told, not wrapped), which keeps log-softmax in fp32.
     bf16 = bf16_compute(next(model.parameters()).device)
     lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size,
               mixed_precision_dtype=torch.bfloat16 if bf16 else None)
@@ -79,25 +79,41 @@ def run_tasks(model, tokenizer, tasks: list[str], data_dir: Path, batch_size: in
 def evaluate(model, tokenizer, profile, batch_size: int | None = None, split: str = "test") -> dict:
     """Score ``model`` on the profile's suite (``split="test"``) or on its validation split (disjoint items, used only
     to choose rewinding points). Returns per-item scores plus the General/Target summary (in %)."""
-    from .suite import build_suite, validation_dir
-
     if split not in ("test", "validation"):
         raise ValueError(f"split must be 'test' or 'validation', not {split!r}")
     batch_size = batch_size or profile.eval_batch_size
     was_training = model.training
     model.eval()
+    caller, model = model, _scoring_copy(model)
+    try:
+        return _evaluate(model, tokenizer, profile, batch_size, split)
+    finally:
+        caller.train(was_training)
+
+
+def _scoring_copy(model):
+    """With bf16 compute, an fp32 model is scored as a bf16 copy (the caller's model is untouched): autocast alone
+    would re-cast every weight at every decoding step. bf16 or quantised models are scored as they are."""
+    if bf16_compute(next(model.parameters()).device) and next(model.parameters()).dtype == torch.float32:
+        import copy
+
+        return copy.deepcopy(model).to(torch.bfloat16)
+    return model
+
+
+def _evaluate(model, tokenizer, profile, batch_size: int, split: str) -> dict:
+    from .suite import build_suite, validation_dir
+
     if uses_stock_tasks(profile):
         if split != "test":
             raise ValueError("lm-eval's stock tasks have no validation split")
         chat, plain = stock_task_lists(profile.model.instruct)
         items = run_tasks(model, tokenizer, chat, Path("."), batch_size, chat=True)
         items |= run_tasks(model, tokenizer, plain, Path("."), batch_size, chat=False) if plain else {}
-        model.train(was_training)
         return {"items": items, "split": split, **summarise(items)}
     data_dir = build_suite(profile) if split == "test" else validation_dir(profile)
     items = run_tasks(model, tokenizer, CHAT_TASKS, data_dir, batch_size, chat=True)
     items |= run_tasks(model, tokenizer, PLAIN_TASKS, data_dir, batch_size, chat=False)
-    model.train(was_training)
     return {"items": items, "split": split, **summarise(items)}
 
 

@@ -77,8 +77,9 @@ def _cpu_has_bf16() -> bool:
 
 
 def compute_precision() -> str:
-    """``bf16`` or ``fp32``: part of every evaluation's cache key (the two give slightly different scores)."""
-    return "bf16" if bf16_compute() else "fp32"
+    """``bf16-weights`` (scored as a bf16 copy, autocast for the rest) or ``fp32``: part of every evaluation's cache
+    key (they give slightly different scores)."""
+    return "bf16-weights" if bf16_compute() else "fp32"
 
 
 def resolve_quantization(profile: Profile) -> str | None:

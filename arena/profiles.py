@@ -66,7 +66,7 @@ class Profile:
     # Training (paper_spec.md A6, scaled down): AdamW, cosine after 10 % warmup, grad clip 1.0. The embedded
     # default is sized so nine methods train and score within the 45-minute budget on a 2-core CPU.
     steps: int = 30
-    batch_size: int = 8
+    batch_size: int = 6
     grad_accum: int = 1
     max_length: int = 256  # prompt + response tokens; longer examples are dropped, not truncated (A2)
     save_every: int = 10  # checkpoints along the path, for rewinding
@@ -74,8 +74,9 @@ class Profile:
     seed: int = 1
     methods: tuple[str, ...] = DEFAULT_METHODS
     budget: int | None = None  # trainable parameters; None = the size of LoRA r8 on this model (the paper's pairing)
-    # Evaluation (generation lengths live in the task YAML files, arena/tasks/)
-    eval_batch_size: int = 16
+    # Evaluation (generation lengths live in the task YAML files, arena/tasks/). 8, not 16: lm-eval holds the logits
+    # of a whole batch (batch x length x 49k vocabulary), and two benchmark workers must fit in 24 GB together.
+    eval_batch_size: int = 8
     extra: dict = field(default_factory=dict)
 
     @property

@@ -42,17 +42,24 @@ def _interleave(*lists):
     return [[x[i] for x in lists if i < len(x)] for i in range(longest)]
 
 
-def base_activations(profile: Profile, modules: list[str], max_tokens: int = MAX_TOKENS) -> dict:
-    """``{dataset: {"input": {module: H}, "output": {module: X0}}}`` for the base model (stored once, safetensors)."""
-    from safetensors.torch import load_file, save_file
-
-    from .models import load_base, model_identity, resolve_quantization
+def base_activations_file(profile: Profile, modules: list[str], max_tokens: int = MAX_TOKENS):
+    """Where the base activations of this base, suite, module set and token cap are stored."""
+    from .models import model_identity, resolve_quantization
     from .suite import suite_dir
 
     key = {"base": model_identity(profile.model), "suite": suite_dir(profile).name, "modules": modules,
            "max_tokens": max_tokens, "quantization": resolve_quantization(profile), "version": ANALYSIS_VERSION}
-    folder = store.run_dir("activations", key)
-    file = folder / "base.safetensors"
+    return store.run_dir("activations", key) / "base.safetensors"
+
+
+def base_activations(profile: Profile, modules: list[str], max_tokens: int = MAX_TOKENS) -> dict:
+    """``{dataset: {"input": {module: H}, "output": {module: X0}}}`` for the base model (stored once, safetensors)."""
+    from safetensors.torch import load_file, save_file
+
+    from .models import load_base, resolve_quantization
+
+    file = base_activations_file(profile, modules, max_tokens)
+    folder = file.parent
     if file.exists():
         try:
             flat = load_file(str(file))

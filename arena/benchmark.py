@@ -53,9 +53,7 @@ def train_key(profile: Profile, spec: TrainSpec) -> dict:
 
 def _training_rows(profile: Profile) -> list[dict]:
     """The profile's SFT rows: the paper's data (hub or a local file) for the paper profile, else the suite's."""
-    from .evaluate import uses_stock_tasks
-
-    if uses_stock_tasks(profile):
+    if profile.uses_stock_tasks:
         from .paper_data import load_training_rows
 
         return load_training_rows(profile.domain, profile.extra.get("train_file"), profile.n_train)
@@ -256,7 +254,7 @@ def analyse_record(profile: Profile, record: dict, force: bool = False) -> None:
     spec = TrainSpec(**record["spec"])
     weight_analysis.analyse_checkpoint(profile, spec, force=force)
     activation_analysis.analyse_checkpoint(profile, spec, force=force)
-    if record["method"] in profile.rewind_methods and profile.bbh_per_task:  # chapter 05; stock suites have no split
+    if record["method"] in profile.rewind_methods and not profile.uses_stock_tasks:  # chapter 05 (needs a split)
         from .rewind import rewind_method
 
         rewind_method(profile, spec, force=force)
@@ -288,7 +286,7 @@ def run_benchmark(profile: Profile | str, methods=None, workers: int | None = No
     from .suite import build_suite
 
     build_suite(profile)  # once, here: two workers must not both write it
-    if analyse and profile.bbh_per_task and set(methods) & set(profile.rewind_methods):
+    if analyse and not profile.uses_stock_tasks and set(methods) & set(profile.rewind_methods):
         from .suite import build_validation
 
         build_validation(profile)  # the rewinding studies' split, likewise written once
@@ -296,7 +294,8 @@ def run_benchmark(profile: Profile | str, methods=None, workers: int | None = No
     # the rewinding methods carry a dozen extra evaluations: start them first so no core idles at the end
     from .rewind import is_oft
 
-    todo = sorted((m for m in methods if m not in done), key=lambda m: (m not in profile.rewind_methods, not is_oft(m)))
+    todo = sorted((m for m in methods if m not in done),
+                  key=lambda m: (m not in profile.rewind_methods, not is_oft(m)))
     workers = min(workers or default_workers(todo), max(1, len(todo)))
     start = time.perf_counter()
     if workers == 1:

@@ -60,8 +60,8 @@ def run_tasks(model, tokenizer, tasks: list[str], data_dir: Path, batch_size: in
               mixed_precision_dtype=torch.bfloat16 if bf16 else None)
     stock = not all(t.startswith("arena_") for t in tasks)
     with console_to_buffer():  # lm-eval's per-request bars would fill an executed notebook
-        out = lm_eval.simple_evaluate(model=lm, tasks=tasks, task_manager=_task_manager(Path(data_dir), stock), log_samples=True,
-                                      apply_chat_template=chat and bool(tokenizer.chat_template), bootstrap_iters=0,
+        out = lm_eval.simple_evaluate(model=lm, tasks=tasks, task_manager=_task_manager(Path(data_dir), stock),
+                                      log_samples=True, apply_chat_template=chat and bool(tokenizer.chat_template), bootstrap_iters=0,
                                       random_seed=0, numpy_random_seed=0, torch_random_seed=0, fewshot_random_seed=0)
     items = {}
     for task, samples in out["samples"].items():
@@ -102,24 +102,19 @@ def _scoring_copy(model):
 
 
 def _evaluate(model, tokenizer, profile, batch_size: int, split: str) -> dict:
-    from .suite import build_suite, validation_dir
+    from .suite import build_suite, build_validation
 
-    if uses_stock_tasks(profile):
+    if profile.uses_stock_tasks:
         if split != "test":
             raise ValueError("lm-eval's stock tasks have no validation split")
         chat, plain = stock_task_lists(profile.model.instruct)
         items = run_tasks(model, tokenizer, chat, Path("."), batch_size, chat=True)
         items |= run_tasks(model, tokenizer, plain, Path("."), batch_size, chat=False) if plain else {}
         return {"items": items, "split": split, **summarise(items)}
-    data_dir = build_suite(profile) if split == "test" else validation_dir(profile)
+    data_dir = build_suite(profile) if split == "test" else build_validation(profile)
     items = run_tasks(model, tokenizer, CHAT_TASKS, data_dir, batch_size, chat=True)
     items |= run_tasks(model, tokenizer, PLAIN_TASKS, data_dir, batch_size, chat=False)
     return {"items": items, "split": split, **summarise(items)}
-
-
-def uses_stock_tasks(profile) -> bool:
-    """The paper profile scores lm-eval's stock tasks (it builds no embedded suite: ``bbh_per_task == 0``)."""
-    return profile.bbh_per_task == 0
 
 
 def stock_task_lists(instruct: bool) -> tuple[list[str], list[str]]:

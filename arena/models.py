@@ -54,9 +54,10 @@ def device() -> str:
 
 
 def bf16_compute(where=None) -> bool:
-    """Whether training and evaluation compute in bf16 (autocast over fp32 weights): on CUDA with bf16 support, as in
-    the paper (A6; its vLLM evaluation also runs bf16), and on CPUs with bf16 instructions (AVX512-BF16 / AMX), where it
-    measured ~1.9x faster forwards on SmolLM2 (``ARENA_CPU_BF16=0`` turns it off)."""
+    """Whether training and evaluation compute in bf16: training autocasts over fp32 weights, evaluation scores a bf16
+    copy (``evaluate``). On CUDA with bf16 support, as in the paper (A6; its vLLM evaluation also runs bf16), and on
+    CPUs with bf16 instructions (AVX512-BF16 / AMX), where it measured ~1.9x faster forwards on SmolLM2
+    (``ARENA_CPU_BF16=0`` turns it off)."""
     import os
 
     import torch

@@ -25,9 +25,13 @@ def ensure_assets(profile: Profile) -> None:
 
 
 def eval_key(profile: Profile, model_id: str, what: dict) -> dict:
-    """Everything that determines an evaluation: base identity, suite content, quantisation, and the model variant."""
+    """Everything that determines an evaluation: base identity, suite content (and, for ``split="validation"``, the
+    validation split's), quantisation, compute precision, and the model variant."""
+    from .suite import validation_name
+
+    split = {"validation": validation_name(profile)} if what.get("split") == "validation" else {}
     return {"base": model_id, "suite": suite_dir(profile).name, "suite_version": SUITE_VERSION,
-            "quantization": resolve_quantization(profile), "compute": compute_precision(), **what}
+            "quantization": resolve_quantization(profile), "compute": compute_precision(), **split, **what}
 
 
 def evaluate_base(profile: Profile, force: bool = False) -> dict:

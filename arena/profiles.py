@@ -80,6 +80,11 @@ class Profile:
     extra: dict = field(default_factory=dict)
 
     @property
+    def uses_stock_tasks(self) -> bool:
+        """The paper profile scores lm-eval's stock tasks: it builds no embedded suite, so no validation split."""
+        return self.bbh_per_task == 0
+
+    @property
     def model(self) -> ModelSpec:
         """The first base model (the one the single-model chapters use)."""
         return self.models[0]

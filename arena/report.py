@@ -293,12 +293,9 @@ def rewind_gains(result: dict) -> "pd.DataFrame":
 
 
 def _axis(value: float, se: float) -> str:
-    """'up', 'down' or 'flat': is a paired change more than Z standard errors from zero (any change when se = 0)."""
-    if value > Z * se:
-        return "up"
-    if value < -Z * se:
-        return "down"
-    return "flat"
+    """'up', 'down' or 'flat': :func:`verdict` on one paired change (more than Z standard errors from zero)."""
+    word = verdict(value, se, "up", "down")
+    return word if word in ("up", "down") else "flat"
 
 
 def dominance(gain: dict) -> str:
@@ -383,9 +380,9 @@ def best_margin(records: list[dict], base: dict) -> dict:
     ranking = tradeoff_ranking(records, base)
     by_label = {r["label"]: r for r in records}
     first, second = ranking.index[0], ranking.index[1]
-    diff = paired_difference(by_label[first]["eval"]["items"], by_label[second]["eval"]["items"])
-    margin = diff["general"] + diff["target"]
-    se = math.hypot(diff["general_se"], diff["target_se"])
+    diff = compare(by_label[first], by_label[second])
+    margin = diff["General diff"] + diff["Target diff"]
+    se = math.hypot(diff["General diff se"], diff["Target diff se"])
     return {"best": first, "runner_up": second, "margin": margin, "margin_se": se,
             "verdict": verdict(margin, se, f"{first} ahead", f"{second} ahead")}
 

@@ -24,6 +24,7 @@ from typing import Callable
 import torch
 
 from .errors import ArenaError
+from .updates import is_quantized
 
 SCHEDULES = ("sqrt", "linear")
 LAYER_RULES = ("uniform", "safe", "min")
@@ -38,10 +39,6 @@ def _plain_lora(layer, adapter: str) -> bool:
     return (hasattr(layer, "lora_A") and adapter in layer.lora_A
             and adapter not in getattr(layer, "lora_magnitude_vector", {})
             and type(layer).__name__ in _LORA_LINEARS and type(layer).__module__.startswith("peft.tuners.lora"))
-
-
-def _quantized(weight) -> bool:
-    return type(weight).__name__ in ("Params4bit", "Int8Params")
 
 
 class DenseInterpolation:
@@ -70,7 +67,7 @@ class DenseInterpolation:
         self.scale_only = bool(self.layers) and all(_plain_lora(m, adapter) for _, m in self.layers)
         if self.scale_only and residual is None:
             # residual inits moved the base off W0; a 4-bit base cannot be compared, and has no residual method
-            residual = any(not _quantized(w := m.get_base_layer().weight)
+            residual = any(not is_quantized(w := m.get_base_layer().weight)
                            and not torch.equal(w.detach().float().cpu(), read_w0(n + ".weight"))
                            for n, m in self.layers)
         self.scale_only = self.scale_only and not residual
@@ -79,7 +76,7 @@ class DenseInterpolation:
         with torch.no_grad():
             for name, layer in self.layers:
                 weight = layer.get_base_layer().weight
-                if _quantized(weight):
+                if is_quantized(weight):
                     raise ArenaError("dense interpolation writes W0 + alpha dW into the base weights, which a 4-bit "
                                      "base cannot hold; run rewinding with quantization='none' (plain LoRA and OFT's "
                                      "generator path work on a 4-bit base)")
@@ -147,7 +144,7 @@ def merged_view(model, adapter: str = "default"):
     from .updates import adapted_layers
 
     layers = [m for _, m in adapted_layers(model, adapter)] if hasattr(model, "peft_config") else []
-    if not layers or any(_quantized(m.get_base_layer().weight) for m in layers):
+    if not layers or any(is_quantized(m.get_base_layer().weight) for m in layers):
         yield model
         return
     saved = [m.get_base_layer().weight.data.clone() for m in layers]
@@ -177,12 +174,12 @@ def lora_scaled(model, alpha: float, adapter: str = "default"):
             m.scaling[adapter] = s
 
 
-def dense_factor_error(R_blocks: torch.Tensor, alpha: float) -> float:
-    """||F^T F - I||_F of the dense OFT factor F = (1-alpha) I + alpha R^T (D3: off the orthogonal group for
-    0 < alpha < 1, worst at 0.5)."""
+def dense_factor_error(R_blocks: torch.Tensor, alpha: float, reduce: str = "total") -> float:
+    """||F^T F - I||_F of the dense OFT factor F = (1-alpha) I + alpha R^T, per block [n, b, b] reduced as in
+    ``oft_path.orthogonality_error`` (D3: off the orthogonal group for 0 < alpha < 1, worst at 0.5)."""
     from .oft_path import dense_factor, orthogonality_error
 
-    return orthogonality_error(torch.stack([dense_factor(R, alpha) for R in R_blocks.unbind(0)]))
+    return orthogonality_error(torch.stack([dense_factor(R, alpha) for R in R_blocks.unbind(0)]), reduce)
 
 
 # ------------------------------------------------------------------------------------------- OFT generator path
@@ -240,15 +237,13 @@ def rotation_errors(model, alphas, schedule: str = "sqrt", adapter: str = "defau
     that of the trained rotation; the dense path's is not."""
     from .oft_path import oft_rotation, orthogonality_error
 
+    layers = [layer for _, layer, _ in _require_oft(model, adapter)]
+    trained = [oft_rotation(layer, 1.0, adapter, blocks=True).float() for layer in layers]
     rows = []
-    layers = _require_oft(model, adapter)
     for alpha in alphas:
         s = generator_scale(alpha, schedule)
-        gen = dense = 0.0
-        for _, layer, _ in layers:
-            gen = max(gen, orthogonality_error(oft_rotation(layer, s, adapter, blocks=True).float(), "max"))
-            R1 = oft_rotation(layer, 1.0, adapter, blocks=True).float()
-            dense = max(dense, max(dense_factor_error(R1[i:i + 1], alpha) for i in range(R1.shape[0])))
+        gen = max(orthogonality_error(oft_rotation(layer, s, adapter, blocks=True).float(), "max") for layer in layers)
+        dense = max(dense_factor_error(R, alpha, "max") for R in trained)
         rows.append({"alpha": alpha, "generator_error": gen, "dense_error": dense})
     return rows
 
@@ -259,9 +254,9 @@ def select_point(candidates: list[dict], final: dict, delta: float | None = None
 
     Rule: among the candidates whose validation Target is at least the final checkpoint's minus ``delta`` (default:
     one standard error of the final's validation Target), take the highest validation General; ties go to the larger
-    alpha (closer to the trained model), and an exact tie with the final keeps the final. Each dict has ``general``, ``target`` (and ``alpha``) from the validation
-    split; ``final`` is the final checkpoint on the same split. The final itself is always a candidate, so "no better
-    point" is a possible answer.
+    alpha (closer to the trained model), and an exact tie with the final keeps the final. Each dict has ``general``,
+    ``target`` (and ``alpha``) from the validation split; ``final`` is the final checkpoint on the same split. The
+    final itself is always a candidate, so "no better point" is a possible answer.
     """
     for c in [*candidates, final]:
         if c.get("split", "validation") != "validation":
@@ -372,13 +367,9 @@ def _point_key(profile, spec, point: dict, split: str) -> dict:
     from .benchmark import train_key
     from .pipeline import eval_key
 
-    from .suite import validation_name
-
     tkey = train_key(profile, spec)
     return eval_key(profile, tkey["base"], {"variant": "rewind", "train": store.key_hash(tkey), "point": point,
-                                            "split": split, "rewind_version": REWIND_VERSION,
-                                            **({"validation": validation_name(profile)} if split == "validation"
-                                               else {})})
+                                            "split": split, "rewind_version": REWIND_VERSION})
 
 
 def evaluate_point(profile, spec, point: dict, split: str = "validation", loaded: _Loaded | None = None,
@@ -463,11 +454,8 @@ def base_validation(profile, force: bool = False) -> dict:
         model, tokenizer = load_base(profile.model, resolve_quantization(profile))
         return evaluate(model, tokenizer, profile, split="validation")
 
-    from .suite import validation_name
-
-    return store.cached("eval", eval_key(profile, model_identity(profile.model),
-                                         {"variant": "base", "split": "validation",
-                                          "validation": validation_name(profile)}), compute, force=force)
+    key = eval_key(profile, model_identity(profile.model), {"variant": "base", "split": "validation"})
+    return store.cached("eval", key, compute, force=force)
 
 
 def run_rewinding(profile, methods=None, force: bool = False, log=print) -> dict:

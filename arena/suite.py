@@ -21,8 +21,8 @@ import re
 from pathlib import Path
 
 from .assets import bigbench_tasks, cache_dir, load_bigbench
-from .profiles import Profile
 from .errors import ArenaError
+from .profiles import Profile
 from .wordproblems import make_problems
 
 SUITE_VERSION = 2  # bump when any file's content or format changes
@@ -109,20 +109,15 @@ def validation_name(profile: Profile) -> str:
     return "validation-" + hashlib.sha256(key.encode()).hexdigest()[:8]
 
 
-def validation_dir(profile: Profile) -> Path:
-    """The validation split of the profile's suite (rewinding's selection, paper_spec.md D5): same file names and
-    lm-eval tasks as the test suite, different items. Built on first use."""
-    return build_validation(profile)
-
-
 def build_validation(profile: Profile) -> Path:
-    """Write the validation split: every item drawn from the same sources as the test suite but disjoint from it
-    (checked by normalised input text) and, for word problems, from the training set too (idempotent)."""
+    """The validation split of the profile's suite (rewinding's selection, paper_spec.md D5), written on first use:
+    same file names and lm-eval tasks as the test suite, every item drawn from the same sources but disjoint from it
+    (checked by normalised input text) and, for word problems, from the training set too."""
     test = build_suite(profile)
     out = test / validation_name(profile)
     if (out / "DONE").exists():
         return out
-    if profile.bbh_per_task == 0:
+    if profile.uses_stock_tasks:
         raise ArenaError("the paper profile scores lm-eval's stock tasks, which have no validation split built in; "
                          "rewinding's selection runs on the embedded or smoke profile (or pass validation files)")
     (out / "bbh").mkdir(parents=True, exist_ok=True)
@@ -133,7 +128,8 @@ def build_validation(profile: Profile) -> Path:
     test_prompts = {r["prompt"] for r in read_jsonl(test / "ifeval.jsonl")}
     ifeval = [r for r in ifeval_items(4 * profile.val_n_ifeval + 8, rng) if r["prompt"] not in test_prompts]
     _write(out / "ifeval.jsonl", ifeval[:profile.val_n_ifeval])
-    _write(out / "qa.jsonl", _qa_items(profile.val_n_qa, rng, {_norm(r["input"]) for r in read_jsonl(test / "qa.jsonl")}))
+    test_qa = {_norm(r["input"]) for r in read_jsonl(test / "qa.jsonl")}
+    _write(out / "qa.jsonl", _qa_items(profile.val_n_qa, rng, test_qa))
     # The same generator continued past the test items: the first n_target_test are the test set, the rest are new.
     train, both = make_problems(profile.n_train, profile.n_target_test + profile.val_n_target, seed=profile.seed)
     known = {r["question"] for r in train} | {r["question"] for r in both[:profile.n_target_test]}

@@ -23,12 +23,17 @@ def _f32(t: torch.Tensor) -> torch.Tensor:
     return t.detach().to("cpu", torch.float32)
 
 
+def is_quantized(weight) -> bool:
+    """A bitsandbytes 4-bit or 8-bit weight (it cannot be written to or compared as a float matrix)."""
+    return type(weight).__name__ in ("Params4bit", "Int8Params")
+
+
 def base_weight(layer) -> torch.Tensor:
     """The layer's base weight in fp32 on CPU; a 4-bit base is dequantised (its quantisation error is then part of
     W_base - W0, which the GPU path reports separately; issue 7)."""
     base = layer.get_base_layer()
     weight = base.weight
-    if type(weight).__name__ in ("Params4bit", "Int8Params"):
+    if is_quantized(weight):
         from peft.utils.integrations import dequantize_module_weight
 
         return _f32(dequantize_module_weight(base))

@@ -21,23 +21,19 @@ def main() -> None:
     parser.add_argument("--method", default="lora")
     args = parser.parse_args()
 
-    from arena import activation_analysis, store
+    from arena import activation_analysis
     from arena.benchmark import sized_method, train_spec
     from arena.geometry import default_module_set
-    from arena.models import base_config, configure_torch, device, model_identity, resolve_quantization
+    from arena.models import base_config, configure_torch, device
     from arena.profiles import get_profile
     from arena.provenance import peak_memory_mb
-    from arena.suite import suite_dir
 
     configure_torch()
     profile = get_profile(args.profile)
     spec = train_spec(profile, sized_method(profile, args.method))
     modules = default_module_set(base_config(profile.model).num_hidden_layers)
-    key = {"base": model_identity(profile.model), "suite": suite_dir(profile).name, "modules": modules,
-           "max_tokens": activation_analysis.MAX_TOKENS, "quantization": resolve_quantization(profile),
-           "version": activation_analysis.ANALYSIS_VERSION}
     # the cold run captures the base activations again; the stored ones come back afterwards
-    with set_aside(store.run_dir("activations", key) / "base.safetensors"):
+    with set_aside(activation_analysis.base_activations_file(profile, modules)):
         for label in ("base activations captured now", "base activations reused"):
             start = time.perf_counter()
             out = activation_analysis.analyse_checkpoint(profile, spec, force=True)

@@ -25,6 +25,7 @@ def test_paper_profile_resolves():
     assert profile.models == (QWEN25_7B, LLAMA32_3B)
     assert profile.batch_size * profile.grad_accum == 256  # the paper's global batch (A6) by accumulation
     assert profile.max_length == 8192 and profile.steps == 780 and profile.save_every == 91
+    assert profile.uses_stock_tasks and not get_profile("embedded").uses_stock_tasks
 
 
 def test_stock_tasks_resolve_in_the_installed_lm_eval():

@@ -79,3 +79,78 @@ def test_at_size_counts_and_refuses_bad_sizes():
     assert at_size("lora", config, 2).count == 4 * 2 * 1024 and not at_size("lora", config, 2).matched
     with pytest.raises(ArenaError, match="does not divide"):
         at_size("oft", config, 7)
+
+
+def _mixed(general_hits, target_hits, n=4):
+    """Items with the first ``general_hits`` general items and ``target_hits`` target items right (0/1 each)."""
+    g = [1.0 if i < general_hits else 0.0 for i in range(n)]
+    t = [1.0 if i < target_hits else 0.0 for i in range(n)]
+    return {"arena_bbh_a": g, "arena_ifeval:inst": [[x] for x in g], "arena_ifeval": g, "arena_qa": g,
+            "arena_wordproblems": t, "arena_arithmetic": t, "arena_emqa": t}
+
+
+def _scored(method, general_hits, target_hits):
+    items = _mixed(general_hits, target_hits)
+    return {**_record(method, 0, 0), "eval": {**_record(method, 0, 0)["eval"], "items": items, **summarise(items)}}
+
+
+def test_tradeoff_ranking_and_margin_on_paired_items():
+    base = {"items": _mixed(2, 0), **summarise(_mixed(2, 0))}
+    records = [_scored("a", 2, 3), _scored("b", 1, 4), _scored("c", 0, 0)]
+    ranking = report.tradeoff_ranking(records, base)
+    # a: General +0, Target +75 -> +75; b: General -25, Target +100 -> +75; c: -50 + 0 -> -50
+    assert list(ranking.index)[-1] == "c" and ranking.loc["c", "TargetGain - Forgetting"] == pytest.approx(-50)
+    assert ranking.loc["a", "TargetGain - Forgetting"] == pytest.approx(75)
+    margin = report.best_margin(records, base)
+    assert {margin["best"], margin["runner_up"]} == {"a", "b"} and margin["margin"] == pytest.approx(0)
+    assert margin["verdict"] == "within noise"
+    paper = report.paper_ranking("qwen_math")
+    assert paper.index[0] == "oft" and paper.loc["oft", "Target gain"] == pytest.approx(46.93 - 35.30)
+
+
+@pytest.mark.parametrize("general,target,expected", [
+    ((5.0, 1.0), (0.0, 1.0), "dominates the final"),
+    ((5.0, 1.0), (-0.01, 1.0), "dominates the final"),  # a flat axis does not make it a trade-off
+    ((5.0, 1.0), (-5.0, 1.0), "trades one axis for the other"),
+    ((-5.0, 1.0), (0.5, 1.0), "is dominated by the final"),
+    ((1.0, 1.0), (-1.0, 1.0), "differs from the final within noise"),
+    ((0.0, 0.0), (0.0, 0.0), "equals the final"),
+])
+def test_dominance_judges_each_axis(general, target, expected):
+    gain = {"general": general[0], "general_se": general[1], "target": target[0], "target_se": target[1]}
+    assert report.dominance(gain) == expected
+
+
+def _study():
+    def row(label, path, alpha, general, target):
+        return {"label": label, "path": path, "alpha": alpha, "general": general, "general_se": 5.0,
+                "target": target, "target_se": 5.0, "point": {"path": path}, "split": "validation"}
+
+    def gain(g, t, se=1.0):
+        return {"general": g, "general_se": se, "target": t, "target_se": se}
+
+    validation = [row("step 10", "train", 0.33, 40, 10), row("dense a=0.3", "dense", 0.3, 45, 28),
+                  row("SafeScale", "layerwise", 1.0, 60, 30), row("final", "final", 1.0, 30, 30)]
+    gains = {"step 10": gain(10, -20), "dense a=0.3": gain(15, -2), "SafeScale": gain(30, 0)}
+    return {"base": row("base", "base", 0.0, 35, 0),
+            "methods": {"oft": {"validation": validation, "gain_validation": gains,
+                                "selected": validation[1], "gain_test": gain(4, 1, 1.0)}}}
+
+
+def test_overshoot_ignores_points_that_lose_the_target_and_the_layerwise_rules():
+    o = report.overshoot(_study())["oft"]
+    # step 10 loses Target beyond noise and SafeScale is not on a path: dense a=0.3 is the earlier point that counts
+    assert o["point"] == "dense a=0.3" and o["general_gap"] == 15 and o["overshoot"]
+
+
+def test_rewind_frame_and_gains_tables():
+    study = _study()
+    frame = report.rewind_frame(study)
+    paths = frame.groupby("path")["point"].apply(list).to_dict()
+    assert paths["dense"] == ["base", "dense a=0.3", "final"] and paths["training"] == ["base", "step 10", "final"]
+    assert paths["layerwise"] == ["SafeScale"]
+    gains = report.rewind_gains(study)
+    assert gains.loc[("oft", "dense a=0.3 (selected)"), "split"] == "test"
+    assert gains.loc[("oft", "SafeScale"), "paper ΔGeneral (math)"] == pytest.approx(46.69 - 44.37, abs=0.01)
+    beside = report.paper_rewind_beside(study)
+    assert beside.loc[("oft", "generator", 0.3), "paper General"] == 48.6

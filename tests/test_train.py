@@ -1,12 +1,10 @@
 """The SFT trainer: response-only loss, checkpoints along the path, resume after a kill, caching, clear errors."""
 
-import json
-
 import pytest
 import torch
 
 from arena import store
-from arena.benchmark import evaluate_step, load_trained, run_method, sized_method, train_method, train_spec
+from arena.benchmark import load_trained, run_method, sized_method, train_method, train_spec
 from arena.errors import ArenaError
 from arena.models import smoke_tokenizer
 from arena.profiles import get_profile

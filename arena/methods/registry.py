@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -70,7 +71,7 @@ def register(method: Method, replace: bool = False) -> Method:
 
 def _callables(method: Method):
     for fn in (method.config, method.wrap, method.init, method.on_step):
-        while isinstance(fn, __import__("functools").partial):
+        while isinstance(fn, functools.partial):
             fn = fn.func
         if fn is not None:
             yield fn
@@ -184,12 +185,7 @@ def build(name: str | Method, model, size: int | None = None, init_batch: dict |
     method = get_method(name)
     size = _check_size(method, size)
     if method.wrap is not None:
-        for p in model.parameters():
-            p.requires_grad_(False)
-        model = method.wrap(model, size) or model
-        if not any(p.requires_grad for p in model.parameters()):
-            raise ArenaError(f"{method.name}: wrap() added no trainable parameters")
-        return model
+        return _wrapped(method, model, size)
     if method.config is None:
         _full_finetuning(model)
         return model
@@ -208,6 +204,16 @@ def build(name: str | Method, model, size: int | None = None, init_batch: dict |
     return wrapped
 
 
+def _wrapped(method: Method, model, size: int | None):
+    """A plain-torch method: every weight frozen, then the method's own ``wrap`` adds its trainable modules."""
+    for p in model.parameters():
+        p.requires_grad_(False)
+    model = method.wrap(model, size) or model
+    if not any(p.requires_grad for p in model.parameters()):
+        raise ArenaError(f"{method.name}: wrap() added no trainable parameters")
+    return model
+
+
 def _full_finetuning(model) -> None:
     embeddings = {id(p) for p in model.get_input_embeddings().parameters()}
     if model.get_output_embeddings() is not None:
@@ -224,9 +230,7 @@ def count_trainable(name: str | Method, config, size: int | None = None) -> int:
     skeleton = _skeleton(config)
     model = copy.deepcopy(skeleton)
     if method.wrap is not None:
-        for p in model.parameters():
-            p.requires_grad_(False)
-        model = method.wrap(model, size) or model
+        model = _wrapped(method, model, size)
     elif method.config is None:
         _full_finetuning(model)
     else:

@@ -37,7 +37,7 @@ def train_spec(profile: Profile, sized: Sized, lr: float | None = None) -> Train
     method = get_method(sized.method)
     return TrainSpec(method=method.name, size=sized.size, lr=lr or method.lr * profile.lr_scale, steps=profile.steps,
                      batch_size=profile.batch_size, grad_accum=profile.grad_accum, max_length=profile.max_length,
-                     save_every=profile.save_every, seed=profile.seed)
+                     save_every=profile.save_every, seed=profile.seed, optimizer=profile.optimizer)
 
 
 def train_key(profile: Profile, spec: TrainSpec) -> dict:
@@ -46,9 +46,12 @@ def train_key(profile: Profile, spec: TrainSpec) -> dict:
     from .suite import suite_dir
 
     code = fingerprint(get_method(spec.method))  # a user's method: its code, so an edit retrains it
+    hyper = asdict(spec)
+    if hyper["optimizer"] == "adamw":
+        del hyper["optimizer"]  # the default stays out of the key: runs stored before the option existed stay valid
     return {"base": model_identity(profile.model), "quantization": base_quantization(profile, spec.method)[0],
             "data": suite_dir(profile).name, "n_train": profile.n_train, "train_version": TRAIN_VERSION,
-            **asdict(spec), **({"method_code": code} if code else {})}
+            **hyper, **({"method_code": code} if code else {})}
 
 
 def _training_rows(profile: Profile) -> list[dict]:
@@ -78,12 +81,29 @@ def _prepare(profile: Profile, spec: TrainSpec):
     # a bf16 fallback base on CUDA stays bf16 (frozen; peft keeps the adapter itself in fp32)
     dtype = "auto" if quantization else "bf16" if note and device() == "cuda" else "fp32"
     model, tokenizer = load_base(profile.model, quantization, dtype=dtype)
+    model = prepare_for_training(model, quantization, gradient_checkpointing(profile))
+    examples = encode_dataset(tokenizer, _training_rows(profile), spec.max_length)
+    return model, tokenizer, examples
+
+
+def gradient_checkpointing(profile: Profile) -> bool:
+    """Whether training recomputes activations: the profile's ``on``/``off``, or ``auto`` = on with CUDA."""
+    return profile.gradient_checkpointing == "on" or (profile.gradient_checkpointing == "auto" and device() == "cuda")
+
+
+def prepare_for_training(model, quantization: str | None, checkpointing: bool):
+    """peft's k-bit preparation on a 4-bit base (fp32 norms and head, input gradients), and activation recomputation.
+    Non-reentrant checkpointing: it needs no gradient on the (frozen) inputs of each block."""
+    kwargs = {"use_reentrant": False}
     if quantization:
         from peft import prepare_model_for_kbit_training
 
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True)
-    examples = encode_dataset(tokenizer, _training_rows(profile), spec.max_length)
-    return model, tokenizer, examples
+        return prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpointing,
+                                               gradient_checkpointing_kwargs=kwargs)
+    if checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+        model.config.use_cache = False
+    return model
 
 
 def train_method(profile: Profile, spec: TrainSpec, force: bool = False, stop_after: int | None = None) -> dict:

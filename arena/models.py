@@ -174,6 +174,14 @@ def load_base(spec: ModelSpec, quantization: str | None = None, dtype: str = "au
     return model, tokenizer
 
 
+def local_device_map() -> dict:
+    """The whole model on this process's GPU: GPU 0 alone, GPU ``LOCAL_RANK`` under ``accelerate launch`` (a 4-bit
+    model cannot be moved after loading, so each data-parallel process must load it onto its own device)."""
+    import os
+
+    return {"": int(os.environ.get("LOCAL_RANK", "0"))}
+
+
 def bnb_config():
     """The 4-bit config of the GPU path: NF4, double quantisation, bf16 compute (QLoRA; issue 7)."""
     import torch
@@ -193,9 +201,9 @@ def _from_pretrained(path: str, revision: str | None, quantization: str | None, 
 
     kwargs = {"revision": revision, "dtype": torch_dtype}
     if quantization == "nf4":
-        kwargs.update(quantization_config=bnb_config(), device_map={"": 0})
+        kwargs.update(quantization_config=bnb_config(), device_map=local_device_map())
     elif torch_dtype is not None and "cuda" == device():
-        kwargs["device_map"] = {"": 0}
+        kwargs["device_map"] = local_device_map()
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, revision=revision)
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
@@ -235,6 +243,71 @@ PUBLIC_CONFIGS = {
 }
 
 
+def architecture_config(name: str, layers: int | None = None):
+    """The transformers config of ``smoke`` or a PUBLIC_CONFIGS base, optionally cut to ``layers`` decoder layers
+    (a dry run of the throughput benchmark on a small machine)."""
+    from transformers import AutoConfig
+
+    if name == "smoke":
+        config = _smoke_config()
+    elif name in PUBLIC_CONFIGS:
+        values = dict(PUBLIC_CONFIGS[name])
+        config = AutoConfig.for_model(values.pop("model_type"), **values)
+    else:
+        raise ArenaError(f"unknown architecture {name!r}; choose smoke or one of: {', '.join(PUBLIC_CONFIGS)}")
+    if layers is not None:
+        if layers < 1:
+            raise ArenaError(f"layers must be a positive integer, not {layers}")
+        config.num_hidden_layers = layers
+        if hasattr(config, "max_window_layers"):
+            config.max_window_layers = layers
+        if getattr(config, "layer_types", None):
+            config.layer_types = config.layer_types[:layers]
+    return config
+
+
+def random_base(name: str, quantization: str | None = None, layers: int | None = None, seed: int = 0):
+    """A randomly initialised model with the exact architecture ``name`` (no download): for measuring speed and memory
+    at the paper's scale, never for results. Unquantised it is built in place (fp32 on CPU, bf16 on CUDA); for nf4 it
+    is written once as bf16 safetensors under the cache and loaded back through ``from_pretrained`` with the kit's
+    BitsAndBytesConfig, because bitsandbytes quantises while loading: the same path a real checkpoint takes."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    config = architecture_config(name, layers)
+    if quantization not in (None, "nf4"):
+        raise ArenaError(f"quantization must be nf4 or None, not {quantization!r}")
+    if quantization == "nf4" and not torch.cuda.is_available():
+        raise ArenaError("nf4 quantisation needs a CUDA GPU; pass --quantization none on CPU")
+    cuda = torch.cuda.is_available()
+    if quantization is None:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            with torch.device("cuda" if cuda else "cpu"):
+                model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16 if cuda else torch.float32)
+        return model.eval()
+    from .assets import cache_dir
+
+    slug = name.replace("/", "--")
+    folder = cache_dir() / "random-bases" / f"{slug}-layers{config.num_hidden_layers}-seed{seed}"
+    if not (folder / "model.safetensors.index.json").exists() and not (folder / "model.safetensors").exists():
+        tmp = folder.with_name(folder.name + ".tmp")
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            with torch.device("cuda"):  # random init of 7B weights takes seconds on the GPU, minutes on the CPU
+                model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+        model.save_pretrained(tmp)
+        del model
+        torch.cuda.empty_cache()
+        import shutil
+
+        shutil.rmtree(folder, ignore_errors=True)
+        tmp.rename(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder, quantization_config=bnb_config(), dtype=torch.bfloat16,
+                                                 device_map=local_device_map())
+    return model.eval()
+
+
 def base_config(spec: ModelSpec):
     """The base's transformers config without loading its weights (budget matching counts on it). The paper's
     bases come from their public values (no hub needed); other hub models from the hub."""
@@ -247,6 +320,5 @@ def base_config(spec: ModelSpec):
 
         return AutoConfig.from_pretrained(str(smollm2_dir()))
     if spec.repo_id in PUBLIC_CONFIGS:
-        values = dict(PUBLIC_CONFIGS[spec.repo_id])
-        return AutoConfig.for_model(values.pop("model_type"), **values)
+        return architecture_config(spec.repo_id)
     return AutoConfig.from_pretrained(spec.repo_id, revision=spec.revision)

@@ -71,6 +71,11 @@ class Profile:
     max_length: int = 256  # prompt + response tokens; longer examples are dropped, not truncated (A2)
     save_every: int = 10  # checkpoints along the path, for rewinding
     lr_scale: float = 1.0  # multiplies every method's default learning rate
+    # Memory options of the GPU path (issue 7). Activation recomputation: "auto" = on with CUDA (long sequences; the
+    # activations dominate memory), off on CPU (~30 % slower there, and memory is not the limit); "on" / "off".
+    gradient_checkpointing: str = "auto"
+    # "adamw" (torch) or a bitsandbytes optimiser on CUDA: "adamw_8bit", "paged_adamw_8bit", "paged_adamw".
+    optimizer: str = "adamw"
     seed: int = 1
     methods: tuple[str, ...] = DEFAULT_METHODS
     budget: int | None = None  # trainable parameters; None = the size of LoRA r8 on this model (the paper's pairing)
@@ -159,6 +164,12 @@ def get_profile(name: str | None = None, **overrides) -> Profile:
         raise ArenaError(f"four_bit_fallback must be bf16 or error, not {profile.four_bit_fallback!r}")
     if profile.quantization not in ("auto", "nf4", "none"):
         raise ArenaError(f"quantization must be auto, nf4 or none, not {profile.quantization!r}")
+    if profile.gradient_checkpointing not in ("auto", "on", "off"):
+        raise ArenaError(f"gradient_checkpointing must be auto, on or off, not {profile.gradient_checkpointing!r}")
+    from .train import OPTIMIZERS
+
+    if profile.optimizer not in OPTIMIZERS:
+        raise ArenaError(f"unknown optimizer {profile.optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}")
     if profile.steps < 1 or profile.save_every < 1 or profile.batch_size < 1:
         raise ArenaError("steps, save_every and batch_size must be positive integers")
     return profile

@@ -24,6 +24,10 @@ from .models import bf16_compute
 from .progress import progress
 
 IGNORE = -100  # labels ignored by the loss (prompt tokens and padding)
+# The optimisers a profile can name: torch's AdamW, or bitsandbytes' 8-bit / paged variants (CUDA only), which cut the
+# optimiser state of a large run (full FT of a 7B model keeps 2 fp32 moments per weight) by 4x or page it to the host.
+OPTIMIZERS = {"adamw": None, "adamw_8bit": "AdamW8bit", "paged_adamw_8bit": "PagedAdamW8bit",
+              "paged_adamw": "PagedAdamW"}
 
 
 class StoppedEarly(Exception):
@@ -43,6 +47,7 @@ class TrainSpec:
     max_length: int
     save_every: int
     seed: int
+    optimizer: str = "adamw"
 
     def save_steps(self) -> list[int]:
         return sorted({0, *range(self.save_every, self.steps, self.save_every), self.steps})
@@ -244,7 +249,17 @@ def make_optimizer(model, spec: TrainSpec):
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ArenaError(f"{spec.method} left no trainable parameters")
-    optimizer = torch.optim.AdamW(params, lr=spec.lr, betas=(0.9, 0.95), weight_decay=0.01)
+    hyper = {"lr": spec.lr, "betas": (0.9, 0.95), "weight_decay": 0.01}
+    if spec.optimizer not in OPTIMIZERS:
+        raise ArenaError(f"unknown optimizer {spec.optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}")
+    if OPTIMIZERS[spec.optimizer] is None:
+        optimizer = torch.optim.AdamW(params, **hyper)
+    elif not params[0].is_cuda:
+        raise ArenaError(f"optimizer {spec.optimizer!r} (bitsandbytes) needs a CUDA GPU; use optimizer=adamw here")
+    else:
+        import bitsandbytes.optim
+
+        optimizer = getattr(bitsandbytes.optim, OPTIMIZERS[spec.optimizer])(params, **hyper)
     warmup = max(1, round(0.1 * spec.steps))
     return optimizer, get_cosine_schedule_with_warmup(optimizer, warmup, spec.steps)
 

@@ -17,6 +17,7 @@ import builtins
 import contextlib
 import functools
 import json
+import os
 import sys
 
 from .errors import ArenaError
@@ -83,6 +84,13 @@ def _run(args, out) -> int:
         if args.command == "profile":
             print(json.dumps(as_dict(get_profile(args.name)), indent=1))
             return 0
+        from .distributed import is_main, world_size
+
+        if world_size() > 1 and args.command != "train":
+            raise ArenaError(f"`{args.command}` runs in one process; under `accelerate launch` only `train` runs "
+                             "data-parallel. Train there, then run `python -m arena evaluate --method ...` alone")
+        if not is_main():
+            print = functools.partial(builtins.print, file=open(os.devnull, "w"))  # noqa: A001  (one report)
         overrides = {f: getattr(args, f) for f in OVERRIDES if getattr(args, f, None) is not None}
         profile = get_profile(args.profile, **overrides)
         from .pipeline import ensure_assets

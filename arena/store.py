@@ -56,5 +56,8 @@ def cached(kind: str, key: dict, compute: Callable[[Path], dict], force: bool = 
     if not force and (found := load_metrics(folder)) is not None:
         return found
     metrics = compute(folder)
-    save_metrics(folder, metrics)
+    from .distributed import is_main
+
+    if is_main():  # under `accelerate launch` every process computes the run; process 0 writes it
+        save_metrics(folder, metrics)
     return metrics

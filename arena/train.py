@@ -268,9 +268,12 @@ def train(model, examples: list[dict], spec: TrainSpec, folder: Path, meta: dict
           on_step=None, stop_after: int | None = None) -> dict:
     """Run (or resume) SFT of an already-wrapped ``model``. ``stop_after`` stops early after that many steps (tests
     use it to simulate a kill). Returns per-step losses, trained tokens, wall time and peak memory."""
+    from .distributed import context
     from .provenance import peak_memory_mb
 
     folder = Path(folder)
+    parallel = context()  # one process, or data-parallel under `accelerate launch` (arena/distributed.py)
+    local_micros = parallel.micro_batches(spec.grad_accum)
     optimizer, scheduler = make_optimizer(model, spec)
     torch.manual_seed(spec.seed)
     start, losses, tokens, seen, wall = 0, [], 0, 0, 0.0
@@ -287,27 +290,34 @@ def train(model, examples: list[dict], spec: TrainSpec, folder: Path, meta: dict
             _set_allocator_state(model, state["extra"])
         start, losses, tokens, wall = info["step"], info["losses"], info["tokens"], info["wall_s"]
         seen = info.get("seen", 0)
-    elif not checkpoint_dir(folder, 0).exists() and meta.get("save_init", True):
+    elif not checkpoint_dir(folder, 0).exists() and meta.get("save_init", True) and parallel.main:
         save_checkpoint(model, folder, 0, meta)
     saves = set(spec.save_steps())
     model.train()
-    device = next(model.parameters()).device
+    trained = parallel.prepare(model)  # DDP-wrapped under a launch (and placed on this process's device)
+    device = next(trained.parameters()).device
     # bf16 autocast with fp32 master weights: on CUDA as in the paper (A6); on CPU it is also ~15 % faster where the
     # CPU has bf16 instructions (AVX512-BF16 / AMX), and weights, optimiser state and checkpoints stay fp32.
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16_compute(device))
     bar = progress(range(start, spec.steps), desc=f"train {meta.get('label', spec.method)}", initial=start,
-                   total=spec.steps, unit="step")
+                   total=spec.steps, unit="step", disable=not parallel.main)
     t0 = time.perf_counter()
     for step in bar:
-        total = 0.0
-        for micro in range(spec.grad_accum):
+        total, step_tokens, step_seen = 0.0, 0, 0
+        for i, micro in enumerate(local_micros):
             batch = {k: v.to(device) for k, v in micro_batch(examples, spec, step, micro, pad_id).items()}
-            with autocast:
-                loss = model(**batch).loss / spec.grad_accum
-            loss.backward()
-            total += loss.item()
-            tokens += int((batch["labels"] != IGNORE).sum())
-            seen += int(batch["attention_mask"].sum())
+            with parallel.no_sync(trained, sync=i == len(local_micros) - 1):
+                with autocast:
+                    loss = trained(**batch).loss
+                # each process divides by its own share of the step: DDP's average over processes then gives
+                # sum(micro-batch losses) / grad_accum, the single-process update
+                parallel.backward(loss / len(local_micros))
+            total += (loss / spec.grad_accum).item()
+            step_tokens += int((batch["labels"] != IGNORE).sum())
+            step_seen += int(batch["attention_mask"].sum())
+        total, step_tokens, step_seen = parallel.total([total, step_tokens, step_seen])
+        tokens, seen = tokens + int(step_tokens), seen + int(step_seen)
+        # after DDP's all-reduce every process holds the same gradients, so a local clip is the global one
         torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
         optimizer.step()
         scheduler.step()
@@ -319,8 +329,11 @@ def train(model, examples: list[dict], spec: TrainSpec, folder: Path, meta: dict
         done = step + 1
         if done in saves:
             elapsed = wall + time.perf_counter() - t0
-            save_checkpoint(model, folder, done, meta)
-            _save_state(folder, done, optimizer, scheduler, losses, tokens, seen, elapsed, _allocator_state(model))
+            if parallel.main:
+                save_checkpoint(model, folder, done, meta)
+                _save_state(folder, done, optimizer, scheduler, losses, tokens, seen, elapsed,
+                            _allocator_state(model))
+            parallel.barrier()  # a process killed after this point finds the state every process agrees on
         if stop_after is not None and done >= stop_after:
             break
     bar.close()
@@ -328,5 +341,6 @@ def train(model, examples: list[dict], spec: TrainSpec, folder: Path, meta: dict
     wall += time.perf_counter() - t0
     # tokens/s counts every token processed (prompt + response); response_tokens are the ones the loss saw
     return {"losses": losses, "response_tokens": tokens, "train_tokens": seen, "train_wall_s": wall,
-            "train_tokens_per_s": seen / wall if wall else None, "resumed_from": start, **peak_memory_mb(),
+            "train_tokens_per_s": seen / wall if wall else None, "resumed_from": start, "processes": parallel.size,
+            **peak_memory_mb(),
             "spec": asdict(spec)}

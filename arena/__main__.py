@@ -24,7 +24,7 @@ from .errors import ArenaError
 
 OVERRIDES = {"steps": int, "batch_size": int, "budget": int, "lr_scale": float, "seed": int, "n_train": int,
              "save_every": int, "quantization": str, "grad_accum": int, "max_length": int, "optimizer": str,
-             "gradient_checkpointing": str}
+             "gradient_checkpointing": str, "eval_backend": str}
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -139,11 +139,13 @@ def train_method(profile: Profile, spec: TrainSpec, force: bool = False, stop_af
     return store.cached("train", key, compute)
 
 
-def load_trained(profile: Profile, spec: TrainSpec, step: int | None = None, merge: bool = True):
+def load_trained(profile: Profile, spec: TrainSpec, step: int | None = None, merge: bool = True,
+                 full_precision: bool = False):
     """The model at ``step`` of a trained path (default: the end): base + method + checkpoint.
 
     Residual methods (PiSSA, MiLoRA, KeepLoRA) rebuild their base W0 - s*B0*A0 from the step-0 adapter instead of
-    re-running their initialisation. ``merge`` folds the adapter into the weights (unquantised bases only).
+    re-running their initialisation. ``merge`` folds the adapter into the weights (unquantised bases only);
+    ``full_precision`` puts an adapter trained on a 4-bit base onto the unquantised base (vLLM scoring).
     """
     key = train_key(profile, spec)
     folder = store.run_dir("train", key)
@@ -153,7 +155,7 @@ def load_trained(profile: Profile, spec: TrainSpec, step: int | None = None, mer
         raise ArenaError(f"no checkpoint at step {step} in {folder}; saved steps are {spec.save_steps()} "
                          "(train the method first: python -m arena train --method ...)")
     method = get_method(spec.method)
-    quantization = base_quantization(profile, spec.method)[0]
+    quantization = None if full_precision else base_quantization(profile, spec.method)[0]
     model, tokenizer = load_base(profile.model, quantization)
     import torch
 
@@ -191,9 +193,11 @@ def evaluate_step(profile: Profile, spec: TrainSpec, step: int | None = None, fo
 
     def compute(folder: Path) -> dict:
         start = time.perf_counter()
-        model, tokenizer = load_trained(profile, spec, step)
+        vllm = profile.eval_backend == "vllm"
+        model, tokenizer = load_trained(profile, spec, step, full_precision=vllm)
         result = evaluate(model, tokenizer, profile)
-        base, _ = load_base(profile.model, base_quantization(profile, spec.method)[0])  # the base it trained on
+        # the base it trained on (its full-precision weights when vLLM scores)
+        base, _ = load_base(profile.model, None if vllm else base_quantization(profile, spec.method)[0])
         texts = [r["text"] for r in read_jsonl(build_suite(profile) / "general_text.jsonl")]
         per_doc = cross_entropy_and_kl(model, base, tokenizer, texts, profile.max_length)
         return {**result, "proxies": {**summarise_proxies(per_doc), "per_doc": per_doc}, "step": step,

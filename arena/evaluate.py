@@ -43,21 +43,27 @@ def _task_manager(data_dir: Path, stock: bool = False):
     return TaskManager(include_path=str(TASK_DIR), include_defaults=stock, metadata={"data_dir": str(data_dir)})
 
 
-def run_tasks(model, tokenizer, tasks: list[str], data_dir: Path, batch_size: int, chat: bool) -> dict:
-    """lm-eval on the given task names. Returns ``{task: [per-item score, ...]}`` (IFEval items: mean over its
-    instructions; its instruction-level lists are kept under ``<task>:inst``)."""
-    import lm_eval
+def hf_language_model(model, tokenizer, batch_size: int):
+    """lm-eval's HFLM around the model object (the default backend)."""
     from lm_eval.models.huggingface import HFLM
 
-    from .progress import console_to_buffer, quiet_libraries
-
-    quiet_libraries()
     # batch_size must go to HFLM: simple_evaluate ignores it for model objects (offline_stack.md).
     # bf16 compute where the device has it (models.bf16_compute; the cache key records it); HFLM wraps every forward
     # in its own autocast (it must be told, not wrapped), which keeps log-softmax in fp32.
     bf16 = bf16_compute(next(model.parameters()).device)
-    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size,
-              mixed_precision_dtype=torch.bfloat16 if bf16 else None)
+    return HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size,
+                mixed_precision_dtype=torch.bfloat16 if bf16 else None)
+
+
+def run_tasks(lm, tokenizer, tasks: list[str], data_dir: Path, chat: bool) -> dict:
+    """lm-eval on the given task names with the language model ``lm`` (HFLM or VLLM). Returns ``{task: [per-item
+    score, ...]}`` (IFEval items: mean over its instructions; its instruction-level lists are kept under
+    ``<task>:inst``)."""
+    import lm_eval
+
+    from .progress import console_to_buffer, quiet_libraries
+
+    quiet_libraries()
     stock = not all(t.startswith("arena_") for t in tasks)
     with console_to_buffer():  # lm-eval's per-request bars would fill an executed notebook
         out = lm_eval.simple_evaluate(model=lm, tasks=tasks, task_manager=_task_manager(Path(data_dir), stock),
@@ -84,11 +90,15 @@ def evaluate(model, tokenizer, profile, batch_size: int | None = None, split: st
     batch_size = batch_size or profile.eval_batch_size
     was_training = model.training
     model.eval()
-    caller, model = model, _scoring_copy(model)
     try:
-        return _evaluate(model, tokenizer, profile, batch_size, split)
+        if profile.eval_backend == "vllm":
+            from .vllm_backend import vllm_language_model
+
+            with vllm_language_model(model, tokenizer, profile) as lm:
+                return _evaluate(lm, tokenizer, profile, split)
+        return _evaluate(hf_language_model(_scoring_copy(model), tokenizer, batch_size), tokenizer, profile, split)
     finally:
-        caller.train(was_training)
+        model.train(was_training)
 
 
 def _scoring_copy(model):
@@ -101,19 +111,19 @@ def _scoring_copy(model):
     return model
 
 
-def _evaluate(model, tokenizer, profile, batch_size: int, split: str) -> dict:
+def _evaluate(lm, tokenizer, profile, split: str) -> dict:
     from .suite import build_suite, build_validation
 
     if profile.uses_stock_tasks:
         if split != "test":
             raise ValueError("lm-eval's stock tasks have no validation split")
         chat, plain = stock_task_lists(profile.model.instruct)
-        items = run_tasks(model, tokenizer, chat, Path("."), batch_size, chat=True)
-        items |= run_tasks(model, tokenizer, plain, Path("."), batch_size, chat=False) if plain else {}
+        items = run_tasks(lm, tokenizer, chat, Path("."), chat=True)
+        items |= run_tasks(lm, tokenizer, plain, Path("."), chat=False) if plain else {}
         return {"items": items, "split": split, **summarise(items)}
     data_dir = build_suite(profile) if split == "test" else build_validation(profile)
-    items = run_tasks(model, tokenizer, CHAT_TASKS, data_dir, batch_size, chat=True)
-    items |= run_tasks(model, tokenizer, PLAIN_TASKS, data_dir, batch_size, chat=False)
+    items = run_tasks(lm, tokenizer, CHAT_TASKS, data_dir, chat=True)
+    items |= run_tasks(lm, tokenizer, PLAIN_TASKS, data_dir, chat=False)
     return {"items": items, "split": split, **summarise(items)}
 
 

@@ -30,8 +30,16 @@ def eval_key(profile: Profile, model_id: str, what: dict) -> dict:
     from .suite import validation_name
 
     split = {"validation": validation_name(profile)} if what.get("split") == "validation" else {}
+    backend = {"backend": profile.eval_backend} if profile.eval_backend != "hf" else {}  # hf: stored keys stay valid
     return {"base": model_id, "suite": suite_dir(profile).name, "suite_version": SUITE_VERSION,
-            "quantization": resolve_quantization(profile), "compute": compute_precision(), **split, **what}
+            "quantization": scoring_quantization(profile), "compute": compute_precision(), **split, **backend,
+            **what}
+
+
+def scoring_quantization(profile: Profile) -> str | None:
+    """The base's quantisation when scoring: the profile's, except that vLLM scores a merge into the full-precision
+    base (``arena/vllm_backend.py``)."""
+    return None if profile.eval_backend == "vllm" else resolve_quantization(profile)
 
 
 def evaluate_base(profile: Profile, force: bool = False) -> dict:
@@ -43,7 +51,7 @@ def evaluate_base(profile: Profile, force: bool = False) -> dict:
 
     def compute(folder):
         start = time.perf_counter()
-        model, tokenizer = load_base(spec, resolve_quantization(profile))
+        model, tokenizer = load_base(spec, scoring_quantization(profile))
         result = evaluate(model, tokenizer, profile)
         return {**result, "variant": "base", "wall_s": time.perf_counter() - start, **peak_memory_mb(),
                 "provenance": provenance()}

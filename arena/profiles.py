@@ -82,6 +82,9 @@ class Profile:
     # Evaluation (generation lengths live in the task YAML files, arena/tasks/). 8, not 16: lm-eval holds the logits
     # of a whole batch (batch x length x 49k vocabulary), and two benchmark workers must fit in 24 GB together.
     eval_batch_size: int = 8
+    # "hf": lm-eval's HFLM on the model object (4-bit bases scored unmerged); "vllm": lm-eval's vLLM backend on a bf16
+    # merge into the full-precision base, as the paper scores (arena/vllm_backend.py; needs CUDA and vllm).
+    eval_backend: str = "hf"
     extra: dict = field(default_factory=dict)
 
     @property
@@ -164,6 +167,8 @@ def get_profile(name: str | None = None, **overrides) -> Profile:
         raise ArenaError(f"four_bit_fallback must be bf16 or error, not {profile.four_bit_fallback!r}")
     if profile.quantization not in ("auto", "nf4", "none"):
         raise ArenaError(f"quantization must be auto, nf4 or none, not {profile.quantization!r}")
+    if profile.eval_backend not in ("hf", "vllm"):
+        raise ArenaError(f"eval_backend must be hf or vllm, not {profile.eval_backend!r}")
     if profile.gradient_checkpointing not in ("auto", "on", "off"):
         raise ArenaError(f"gradient_checkpointing must be auto, on or off, not {profile.gradient_checkpointing!r}")
     from .train import OPTIMIZERS

@@ -396,3 +396,77 @@ def paper_ranking(setting: str = "qwen_math") -> "pd.DataFrame":
              "Target gain": v[setting][0] - t0, "Forgetting": g0 - v[setting][1]}
             for m, v in PAPER_E1.items() if m != "base"]
     return pd.DataFrame(rows).sort_values("TargetGain - Forgetting", ascending=False).set_index("method")
+
+
+def number_sources(profile, records: list[dict]) -> "pd.DataFrame":
+    """Which device and protocol produced each kind of number in the book (issue 7), read from the run records: the
+    device each training and scoring record stored, its base precision, process count and scoring backend, beside
+    the paper's setup (paper_spec.md A4, A6)."""
+    import pandas as pd
+
+    from .evaluate import STOCK_GENERAL
+
+    bench = stored_throughput()
+
+    def devices(part: str) -> str:
+        seen = set()
+        for r in records:
+            d = (r[part].get("provenance") or {}).get("device") or {}
+            seen.add(f"{d.get('device', '?')}" + (f" ({d['gpu']})" if d.get("gpu") else ""))
+        return ", ".join(sorted(seen)) or "no stored records"
+
+    bases = sorted({str(r["train"].get("base_quantization") or "none") for r in records}) or ["none"]
+    processes = sorted({r["train"].get("processes", 1) for r in records}) or [1]
+    spec = records[0]["spec"] if records else {}
+    suite = (f"lm-eval stock tasks ({', '.join(t for t, _ in STOCK_GENERAL.values())}; math targets)"
+             if profile.uses_stock_tasks else "the kit's offline suite on lm-eval (BIG-bench BBH subtasks, "
+             "IFEval-style prompts, closed-book QA; held-out and out-of-distribution word problems)")
+    backend = ("lm-eval vLLM backend, bf16 merge into the full-precision base" if profile.eval_backend == "vllm"
+               else "lm-eval HFLM on the model object (4-bit bases unmerged)")
+    rows = [
+        {"numbers": "training loss, tokens/s, peak memory (chapters 01, 08)", "device": devices("train"),
+         "protocol": f"the kit's trainer: {spec.get('steps')} steps x {spec.get('batch_size')} x "
+                     f"{spec.get('grad_accum')} sequences, AdamW ({spec.get('optimizer', 'adamw')}); base "
+                     f"quantisation {', '.join(bases)}; {', '.join(map(str, processes))} process(es)",
+         "paper": "verl FSDP2 SFT, 8 GPUs, 780 steps x 256 sequences, bf16 (A6)"},
+        {"numbers": "General, Target, Forgetting, TargetGain (chapters 00-02, 05-07)", "device": devices("eval"),
+         "protocol": f"{suite}; {backend}; greedy decoding",
+         "paper": "OpenCompass + vLLM, greedy (A4); BBH, IFEval, NQ; MATH500, AMC23, AIME24 (A3)"},
+        {"numbers": "weight spectra, activation geometry, rewinding (chapters 03-05)",
+         "device": devices("eval"),
+         "protocol": "computed by the kit in the same worker processes that scored each method; geometry on "
+                     "general-text prompts; rewinding points chosen on the validation split, reported on test",
+         "paper": "the paper's checkpoints and prompts (B, C, D)"},
+        {"numbers": "the paper's numbers printed beside ours", "device": "not recomputed",
+         "protocol": "copied from the paper's tables (paper_spec.md) and labelled 'paper'", "paper": "as reported"},
+        {"numbers": "measurements of benchmarks/train_throughput.py (chapter 08)",
+         "device": ", ".join(sorted(set(bench["device"]))) if bench is not None else "none stored",
+         "protocol": "the script's own timed steps (random sequences for --architecture), run outside make reproduce:"
+                     " `make bench BENCH_ARGS='--architecture Qwen/Qwen2.5-7B'` on a CUDA GPU",
+         "paper": "not reported"},
+    ]
+    return pd.DataFrame(rows).set_index("numbers")
+
+
+def stored_throughput() -> "pd.DataFrame | None":
+    """The measurements ``benchmarks/train_throughput.py`` stored (latest per setting), one row per method with its
+    device and setting; None when the script was never run against this results store."""
+    import json
+
+    import pandas as pd
+
+    from .store import results_root
+
+    rows = []
+    for path in sorted((results_root() / "benchmarks").glob("train_throughput-*.json")):
+        run = json.loads(path.read_text())
+        dev = run["provenance"]["device"]
+        lora = next((r for r in run["rows"] if r["method"].startswith("lora")), run["rows"][0])
+        mem = "peak_gpu_mb" if "peak_gpu_mb" in lora else "peak_rss_mb"
+        for r in run["rows"]:
+            rows.append({"setting": run["setting"], "device": dev.get("gpu") or dev.get("device"),
+                         "measured": run["provenance"]["time"], "method": r["method"],
+                         "tokens/s": r["tokens_per_s"], "vs LoRA": r["tokens_per_s"] / lora["tokens_per_s"],
+                         "peak memory MB": r[mem], "memory kind": mem.replace("peak_", "").replace("_mb", ""),
+                         "memory vs LoRA": r[mem] / lora[mem]})
+    return pd.DataFrame(rows).set_index(["setting", "method"]) if rows else None

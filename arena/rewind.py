@@ -322,7 +322,8 @@ class _Loaded:
         if self._model is None:
             from .benchmark import load_trained
 
-            self._model, self.tokenizer = load_trained(self.profile, self.spec, merge=False)
+            self._model, self.tokenizer = load_trained(self.profile, self.spec, merge=False,
+                                                       full_precision=self.profile.eval_backend == "vllm")
         return self._model
 
     def dense(self) -> DenseInterpolation:
@@ -340,7 +341,8 @@ class _Loaded:
         if path == "train":
             from .benchmark import load_trained
 
-            model, self.tokenizer = load_trained(self.profile, self.spec, point["step"])  # merged, as the final
+            model, self.tokenizer = load_trained(self.profile, self.spec, point["step"],  # merged, as the final
+                                                 full_precision=self.profile.eval_backend == "vllm")
             yield model
             return
         model = self.model
@@ -447,11 +449,11 @@ def base_validation(profile, force: bool = False) -> dict:
     """The base model on the validation split (the alpha = 0 end of every path; cached)."""
     from . import store
     from .evaluate import evaluate
-    from .models import load_base, model_identity, resolve_quantization
-    from .pipeline import eval_key
+    from .models import load_base, model_identity
+    from .pipeline import eval_key, scoring_quantization
 
     def compute(folder):
-        model, tokenizer = load_base(profile.model, resolve_quantization(profile))
+        model, tokenizer = load_base(profile.model, scoring_quantization(profile))
         return evaluate(model, tokenizer, profile, split="validation")
 
     key = eval_key(profile, model_identity(profile.model), {"variant": "base", "split": "validation"})

@@ -135,6 +135,21 @@ def _table(rows: list[dict], header: str) -> None:
               f"{r[mem] / lora[mem]:>8.2f}{fits}")
 
 
+def _save(args, where: str, rows: list[dict]) -> str:
+    """Keep the measurement in the results store, one file per setting (the latest wins), for the book."""
+    from arena.provenance import provenance
+    from arena.store import results_root
+
+    setting = (f"{args.architecture}-seq{args.seq_len}-b{args.batch_size}-layers{args.layers or 'all'}"
+               if args.architecture else f"profile-{args.profile}")
+    folder = results_root() / "benchmarks"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"train_throughput-{setting.replace('/', '--')}.json"
+    path.write_text(json.dumps({"setting": where, "steps": args.steps, "warmup": args.warmup, "rows": rows,
+                                "provenance": provenance()}, indent=1))
+    return str(path)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="embedded")
@@ -196,6 +211,8 @@ def main() -> None:
              f"{'on' if rows[0]['gradient_checkpointing'] else 'off'}, optimizer {args.optimizer}"
              if args.architecture else f"profile: {args.profile}")
     _table(rows, f"device: {device()}  {where}  steps timed: {args.steps} (after {args.warmup} warm-up)")
+    saved = _save(args, where, rows)
+    print(f"stored in {saved} (chapter 08 shows the latest measurement of each setting)")
     if failed:
         sys.exit(f"failed: {', '.join(failed)}")
 

@@ -87,6 +87,13 @@ def test_architecture_benchmark_prints_lora_and_oft():
     rows = {line.split()[0]: line.split() for line in proc.stdout.splitlines() if line[:4] in ("lora", "oft-")}
     assert set(rows) == {"lora-r8", "oft-b32"}
     assert rows["lora-r8"][3] == "1.00" and float(rows["oft-b32"][2]) > 0  # tokens/s as a ratio to LoRA
+    from arena.report import number_sources, stored_throughput
+
+    stored = stored_throughput()  # what chapter 08 shows: the measurement, with the device that made it
+    smoke = stored.loc[[s for s in stored.index.levels[0] if s.startswith("architecture: smoke")][0]]
+    assert set(smoke.index) == {"lora-r8", "oft-b32"} and smoke.loc["lora-r8", "vs LoRA"] == 1.0
+    assert len(set(smoke["device"])) == 1 and (torch.cuda.is_available() or set(smoke["device"]) == {"cpu"})
+    assert number_sources(get_profile("smoke"), []).iloc[-1]["device"] != "none stored"
 
 
 def test_architecture_benchmark_fails_loudly_on_a_bad_method():

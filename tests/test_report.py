@@ -154,3 +154,19 @@ def test_rewind_frame_and_gains_tables():
     assert gains.loc[("oft", "SafeScale"), "paper ΔGeneral (math)"] == pytest.approx(46.69 - 44.37, abs=0.01)
     beside = report.paper_rewind_beside(study)
     assert beside.loc[("oft", "generator", 0.3), "paper General"] == 48.6
+
+
+def test_number_sources_name_the_device_and_protocol_of_each_kind_of_number():
+    from arena.profiles import get_profile
+    from arena.report import number_sources
+
+    rec = {"spec": {"steps": 30, "batch_size": 6, "grad_accum": 1},
+           "train": {"provenance": {"device": {"device": "cuda", "gpu": "NVIDIA H100"}}, "base_quantization": "nf4",
+                     "processes": 2},
+           "eval": {"provenance": {"device": {"device": "cpu", "gpu": None}}}}
+    table = number_sources(get_profile("embedded"), [rec])
+    train, scores = table.iloc[0], table.iloc[1]
+    assert train["device"] == "cuda (NVIDIA H100)" and "nf4" in train["protocol"] and "2 process" in train["protocol"]
+    assert scores["device"] == "cpu" and "offline suite" in scores["protocol"] and "HFLM" in scores["protocol"]
+    paper = number_sources(get_profile("paper", eval_backend="vllm"), [rec]).iloc[1]["protocol"]
+    assert "stock tasks" in paper and "vLLM" in paper

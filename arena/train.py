@@ -6,6 +6,8 @@
 - Checkpoints (adapter or trained weights, safetensors) at step 0 (the init, which residual methods need), every
   ``save_every`` steps and at the end; the trainer state next to the latest one, so a killed run resumes there and
   finishes with the same weights as an uninterrupted one.
+- Under ``accelerate launch`` the same loop runs data-parallel: the step's micro-batches are dealt to the processes
+  and the update is the single-process one (``arena/distributed.py``).
 """
 
 from __future__ import annotations

@@ -93,15 +93,16 @@ def _run(args, out) -> int:
             print = functools.partial(builtins.print, file=open(os.devnull, "w"))  # noqa: A001  (one report)
         overrides = {f: getattr(args, f) for f in OVERRIDES if getattr(args, f, None) is not None}
         profile = get_profile(args.profile, **overrides)
+        from .distributed import main_first
         from .pipeline import ensure_assets
 
-        if args.command == "assets":
+        with main_first():  # under a launch, process 0 fetches and builds the shared caches first
             ensure_assets(profile)
+        if args.command == "assets":
             print(f"assets for profile {profile.name!r} are in place")
         elif args.command == "train":
             from .benchmark import sized_method, train_method, train_spec
 
-            ensure_assets(profile)
             spec = train_spec(profile, sized_method(profile, args.method, args.size), args.lr)
             record = train_method(profile, spec, force=args.force)
             print(json.dumps({k: record[k] for k in ("label", "trained_parameters", "train_tokens_per_s",
@@ -110,7 +111,6 @@ def _run(args, out) -> int:
         elif args.command == "evaluate":
             from .pipeline import evaluate_base
 
-            ensure_assets(profile)
             base = evaluate_base(profile, force=args.force and not args.method)
             if args.method is None:
                 print(json.dumps({k: base[k] for k in ("general", "general_se", "target", "target_se", "groups")},

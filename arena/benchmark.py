@@ -135,7 +135,11 @@ def train_method(profile: Profile, spec: TrainSpec, force: bool = False, stop_af
     if force:
         import shutil
 
-        shutil.rmtree(store.run_dir("train", key), ignore_errors=True)
+        from .distributed import is_main, main_first
+
+        with main_first():  # under a launch only process 0 deletes, before any process starts the run again
+            if is_main():
+                shutil.rmtree(store.run_dir("train", key), ignore_errors=True)
     return store.cached("train", key, compute)
 
 

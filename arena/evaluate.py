@@ -92,10 +92,9 @@ def evaluate(model, tokenizer, profile, batch_size: int | None = None, split: st
     model.eval()
     try:
         if profile.eval_backend == "vllm":
-            from .vllm_backend import vllm_language_model
+            from .vllm_backend import score_with_vllm
 
-            with vllm_language_model(model, tokenizer, profile) as lm:
-                return _evaluate(lm, tokenizer, profile, split)
+            return score_with_vllm(model, tokenizer, profile, lambda lm: _evaluate(lm, tokenizer, profile, split))
         return _evaluate(hf_language_model(_scoring_copy(model), tokenizer, batch_size), tokenizer, profile, split)
     finally:
         model.train(was_training)

@@ -51,12 +51,14 @@ def device_info() -> dict:
 
 
 def peak_memory_mb() -> dict:
-    """Peak resident memory of this process (MB) and, on CUDA, peak allocated GPU memory."""
+    """Peak resident memory of this process (MB) and, on CUDA, peak GPU memory allocated to tensors and reserved by
+    torch's caching allocator (the larger, closer to what the card must hold; the CUDA context adds ~0.5 GB more)."""
     import torch
 
     out = {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     if torch.cuda.is_available():
         out["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
+        out["peak_gpu_reserved_mb"] = torch.cuda.max_memory_reserved() / 2**20
     return out
 
 

@@ -196,7 +196,7 @@ def load_weights(model, path: Path, expected_base: str | None = None) -> dict:
 
 
 def _save_state(folder: Path, step: int, optimizer, scheduler, losses: list[float], tokens: int, seen: int,
-                wall: float, extra: dict | None = None) -> None:
+                wall: float, extra: dict | None = None, rng_processes: list | None = None) -> None:
     state_dir = Path(folder) / "state"
     tmp = state_dir.with_name("state.tmp")
     tmp.mkdir(parents=True, exist_ok=True)
@@ -205,6 +205,8 @@ def _save_state(folder: Path, step: int, optimizer, scheduler, losses: list[floa
         state["cuda_rng"] = torch.cuda.get_rng_state_all()
     if extra:
         state["extra"] = extra
+    if rng_processes:
+        state["rng_processes"] = rng_processes  # each data-parallel process's stream (arena/distributed.py)
     torch.save(state, tmp / "optimizer.pt")
     (tmp / "state.json").write_text(json.dumps({"step": step, "losses": losses, "tokens": tokens, "seen": seen,
                                                   "wall_s": wall}))
@@ -276,8 +278,11 @@ def train(model, examples: list[dict], spec: TrainSpec, folder: Path, meta: dict
     folder = Path(folder)
     parallel = context()  # one process, or data-parallel under `accelerate launch` (arena/distributed.py)
     local_micros = parallel.micro_batches(spec.grad_accum)
+    # DDP-wrapped and on this process's device under a launch, before the optimiser and any resumed state see it
+    trained = parallel.prepare(model)
     optimizer, scheduler = make_optimizer(model, spec)
     torch.manual_seed(spec.seed)
+    parallel.seed_streams(spec.seed)
     start, losses, tokens, seen, wall = 0, [], 0, 0, 0.0
     resumed = _load_state(folder)
     if resumed is not None:
@@ -286,6 +291,7 @@ def train(model, examples: list[dict], spec: TrainSpec, folder: Path, meta: dict
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng"])
+        parallel.set_rng_state(state.get("rng_processes"))
         if "cuda_rng" in state and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         if "extra" in state:
@@ -296,7 +302,6 @@ def train(model, examples: list[dict], spec: TrainSpec, folder: Path, meta: dict
         save_checkpoint(model, folder, 0, meta)
     saves = set(spec.save_steps())
     model.train()
-    trained = parallel.prepare(model)  # DDP-wrapped under a launch (and placed on this process's device)
     device = next(trained.parameters()).device
     # bf16 autocast with fp32 master weights: on CUDA as in the paper (A6); on CPU it is also ~15 % faster where the
     # CPU has bf16 instructions (AVX512-BF16 / AMX), and weights, optimiser state and checkpoints stay fp32.
@@ -313,7 +318,7 @@ def train(model, examples: list[dict], spec: TrainSpec, folder: Path, meta: dict
                     loss = trained(**batch).loss
                 # each process divides by its own share of the step: DDP's average over processes then gives
                 # sum(micro-batch losses) / grad_accum, the single-process update
-                parallel.backward(loss / len(local_micros))
+                (loss / len(local_micros)).backward()
             total += (loss / spec.grad_accum).item()
             step_tokens += int((batch["labels"] != IGNORE).sum())
             step_seen += int(batch["attention_mask"].sum())
@@ -331,10 +336,11 @@ def train(model, examples: list[dict], spec: TrainSpec, folder: Path, meta: dict
         done = step + 1
         if done in saves:
             elapsed = wall + time.perf_counter() - t0
+            streams = parallel.rng_states()  # a collective: every process takes part
             if parallel.main:
                 save_checkpoint(model, folder, done, meta)
                 _save_state(folder, done, optimizer, scheduler, losses, tokens, seen, elapsed,
-                            _allocator_state(model))
+                            _allocator_state(model), streams)
             parallel.barrier()  # a process killed after this point finds the state every process agrees on
         if stop_after is not None and done >= stop_after:
             break

@@ -9,7 +9,7 @@ import torch
 
 from arena.errors import ArenaError
 from arena.profiles import get_profile
-from arena.vllm_backend import export_merged, vllm_args, vllm_language_model
+from arena.vllm_backend import export_merged, score_with_vllm, vllm_args
 
 HAS_VLLM = importlib.util.find_spec("vllm") is not None
 
@@ -37,10 +37,10 @@ def test_vllm_arguments_exist_in_the_installed_lm_eval():
     init = next(n for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and n.name == "VLLM").body
     init = next(n for n in init if isinstance(n, ast.FunctionDef) and n.name == "__init__")
     named = {a.arg for a in init.args.args}
-    args = vllm_args(Path("/x"), get_profile("paper"))
+    args = vllm_args(Path("/x"), get_profile("paper"), context=131072, gpu_share=0.8)
     assert init.args.kwarg is not None and "self.model_args.update(kwargs)" in source.read_text()  # on to vllm.LLM
     assert {k for k in args if k != "gpu_memory_utilization"} <= named
-    assert args["dtype"] == "bfloat16" and args["max_model_len"] == 8192
+    assert args["dtype"] == "bfloat16" and args["max_model_len"] == 16384 and args["gpu_memory_utilization"] == 0.8
 
 
 def test_export_is_the_merged_model_and_leaves_the_caller_alone(tmp_path):
@@ -68,6 +68,29 @@ def test_export_is_the_merged_model_and_leaves_the_caller_alone(tmp_path):
         assert not torch.allclose(base(input_ids=ids).logits, got, atol=1e-3)  # the adapter is in the export
 
 
+def test_a_disabled_adapter_is_dropped_not_merged(tmp_path):
+    """Rewinding writes W0 + alpha dW into the base and switches the adapter off: the export is what the model
+    computes then, not that plus the adapter once more."""
+    from transformers import AutoModelForCausalLM
+
+    from arena.methods import build
+    from arena.models import smoke_model, smoke_tokenizer
+
+    model = build("oft", smoke_model(), 16)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "oft_R" in name:
+                p.normal_(0, 0.05)
+    model.eval()
+    ids = torch.randint(0, 256, (1, 16))
+    with model.disable_adapter(), torch.no_grad():
+        want = model(input_ids=ids).logits
+        folder = export_merged(model, smoke_tokenizer(), tmp_path / "off")
+    with torch.no_grad():
+        got = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()(input_ids=ids).logits
+    assert torch.allclose(got, want, atol=0.05, rtol=0.02)
+
+
 def test_plain_torch_methods_cannot_be_exported(tmp_path):
     from arena.models import smoke_model, smoke_tokenizer
 
@@ -83,8 +106,7 @@ def test_without_vllm_the_error_names_the_install():
     from arena.models import smoke_model, smoke_tokenizer
 
     with pytest.raises(ArenaError, match="pip install vllm"):
-        with vllm_language_model(smoke_model(), smoke_tokenizer(), get_profile("smoke", eval_backend="vllm")):
-            pass
+        score_with_vllm(smoke_model(), smoke_tokenizer(), get_profile("smoke", eval_backend="vllm"), print)
 
 
 @pytest.mark.gpu

@@ -144,12 +144,13 @@ def train_method(profile: Profile, spec: TrainSpec, force: bool = False, stop_af
 
 
 def load_trained(profile: Profile, spec: TrainSpec, step: int | None = None, merge: bool = True,
-                 full_precision: bool = False):
+                 scoring: bool = False):
     """The model at ``step`` of a trained path (default: the end): base + method + checkpoint.
 
     Residual methods (PiSSA, MiLoRA, KeepLoRA) rebuild their base W0 - s*B0*A0 from the step-0 adapter instead of
     re-running their initialisation. ``merge`` folds the adapter into the weights (unquantised bases only);
-    ``full_precision`` puts an adapter trained on a 4-bit base onto the unquantised base (vLLM scoring).
+    ``scoring`` loads it on the base it is scored on (``pipeline.scoring_quantization``: the full-precision one for
+    vLLM), not necessarily the one it trained on.
     """
     key = train_key(profile, spec)
     folder = store.run_dir("train", key)
@@ -159,7 +160,12 @@ def load_trained(profile: Profile, spec: TrainSpec, step: int | None = None, mer
         raise ArenaError(f"no checkpoint at step {step} in {folder}; saved steps are {spec.save_steps()} "
                          "(train the method first: python -m arena train --method ...)")
     method = get_method(spec.method)
-    quantization = None if full_precision else base_quantization(profile, spec.method)[0]
+    if scoring:
+        from .pipeline import scoring_quantization
+
+        quantization = scoring_quantization(profile, spec.method)
+    else:
+        quantization = base_quantization(profile, spec.method)[0]
     model, tokenizer = load_base(profile.model, quantization)
     import torch
 
@@ -190,6 +196,7 @@ def evaluate_step(profile: Profile, spec: TrainSpec, step: int | None = None, fo
     """General/Target scores and the forgetting proxies of one checkpoint (cached)."""
     from .evaluate import evaluate
     from .forgetting import cross_entropy_and_kl, summarise_proxies
+    from .pipeline import scoring_quantization
     from .provenance import peak_memory_mb, provenance
     from .suite import build_suite, read_jsonl
 
@@ -197,11 +204,9 @@ def evaluate_step(profile: Profile, spec: TrainSpec, step: int | None = None, fo
 
     def compute(folder: Path) -> dict:
         start = time.perf_counter()
-        vllm = profile.eval_backend == "vllm"
-        model, tokenizer = load_trained(profile, spec, step, full_precision=vllm)
+        model, tokenizer = load_trained(profile, spec, step, scoring=True)
         result = evaluate(model, tokenizer, profile)
-        # the base it trained on (its full-precision weights when vLLM scores)
-        base, _ = load_base(profile.model, None if vllm else base_quantization(profile, spec.method)[0])
+        base, _ = load_base(profile.model, scoring_quantization(profile, spec.method))  # the base it is compared with
         texts = [r["text"] for r in read_jsonl(build_suite(profile) / "general_text.jsonl")]
         per_doc = cross_entropy_and_kl(model, base, tokenizer, texts, profile.max_length)
         return {**result, "proxies": {**summarise_proxies(per_doc), "per_doc": per_doc}, "step": step,

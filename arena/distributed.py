@@ -42,9 +42,6 @@ class Single:
     def prepare(self, model):
         return model
 
-    def unwrap(self, model):
-        return model
-
     def micro_batches(self, grad_accum: int) -> list[int]:
         return list(range(grad_accum))
 
@@ -93,9 +90,6 @@ class DataParallel(Single):
         # only the model: the optimiser keeps the unwrapped parameters (DDP shares them), so its state dict and the
         # scheduler are exactly the single-process ones and a run resumes in either mode
         return self.accelerator.prepare_model(model)
-
-    def unwrap(self, model):
-        return self.accelerator.unwrap_model(model)
 
     def micro_batches(self, grad_accum: int) -> list[int]:
         if grad_accum % self.size:

@@ -67,8 +67,9 @@ def run_tasks(lm, tokenizer, tasks: list[str], data_dir: Path, chat: bool) -> di
     stock = not all(t.startswith("arena_") for t in tasks)
     with console_to_buffer():  # lm-eval's per-request bars would fill an executed notebook
         out = lm_eval.simple_evaluate(model=lm, tasks=tasks, task_manager=_task_manager(Path(data_dir), stock),
-                                      log_samples=True, apply_chat_template=chat and bool(tokenizer.chat_template), bootstrap_iters=0,
-                                      random_seed=0, numpy_random_seed=0, torch_random_seed=0, fewshot_random_seed=0)
+                                      log_samples=True, apply_chat_template=chat and bool(tokenizer.chat_template),
+                                      bootstrap_iters=0, random_seed=0, numpy_random_seed=0, torch_random_seed=0,
+                                      fewshot_random_seed=0)
     items = {}
     for task, samples in out["samples"].items():
         samples = sorted(samples, key=lambda s: s["doc_id"])
@@ -116,13 +117,12 @@ def _evaluate(lm, tokenizer, profile, split: str) -> dict:
     if profile.uses_stock_tasks:
         if split != "test":
             raise ValueError("lm-eval's stock tasks have no validation split")
-        chat, plain = stock_task_lists(profile.model.instruct)
-        items = run_tasks(lm, tokenizer, chat, Path("."), chat=True)
-        items |= run_tasks(lm, tokenizer, plain, Path("."), chat=False) if plain else {}
-        return {"items": items, "split": split, **summarise(items)}
-    data_dir = build_suite(profile) if split == "test" else build_validation(profile)
-    items = run_tasks(lm, tokenizer, CHAT_TASKS, data_dir, chat=True)
-    items |= run_tasks(lm, tokenizer, PLAIN_TASKS, data_dir, chat=False)
+        (chat, plain), data_dir = stock_task_lists(profile.model.instruct), Path(".")
+    else:
+        chat, plain = CHAT_TASKS, PLAIN_TASKS
+        data_dir = build_suite(profile) if split == "test" else build_validation(profile)
+    items = run_tasks(lm, tokenizer, chat, data_dir, chat=True)
+    items |= run_tasks(lm, tokenizer, plain, data_dir, chat=False) if plain else {}
     return {"items": items, "split": split, **summarise(items)}
 
 

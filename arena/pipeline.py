@@ -36,23 +36,33 @@ def eval_key(profile: Profile, model_id: str, what: dict) -> dict:
             **what}
 
 
-def scoring_quantization(profile: Profile) -> str | None:
-    """The base's quantisation when scoring: the profile's, except that vLLM scores a merge into the full-precision
-    base (``arena/vllm_backend.py``)."""
-    return None if profile.eval_backend == "vllm" else resolve_quantization(profile)
+def scoring_quantization(profile: Profile, method: str | None = None) -> str | None:
+    """The base's quantisation when scoring the base (``method`` None) or a method: the base it trained on (the
+    profile's, or bf16 for a method with no 4-bit path, ``methods.quantized``), except that vLLM scores a merge into
+    the full-precision base (``arena/vllm_backend.py``)."""
+    if profile.eval_backend == "vllm":
+        return None
+    if method is None:
+        return resolve_quantization(profile)
+    from .methods.quantized import base_quantization
+
+    return base_quantization(profile, method)[0]
 
 
-def evaluate_base(profile: Profile, force: bool = False) -> dict:
-    """The base model's scores on the profile's suite (cached: every chapter shares one base evaluation)."""
+def evaluate_base(profile: Profile, force: bool = False, split: str = "test") -> dict:
+    """The base model's scores on the profile's suite, or on its validation split (the alpha = 0 end of every
+    rewinding path); cached: every chapter shares one base evaluation per split."""
     from .evaluate import evaluate
 
     spec = profile.model
-    key = eval_key(profile, model_identity(spec), {"variant": "base"})
+    # the test split's key predates the validation split: it stays {"variant": "base"}, so stored results stay valid
+    what = {"variant": "base", **({"split": split} if split != "test" else {})}
+    key = eval_key(profile, model_identity(spec), what)
 
     def compute(folder):
         start = time.perf_counter()
         model, tokenizer = load_base(spec, scoring_quantization(profile))
-        result = evaluate(model, tokenizer, profile)
+        result = evaluate(model, tokenizer, profile, split=split)
         return {**result, "variant": "base", "wall_s": time.perf_counter() - start, **peak_memory_mb(),
                 "provenance": provenance()}
 

@@ -150,6 +150,16 @@ PROFILES: dict[str, Profile] = {
 
 DEFAULT_PROFILE = "embedded"
 
+# The optimisers a profile can name, with the bitsandbytes class of each (None: torch's AdamW). The 8-bit and paged
+# variants (CUDA only) cut the optimiser state of a large run (full FT of a 7B model keeps 2 fp32 moments per weight)
+# by 4x or page it to the host.
+OPTIMIZERS = {"adamw": None, "adamw_8bit": "AdamW8bit", "paged_adamw_8bit": "PagedAdamW8bit",
+              "paged_adamw": "PagedAdamW"}
+# The fields with a fixed set of values, checked by get_profile.
+CHOICES = {"quantization": ("auto", "nf4", "none"), "four_bit_fallback": ("bf16", "error"),
+           "gradient_checkpointing": ("auto", "on", "off"), "optimizer": tuple(OPTIMIZERS),
+           "eval_backend": ("hf", "vllm")}
+
 
 def get_profile(name: str | None = None, **overrides) -> Profile:
     """The named profile with ``overrides`` applied. Unknown names and fields raise an ArenaError naming the choices."""
@@ -163,18 +173,10 @@ def get_profile(name: str | None = None, **overrides) -> Profile:
         raise ArenaError(f"unknown profile field(s) {unknown}; known fields: {', '.join(sorted(fields))}")
     overrides = {k: (tuple(v) if isinstance(v, list) else v) for k, v in overrides.items() if v is not None}
     profile = dataclasses.replace(profile, **overrides)
-    if profile.four_bit_fallback not in ("bf16", "error"):
-        raise ArenaError(f"four_bit_fallback must be bf16 or error, not {profile.four_bit_fallback!r}")
-    if profile.quantization not in ("auto", "nf4", "none"):
-        raise ArenaError(f"quantization must be auto, nf4 or none, not {profile.quantization!r}")
-    if profile.eval_backend not in ("hf", "vllm"):
-        raise ArenaError(f"eval_backend must be hf or vllm, not {profile.eval_backend!r}")
-    if profile.gradient_checkpointing not in ("auto", "on", "off"):
-        raise ArenaError(f"gradient_checkpointing must be auto, on or off, not {profile.gradient_checkpointing!r}")
-    from .train import OPTIMIZERS
-
-    if profile.optimizer not in OPTIMIZERS:
-        raise ArenaError(f"unknown optimizer {profile.optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}")
+    for name, allowed in CHOICES.items():
+        if getattr(profile, name) not in allowed:
+            *first, last = allowed
+            raise ArenaError(f"{name} must be {', '.join(first)} or {last}, not {getattr(profile, name)!r}")
     if profile.steps < 1 or profile.save_every < 1 or profile.batch_size < 1:
         raise ArenaError("steps, save_every and batch_size must be positive integers")
     return profile

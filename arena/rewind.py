@@ -56,12 +56,11 @@ class DenseInterpolation:
 
     def __init__(self, model, read_w0: Callable[[str], torch.Tensor], adapter: str = "default",
                  residual: bool | None = None):
-        from .updates import adapted_layers, module_update
+        from .updates import adapted_layers, custom_layers, module_update
 
         self.model, self.adapter = model, adapter
         self.layers = list(adapted_layers(model, adapter)) if hasattr(model, "peft_config") else []
-        self.custom = [] if self.layers else [(n, m) for n, m in model.named_modules()
-                                              if callable(getattr(m, "delta_weight", None))]
+        self.custom = [] if self.layers else custom_layers(model)
         self.targets: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # (parameter, W0, dW)
         self.linear: dict = {}  # plain-torch layer -> (W0, dW, pretrained bias)
         self.scale_only = bool(self.layers) and all(_plain_lora(m, adapter) for _, m in self.layers)
@@ -322,8 +321,7 @@ class _Loaded:
         if self._model is None:
             from .benchmark import load_trained
 
-            self._model, self.tokenizer = load_trained(self.profile, self.spec, merge=False,
-                                                       full_precision=self.profile.eval_backend == "vllm")
+            self._model, self.tokenizer = load_trained(self.profile, self.spec, merge=False, scoring=True)
         return self._model
 
     def dense(self) -> DenseInterpolation:
@@ -341,8 +339,7 @@ class _Loaded:
         if path == "train":
             from .benchmark import load_trained
 
-            model, self.tokenizer = load_trained(self.profile, self.spec, point["step"],  # merged, as the final
-                                                 full_precision=self.profile.eval_backend == "vllm")
+            model, self.tokenizer = load_trained(self.profile, self.spec, point["step"], scoring=True)  # merged
             yield model
             return
         model = self.model
@@ -445,21 +442,6 @@ def _gain(diff: dict) -> dict:
             "target_se": diff["target_se"]}
 
 
-def base_validation(profile, force: bool = False) -> dict:
-    """The base model on the validation split (the alpha = 0 end of every path; cached)."""
-    from . import store
-    from .evaluate import evaluate
-    from .models import load_base, model_identity
-    from .pipeline import eval_key, scoring_quantization
-
-    def compute(folder):
-        model, tokenizer = load_base(profile.model, scoring_quantization(profile))
-        return evaluate(model, tokenizer, profile, split="validation")
-
-    key = eval_key(profile, model_identity(profile.model), {"variant": "base", "split": "validation"})
-    return store.cached("eval", key, compute, force=force)
-
-
 def run_rewinding(profile, methods=None, force: bool = False, log=print) -> dict:
     """Every rewinding study of the profile (``profile.rewind_methods``); trained runs come from the benchmark's store
     (trained here if missing). Returns ``{"base": validation scores, "methods": {name: record}}``."""
@@ -467,7 +449,10 @@ def run_rewinding(profile, methods=None, force: bool = False, log=print) -> dict
     from .profiles import get_profile
 
     profile = get_profile(profile) if isinstance(profile, str) else profile
-    out = {"base": _row({"path": "base"}, base_validation(profile, force), 1, "validation"), "methods": {}}
+    from .pipeline import evaluate_base
+
+    out = {"base": _row({"path": "base"}, evaluate_base(profile, force, split="validation"), 1, "validation"),
+           "methods": {}}
     for method in methods or profile.rewind_methods:
         run_method(profile, method)
         spec = train_spec(profile, sized_method(profile, method))

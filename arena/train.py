@@ -23,13 +23,10 @@ import torch
 
 from .errors import ArenaError
 from .models import bf16_compute
+from .profiles import OPTIMIZERS
 from .progress import progress
 
 IGNORE = -100  # labels ignored by the loss (prompt tokens and padding)
-# The optimisers a profile can name: torch's AdamW, or bitsandbytes' 8-bit / paged variants (CUDA only), which cut the
-# optimiser state of a large run (full FT of a 7B model keeps 2 fp32 moments per weight) by 4x or page it to the host.
-OPTIMIZERS = {"adamw": None, "adamw_8bit": "AdamW8bit", "paged_adamw_8bit": "PagedAdamW8bit",
-              "paged_adamw": "PagedAdamW"}
 
 
 class StoppedEarly(Exception):
@@ -268,6 +265,41 @@ def make_optimizer(model, spec: TrainSpec):
     return optimizer, get_cosine_schedule_with_warmup(optimizer, warmup, spec.steps)
 
 
+def optimizer_step(trained, model, batches: list[dict], optimizer, scheduler, grad_accum: int, parallel,
+                   on_step=None, step: int = 0) -> tuple[float, int, int]:
+    """One optimiser step over ``batches``, this process's micro-batches of the step (all of them in one process):
+    forward under bf16 autocast over fp32 weights, backward with DDP averaging gradients across processes, clip at
+    1.0, optimiser and scheduler step, then ``on_step(model, step + 1)`` (AdaLoRA's rank update, which reads the
+    gradients). ``trained`` is what runs the forward (the DDP wrapper under a launch), ``model`` the module itself.
+    Returns (the step's mean loss, response tokens, all tokens), summed over processes. The throughput benchmark
+    times this same function."""
+    device = next(trained.parameters()).device
+    # bf16 autocast with fp32 master weights: on CUDA as in the paper (A6); on CPU it is also ~15 % faster where the
+    # CPU has bf16 instructions (AVX512-BF16 / AMX), and weights, optimiser state and checkpoints stay fp32.
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16_compute(device))
+    total, tokens, seen = 0.0, 0, 0
+    for i, cpu_batch in enumerate(batches):
+        batch = {k: v.to(device) for k, v in cpu_batch.items()}
+        with parallel.no_sync(trained, sync=i == len(batches) - 1):
+            with autocast:
+                loss = trained(**batch).loss
+            # each process divides by its own share of the step: DDP's average over processes then gives
+            # sum(micro-batch losses) / grad_accum, the single-process update
+            (loss / len(batches)).backward()
+        total += (loss / grad_accum).item()
+        tokens += int((batch["labels"] != IGNORE).sum())
+        seen += int(batch["attention_mask"].sum())
+    total, tokens, seen = parallel.total([total, tokens, seen])
+    # after DDP's all-reduce every process holds the same gradients, so a local clip is the global one
+    torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
+    optimizer.step()
+    scheduler.step()
+    if on_step is not None:
+        on_step(model, step + 1)
+    optimizer.zero_grad(set_to_none=True)
+    return total, int(tokens), int(seen)
+
+
 def train(model, examples: list[dict], spec: TrainSpec, folder: Path, meta: dict, pad_id: int,
           on_step=None, stop_after: int | None = None) -> dict:
     """Run (or resume) SFT of an already-wrapped ``model``. ``stop_after`` stops early after that many steps (tests
@@ -302,35 +334,14 @@ def train(model, examples: list[dict], spec: TrainSpec, folder: Path, meta: dict
         save_checkpoint(model, folder, 0, meta)
     saves = set(spec.save_steps())
     model.train()
-    device = next(trained.parameters()).device
-    # bf16 autocast with fp32 master weights: on CUDA as in the paper (A6); on CPU it is also ~15 % faster where the
-    # CPU has bf16 instructions (AVX512-BF16 / AMX), and weights, optimiser state and checkpoints stay fp32.
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16_compute(device))
     bar = progress(range(start, spec.steps), desc=f"train {meta.get('label', spec.method)}", initial=start,
                    total=spec.steps, unit="step", disable=not parallel.main)
     t0 = time.perf_counter()
     for step in bar:
-        total, step_tokens, step_seen = 0.0, 0, 0
-        for i, micro in enumerate(local_micros):
-            batch = {k: v.to(device) for k, v in micro_batch(examples, spec, step, micro, pad_id).items()}
-            with parallel.no_sync(trained, sync=i == len(local_micros) - 1):
-                with autocast:
-                    loss = trained(**batch).loss
-                # each process divides by its own share of the step: DDP's average over processes then gives
-                # sum(micro-batch losses) / grad_accum, the single-process update
-                (loss / len(local_micros)).backward()
-            total += (loss / spec.grad_accum).item()
-            step_tokens += int((batch["labels"] != IGNORE).sum())
-            step_seen += int(batch["attention_mask"].sum())
-        total, step_tokens, step_seen = parallel.total([total, step_tokens, step_seen])
-        tokens, seen = tokens + int(step_tokens), seen + int(step_seen)
-        # after DDP's all-reduce every process holds the same gradients, so a local clip is the global one
-        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
-        optimizer.step()
-        scheduler.step()
-        if on_step is not None:
-            on_step(model, step + 1)
-        optimizer.zero_grad(set_to_none=True)
+        batches = [micro_batch(examples, spec, step, micro, pad_id) for micro in local_micros]
+        total, step_tokens, step_seen = optimizer_step(trained, model, batches, optimizer, scheduler, spec.grad_accum,
+                                                       parallel, on_step=on_step, step=step)
+        tokens, seen = tokens + step_tokens, seen + step_seen
         losses.append(total)
         bar.set_postfix(loss=f"{total:.3f}", refresh=False)
         done = step + 1

@@ -28,6 +28,12 @@ def is_quantized(weight) -> bool:
     return type(weight).__name__ in ("Params4bit", "Int8Params")
 
 
+def custom_layers(model) -> list[tuple[str, torch.nn.Module]]:
+    """``(name, module)`` of every layer a plain-torch method added (``Method.wrap``): the kit's convention is a
+    ``delta_weight()`` method returning the layer's dW, which the analyses, rewinding and exports read."""
+    return [(n, m) for n, m in model.named_modules() if callable(getattr(m, "delta_weight", None))]
+
+
 def base_weight(layer) -> torch.Tensor:
     """The layer's base weight in fp32 on CPU; a 4-bit base is dequantised (its quantisation error is then part of
     W_base - W0, which the GPU path reports separately; issue 7)."""

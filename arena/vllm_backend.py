@@ -37,7 +37,9 @@ def export_merged(model, tokenizer, folder: Path) -> Path:
     if getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False):
         raise ArenaError("vLLM scores a merge into the full-precision base, not a quantised one; load the model "
                          "unquantised (the kit does this itself when eval_backend='vllm')")
-    if any(callable(getattr(m, "delta_weight", None)) for m in model.modules()):  # the kit's plain-torch convention
+    from .updates import custom_layers
+
+    if custom_layers(model):
         raise ArenaError("a plain-torch method's layers cannot be exported for vLLM; score it with eval_backend='hf'")
     device = next(model.parameters()).device
     model.to("cpu")

@@ -75,7 +75,9 @@ def updates_of(model, method_is_full: bool, targets: list[str]):
 
         yield from adapted_layers(model)
         return
-    custom = [(n, m) for n, m in model.named_modules() if callable(getattr(m, "delta_weight", None))]
+    from .updates import custom_layers
+
+    custom = custom_layers(model)
     if custom:
         yield from custom
         return

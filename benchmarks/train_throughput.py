@@ -24,10 +24,12 @@ GPU_TARGET_GB = 24  # issue 7: Qwen2.5-7B-shaped LoRA and OFT training should fi
 
 
 def _timed(model, optimizer, scheduler, next_batch, steps: int, warmup: int) -> dict:
-    """Run ``warmup + steps`` optimiser steps as the trainer does (bf16 autocast, grad clip); time the last ``steps``."""
+    """Run ``warmup + steps`` optimiser steps with the trainer's own step (``train.optimizer_step``); time the last
+    ``steps``."""
     import torch
 
-    from arena.models import bf16_compute
+    from arena.distributed import Single
+    from arena.train import optimizer_step
 
     device = next(model.parameters()).device
     model.train()
@@ -37,16 +39,9 @@ def _timed(model, optimizer, scheduler, next_batch, steps: int, warmup: int) -> 
             if device.type == "cuda":
                 torch.cuda.synchronize()
             start = time.perf_counter()
-        batch = {k: v.to(device) for k, v in next_batch(step).items()}
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16_compute(device)):
-            loss = model(**batch).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+        _, _, seen = optimizer_step(model, model, [next_batch(step)], optimizer, scheduler, 1, Single())
         if step >= warmup:
-            tokens += int(batch["attention_mask"].sum())
+            tokens += seen
     if device.type == "cuda":
         torch.cuda.synchronize()
     wall = time.perf_counter() - start
@@ -89,27 +84,30 @@ def measure_architecture(architecture: str, method: str, seq_len: int, batch_siz
     """One method on a random model of the given architecture, on random sequences of ``seq_len`` tokens."""
     import torch
 
-    from arena.benchmark import prepare_for_training
+    from arena.benchmark import gradient_checkpointing, prepare_for_training
     from arena.budget import at_size, match
     from arena.methods import build, get_method
-    from arena.models import architecture_config, device, random_base, configure_torch
+    from arena.models import architecture_config, configure_torch, random_base, resolve_quantization
+    from arena.profiles import get_profile
     from arena.provenance import peak_memory_mb
     from arena.train import TrainSpec, make_optimizer
 
     configure_torch()
     if get_method(_split(method)[0]).needs_init_batch:
         raise SystemExit(f"{method} initialises from a data batch; measure it in profile mode")
-    quant = {"auto": "nf4" if device() == "cuda" else None, "nf4": "nf4", "none": None}[quantization]
+    # the options as a profile would take them: the same checks, and the same auto rules as training
+    options = get_profile("smoke", quantization=quantization, gradient_checkpointing=checkpointing,
+                          optimizer=optimizer_name)
+    quant, recompute = resolve_quantization(options), gradient_checkpointing(options)
     config = architecture_config(architecture, layers)
     name, size = _split(method)
     sized = at_size(name, config, size) if size is not None else match(name, config, None)
     model = random_base(architecture, quant, layers)
-    recompute = checkpointing == "on" or (checkpointing == "auto" and device() == "cuda")
     model = prepare_for_training(model, quant, recompute)
     torch.manual_seed(0)
     model = build(name, model, sized.size, steps=warmup + steps)
     spec = TrainSpec(method=name, size=sized.size, lr=1e-4, steps=warmup + steps, batch_size=batch_size,
-                     grad_accum=1, max_length=seq_len, save_every=steps, seed=0, optimizer=optimizer_name)
+                     grad_accum=1, max_length=seq_len, save_every=steps, seed=0, optimizer=options.optimizer)
     optimizer, scheduler = make_optimizer(model, spec)
     generator = torch.Generator().manual_seed(0)
 

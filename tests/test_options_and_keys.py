@@ -1,0 +1,92 @@
+"""Small pieces of the GPU path and the results keys that every run depends on: where a process puts its model,
+which process writes, which base a method is scored on, and that the stored keys of the default settings stay put."""
+
+import pytest
+
+from arena.profiles import get_profile
+
+
+def test_each_launched_process_loads_onto_its_own_gpu(monkeypatch):
+    from arena.models import local_device_map
+
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    assert local_device_map() == {"": 0}
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    assert local_device_map() == {"": 3}
+
+
+def test_only_process_zero_writes(monkeypatch):
+    from arena.distributed import Single, context, is_main, world_size
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.delenv("RANK", raising=False)
+    assert world_size() == 1 and is_main() and isinstance(context(), Single)
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("RANK", "2")
+    assert world_size() == 4 and not is_main()
+
+
+def test_a_registered_method_can_declare_its_4bit_path():
+    from arena.methods import Method, register, unregister
+    from arena.methods.quantized import base_quantization, four_bit_support
+
+    register(Method("fourbit_probe", "test", "additive", lr=1e-3, extra={"four_bit": "its own 4-bit layer"}))
+    register(Method("plain_probe", "test", "additive", lr=1e-3))
+    try:
+        nf4 = get_profile("smoke", quantization="nf4")
+        assert four_bit_support("fourbit_probe") == "its own 4-bit layer"
+        assert base_quantization(nf4, "fourbit_probe") == ("nf4", None)
+        assert four_bit_support("plain_probe") is None and base_quantization(nf4, "plain_probe")[0] is None
+    finally:
+        unregister("fourbit_probe")
+        unregister("plain_probe")
+
+
+def test_scoring_base_per_method_and_backend():
+    from arena.pipeline import scoring_quantization
+
+    nf4 = get_profile("smoke", quantization="nf4")
+    assert scoring_quantization(nf4) == "nf4" and scoring_quantization(nf4, "lora") == "nf4"
+    assert scoring_quantization(nf4, "vera") is None  # trained on the bf16 fallback base, scored on it
+    vllm = get_profile("smoke", quantization="nf4", eval_backend="vllm")
+    assert scoring_quantization(vllm) is None and scoring_quantization(vllm, "lora") is None
+
+
+def test_quantised_weights_are_recognised():
+    import torch
+
+    from arena.updates import is_quantized
+
+    Params4bit = type("Params4bit", (), {})  # bitsandbytes' class, by name (it needs CUDA to build)
+    assert is_quantized(Params4bit()) and not is_quantized(torch.nn.Parameter(torch.zeros(2)))
+
+
+def test_cpu_bf16_can_be_turned_off(monkeypatch):
+    from arena.models import bf16_compute, compute_precision
+
+    monkeypatch.setenv("ARENA_CPU_BF16", "0")
+    assert not bf16_compute("cpu")
+    if not __import__("torch").cuda.is_available():
+        assert compute_precision() == "fp32"  # part of every evaluation key: fp32 scores are stored apart
+
+
+def test_the_validation_split_is_keyed_by_its_own_sizes():
+    from arena.suite import validation_name
+
+    base = validation_name(get_profile("smoke"))
+    assert validation_name(get_profile("smoke", val_n_qa=5)) != base
+    assert validation_name(get_profile("smoke", n_qa=50)) == base  # the test suite's sizes key the suite folder
+
+
+@pytest.mark.parametrize("split, what", [("test", {"variant": "base"}),
+                                         ("validation", {"variant": "base", "split": "validation"})])
+def test_base_evaluation_keys_are_the_stored_ones(monkeypatch, split, what):
+    """The base scores of both splits come from one function; their keys are the ones earlier runs stored under."""
+    from arena import pipeline, store
+    from arena.models import model_identity
+
+    profile = get_profile("smoke")
+    seen = {}
+    monkeypatch.setattr(store, "cached", lambda kind, key, compute, force=False: seen.update(kind=kind, key=key))
+    pipeline.evaluate_base(profile, split=split)
+    assert seen == {"kind": "eval", "key": pipeline.eval_key(profile, model_identity(profile.model), what)}

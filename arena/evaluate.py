@@ -61,8 +61,10 @@ def run_tasks(lm, tokenizer, tasks: list[str], data_dir: Path, chat: bool) -> di
     ``<task>:inst``)."""
     import lm_eval
 
+    from .offline_nltk import use_shipped_nltk_data
     from .progress import console_to_buffer, quiet_libraries
 
+    use_shipped_nltk_data()  # before IFEval's import, which downloads punkt_tab when NLTK cannot find it
     quiet_libraries()
     stock = not all(t.startswith("arena_") for t in tasks)
     with console_to_buffer():  # lm-eval's per-request bars would fill an executed notebook

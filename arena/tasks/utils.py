@@ -41,6 +41,9 @@ def math_results(doc, results):
 
 def ifeval_results(doc, results):
     """lm-eval's IFEval scorer; its sentence counter needs NLTK punkt, which we replace by an untrained tokenizer."""
+    from arena.offline_nltk import use_shipped_nltk_data
+
+    use_shipped_nltk_data()  # before the import: lm-eval's IFEval downloads punkt_tab on import when it is missing
     from lm_eval.tasks.ifeval import instructions_util, utils
 
     _offline_punkt(instructions_util)
@@ -54,7 +57,7 @@ def agg_inst_level_acc(items):
 
 
 def _offline_punkt(module) -> None:
-    # offline_stack.md: the punkt_tab download fails offline; an untrained Punkt tokenizer splits sentences well enough.
+    # lm-eval's counter loads the old punkt pickle; the untrained Punkt model (arena/offline_nltk.py) splits instead.
     if getattr(module, "_arena_patched", False):
         return
     from nltk.tokenize.punkt import PunktSentenceTokenizer

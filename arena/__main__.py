@@ -34,6 +34,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("profile", help="validate a profile and print it as JSON")
     p.add_argument("name", nargs="?", default=None)
+    p.add_argument("--quantization", default=None, help="auto | nf4 | none")
     p = sub.add_parser("assets", help="fetch, verify (and rebuild if corrupt) what a profile needs")
     p.add_argument("--profile", default=None)
     for name, text in [("train", "train one method along its checkpointed path"),
@@ -82,7 +83,7 @@ def _run(args, out) -> int:
         from .profiles import as_dict, get_profile
 
         if args.command == "profile":
-            print(json.dumps(as_dict(get_profile(args.name)), indent=1))
+            print(json.dumps(as_dict(get_profile(args.name, quantization=args.quantization)), indent=1))
             return 0
         from .distributed import is_main, world_size
 

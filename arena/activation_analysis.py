@@ -5,8 +5,8 @@
   stored with every result.
 - Modules: the paper's ``paper8`` set (q, k, v and down projections at layers 9 and 18 of 28) scaled to the model's
   depth (``geometry.default_module_set``).
-- Base activations (module inputs for CSD, outputs for geometry) are captured once per base and suite and reused for
-  every method; finetuned outputs are captured from the unmerged adapter, and CSD uses the fp32 update of
+- Base activations (module inputs for CSD, outputs for geometry) are captured once per starting base (full precision
+  or 4-bit) and suite, and reused for every method that started from it; finetuned outputs are captured from the unmerged adapter, and CSD uses the fp32 update of
   ``updates.effective_update`` on the *base* inputs, so every method is scored on the same tokens (C2).
 """
 
@@ -42,23 +42,27 @@ def _interleave(*lists):
     return [[x[i] for x in lists if i < len(x)] for i in range(longest)]
 
 
-def base_activations_file(profile: Profile, modules: list[str], max_tokens: int = MAX_TOKENS):
-    """Where the base activations of this base, suite, module set and token cap are stored."""
-    from .models import model_identity, resolve_quantization
+def base_activations_file(profile: Profile, modules: list[str], max_tokens: int = MAX_TOKENS,
+                          quantization: str | None = None):
+    """Where the activations of this base (in full precision or ``quantization``), suite, module set and token cap
+    are stored."""
+    from .models import model_identity
     from .suite import suite_dir
 
     key = {"base": model_identity(profile.model), "suite": suite_dir(profile).name, "modules": modules,
-           "max_tokens": max_tokens, "quantization": resolve_quantization(profile), "version": ANALYSIS_VERSION}
+           "max_tokens": max_tokens, "quantization": quantization, "version": ANALYSIS_VERSION}
     return store.run_dir("activations", key) / "base.safetensors"
 
 
-def base_activations(profile: Profile, modules: list[str], max_tokens: int = MAX_TOKENS) -> dict:
-    """``{dataset: {"input": {module: H}, "output": {module: X0}}}`` for the base model (stored once, safetensors)."""
+def base_activations(profile: Profile, modules: list[str], max_tokens: int = MAX_TOKENS,
+                     quantization: str | None = None) -> dict:
+    """``{dataset: {"input": {module: H}, "output": {module: X0}}}`` for the base a method started from (full
+    precision, or ``quantization``), stored once as safetensors."""
     from safetensors.torch import load_file, save_file
 
-    from .models import load_base, resolve_quantization
+    from .models import load_base
 
-    file = base_activations_file(profile, modules, max_tokens)
+    file = base_activations_file(profile, modules, max_tokens, quantization)
     folder = file.parent
     if file.exists():
         try:
@@ -68,7 +72,7 @@ def base_activations(profile: Profile, modules: list[str], max_tokens: int = MAX
             file.unlink()
     from .geometry import capture_activations
 
-    model, tokenizer = load_base(profile.model, resolve_quantization(profile))
+    model, tokenizer = load_base(profile.model, quantization)
     out = {}
     for dataset, prompts in prompt_sets(profile).items():
         out[dataset] = capture_activations(model, tokenizer, prompts, modules, kind=("input", "output"),
@@ -96,7 +100,7 @@ def analyse_checkpoint(profile: Profile, spec, step: int | None = None, modules:
     from .benchmark import load_trained, train_key
     from .geometry import capture_activations, csd, default_module_set, geometry_metrics
     from .models import base_config
-    from .updates import module_update
+    from .updates import module_update, start_weight
     from .weight_analysis import pretrained_source
 
     step = spec.steps if step is None else step
@@ -107,7 +111,7 @@ def analyse_checkpoint(profile: Profile, spec, step: int | None = None, modules:
 
     def compute(folder) -> dict:
         start = time.perf_counter()
-        base = base_activations(profile, modules, max_tokens)
+        base = base_activations(profile, modules, max_tokens, tkey["quantization"])  # the base it started from
         model, tokenizer = load_trained(profile, spec, step, merge=False)
         named = dict(model.named_modules())
         read_w0 = pretrained_source(profile)
@@ -116,8 +120,9 @@ def analyse_checkpoint(profile: Profile, spec, step: int | None = None, modules:
         with torch.no_grad():
             updates = {}
             for m in modules:
-                W0 = read_w0(m + ".weight")
-                updates[m] = (W0, module_update(named.get(m) or named[f"base_model.model.{m}"], W0))
+                module = named.get(m) or named[f"base_model.model.{m}"]
+                W0 = start_weight(module, read_w0(m + ".weight"))  # deq(Q(W0)) on a 4-bit base
+                updates[m] = (W0, module_update(module, W0))
             for dataset, texts in prompts.items():
                 tuned = capture_activations(model, tokenizer, texts, modules, kind="output", max_tokens=max_tokens,
                                             max_length=profile.max_length)

@@ -12,7 +12,11 @@ from .suite import read_jsonl
 def architecture(model) -> dict:
     """Parameter count and the config values the paper's budget formulas use (paper_spec.md A1, A8)."""
     c = model.config
-    return {"class": type(model).__name__, "parameters": sum(p.numel() for p in model.parameters()),
+    from .models import count_parameters
+
+    quantised = any(type(p).__name__ == "Params4bit" for p in model.parameters())
+    return {"class": type(model).__name__, "parameters": count_parameters(model)[1],
+            "weights": "4-bit NF4 (bitsandbytes)" if quantised else str(next(model.parameters()).dtype),
             "layers": c.num_hidden_layers, "hidden": c.hidden_size, "mlp": c.intermediate_size,
             "heads": c.num_attention_heads, "kv_heads": c.num_key_value_heads, "vocab": c.vocab_size,
             "tied_embeddings": bool(getattr(c, "tie_word_embeddings", False)),

@@ -106,6 +106,10 @@ def evaluate(model, tokenizer, profile, batch_size: int | None = None, split: st
 def _scoring_copy(model):
     """With bf16 compute, an fp32 model is scored as a bf16 copy (the caller's model is untouched): autocast alone
     would re-cast every weight at every decoding step. bf16 or quantised models are scored as they are."""
+    from .updates import is_quantized
+
+    if any(is_quantized(p) for p in model.parameters()):
+        return model  # a 4-bit model cannot be cast (bitsandbytes refuses); its kernels compute in bf16 already
     if bf16_compute(next(model.parameters()).device) and next(model.parameters()).dtype == torch.float32:
         import copy
 

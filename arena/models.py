@@ -1,4 +1,5 @@
-"""Loading base models: the smoke Llama built in code, the embedded SmolLM2 folder, and hub models (nf4 on CUDA).
+"""Loading base models: the smoke Llama built in code, the embedded SmolLM2 folder, and hub models, each in full
+precision or in 4-bit NF4 (bitsandbytes, on CUDA or on its CPU kernels).
 
 Every loader returns ``(model, tokenizer)`` with ``pad_token`` set and the model in eval mode, plus a stable identity
 string (``model_identity``) that checkpoints and cached results are keyed by.
@@ -12,7 +13,7 @@ import json
 from pathlib import Path
 
 from .errors import ArenaError
-from .profiles import ModelSpec, Profile
+from .profiles import SMOKE_MODEL, ModelSpec, Profile
 
 # The smoke model: small enough that a training step takes milliseconds, large enough for every adapter's block size.
 SMOKE_CONFIG = dict(
@@ -84,7 +85,8 @@ def compute_precision() -> str:
 
 
 def resolve_quantization(profile: Profile) -> str | None:
-    """``nf4`` or ``None``. ``auto`` means nf4 on CUDA and none on CPU (offline_stack.md: bnb on CPU)."""
+    """``nf4`` or ``None``. ``auto`` means nf4 on CUDA and none on CPU (bitsandbytes' CPU kernels run nf4 there, but
+    slower than full precision; ``quantization="nf4"`` asks for them)."""
     if profile.quantization == "auto":
         return "nf4" if device() == "cuda" else None
     return None if profile.quantization == "none" else profile.quantization
@@ -145,19 +147,23 @@ def smoke_model(seed: int = 0):
 def load_base(spec: ModelSpec, quantization: str | None = None, dtype: str = "auto"):
     """``(model, tokenizer)`` for a base model, in eval mode.
 
-    quantization: ``None`` or ``"nf4"`` (bitsandbytes 4-bit NF4, double quantisation, bf16 compute; CUDA only).
+    quantization: ``None`` or ``"nf4"`` (bitsandbytes 4-bit NF4, double quantisation, bf16 compute; on CUDA, or on
+    the CPU through bitsandbytes' CPU kernels, which is several times slower than full precision there).
     dtype: ``auto`` = fp32 on CPU and bf16 on CUDA.
     """
     import torch
 
     configure_torch()
-    if quantization == "nf4" and not torch.cuda.is_available():
-        raise ArenaError("nf4 quantisation needs a CUDA GPU; set quantization='none' (or QUANT=none) on CPU")
+    if quantization not in (None, "nf4"):
+        raise ArenaError(f"quantization must be nf4 or none, not {quantization!r}; set QUANT=nf4 or QUANT=none")
     torch_dtype = {"auto": torch.bfloat16 if torch.cuda.is_available() else torch.float32, "fp32": torch.float32,
                    "bf16": torch.bfloat16}[dtype]
     if spec.source == "smoke":
-        model, tokenizer = smoke_model(), smoke_tokenizer()
-        model.to(dtype=torch.float32)
+        if quantization:  # bitsandbytes quantises while loading: the smoke model goes through a folder like any other
+            model, tokenizer = _from_pretrained(str(smoke_folder()), None, quantization, torch_dtype)
+        else:
+            model, tokenizer = smoke_model(), smoke_tokenizer()
+            model.to(dtype=torch.float32)
     elif spec.source == "embedded":
         from .assets import set_offline, smollm2_dir
 
@@ -174,12 +180,42 @@ def load_base(spec: ModelSpec, quantization: str | None = None, dtype: str = "au
     return model, tokenizer
 
 
+def smoke_folder() -> Path:
+    """The smoke model and tokenizer saved once under the cache (``from_pretrained`` needs a folder to quantise)."""
+    from .assets import cache_dir
+
+    folder = cache_dir() / "smoke-base" / model_identity(SMOKE_MODEL).replace("@", "-")
+    if not (folder / "DONE").exists():
+        import shutil
+
+        tmp = folder.with_name(folder.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        smoke_model().save_pretrained(tmp)
+        smoke_tokenizer().save_pretrained(tmp)
+        (tmp / "DONE").write_text("ok")
+        shutil.rmtree(folder, ignore_errors=True)
+        tmp.rename(folder)
+    return folder
+
+
 def local_device_map() -> dict:
-    """The whole model on this process's GPU: GPU 0 alone, GPU ``LOCAL_RANK`` under ``accelerate launch`` (a 4-bit
-    model cannot be moved after loading, so each data-parallel process must load it onto its own device)."""
+    """The whole model on this process's device: the CPU without CUDA (bitsandbytes' CPU kernels), else GPU 0, or
+    GPU ``LOCAL_RANK`` under ``accelerate launch`` (a 4-bit model cannot be moved after loading, so each
+    data-parallel process must load it onto its own device)."""
     import os
 
+    if device() == "cpu":
+        return {"": "cpu"}
     return {"": int(os.environ.get("LOCAL_RANK", "0"))}
+
+
+def keep_4bit_layout(model) -> None:
+    """Stop bitsandbytes' CPU inference path from repacking 4-bit weights in place on their first no-grad forward:
+    the repacked weights round the block scales to bf16 (the weights change) and no longer dequantise correctly
+    (measured: 145 % error), so W_start would be wrong for every analysis after a scoring pass. CUDA never repacks."""
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
 
 
 def bnb_config():
@@ -207,6 +243,8 @@ def _from_pretrained(path: str, revision: str | None, quantization: str | None, 
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, revision=revision)
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+        if quantization:
+            keep_4bit_layout(model)
     except (OSError, ValueError) as err:
         first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
         raise ArenaError(
@@ -216,10 +254,17 @@ def _from_pretrained(path: str, revision: str | None, quantization: str | None, 
     return model, tokenizer
 
 
+def parameter_count(p) -> int:
+    """The number of weights a parameter holds: a bitsandbytes 4-bit weight stores two per byte, so its ``numel``
+    is half the matrix; its quantisation state keeps the real shape."""
+    state = getattr(p, "quant_state", None)
+    return state.shape.numel() if state is not None else p.numel()
+
+
 def count_parameters(model) -> tuple[int, int]:
-    """``(trainable, total)`` parameter counts."""
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
+    """``(trainable, total)`` parameter counts (a 4-bit matrix counts its real weights, not its packed bytes)."""
+    trainable = sum(parameter_count(p) for p in model.parameters() if p.requires_grad)
+    total = sum(parameter_count(p) for p in model.parameters())
     return trainable, total
 
 
@@ -277,8 +322,6 @@ def random_base(name: str, quantization: str | None = None, layers: int | None =
     config = architecture_config(name, layers)
     if quantization not in (None, "nf4"):
         raise ArenaError(f"quantization must be nf4 or None, not {quantization!r}")
-    if quantization == "nf4" and not torch.cuda.is_available():
-        raise ArenaError("nf4 quantisation needs a CUDA GPU; pass --quantization none on CPU")
     cuda = torch.cuda.is_available()
     if quantization is None:
         with torch.random.fork_rng(devices=[]):
@@ -294,17 +337,19 @@ def random_base(name: str, quantization: str | None = None, layers: int | None =
         tmp = folder.with_name(folder.name + ".tmp")
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            with torch.device("cuda"):  # random init of 7B weights takes seconds on the GPU, minutes on the CPU
+            with torch.device("cuda" if cuda else "cpu"):  # 7B random weights: seconds on a GPU, minutes on a CPU
                 model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
         model.save_pretrained(tmp)
         del model
-        torch.cuda.empty_cache()
+        if cuda:
+            torch.cuda.empty_cache()
         import shutil
 
         shutil.rmtree(folder, ignore_errors=True)
         tmp.rename(folder)
     model = AutoModelForCausalLM.from_pretrained(folder, quantization_config=bnb_config(), dtype=torch.bfloat16,
                                                  device_map=local_device_map())
+    keep_4bit_layout(model)
     return model.eval()
 
 

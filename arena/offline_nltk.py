@@ -9,6 +9,7 @@ capital-words checker) uses it too.
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 NLTK_DATA = Path(__file__).parent / "nltk_data"
@@ -20,3 +21,9 @@ def use_shipped_nltk_data() -> None:
 
     if str(NLTK_DATA) not in nltk.data.path:
         nltk.data.path.insert(0, str(NLTK_DATA))
+
+
+def ifeval_module(name: str):
+    """``lm_eval.tasks.ifeval.<name>``, imported with the shipped NLTK data in place (every kit import goes here)."""
+    use_shipped_nltk_data()
+    return importlib.import_module(f"lm_eval.tasks.ifeval.{name}")

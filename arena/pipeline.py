@@ -49,21 +49,34 @@ def scoring_quantization(profile: Profile, method: str | None = None) -> str | N
     return base_quantization(profile, method)[0]
 
 
-def evaluate_base(profile: Profile, force: bool = False, split: str = "test") -> dict:
+def evaluate_base(profile: Profile, force: bool = False, split: str = "test", method: str | None = None) -> dict:
     """The base model's scores on the profile's suite, or on its validation split (the alpha = 0 end of every
-    rewinding path); cached: every chapter shares one base evaluation per split."""
+    rewinding path); cached: every chapter shares one base evaluation per split and starting base. With ``method``,
+    the base that method started from and is compared against (``scoring_quantization``): a method that falls back
+    to full precision under an nf4 profile is compared with the full-precision base, never with the nf4 one."""
     from .evaluate import evaluate
 
     spec = profile.model
+    quantization = scoring_quantization(profile, method)
     # the test split's key predates the validation split: it stays {"variant": "base"}, so stored results stay valid
     what = {"variant": "base", **({"split": split} if split != "test" else {})}
-    key = eval_key(profile, model_identity(spec), what)
+    key = {**eval_key(profile, model_identity(spec), what), "quantization": quantization}
 
     def compute(folder):
         start = time.perf_counter()
-        model, tokenizer = load_base(spec, scoring_quantization(profile))
+        model, tokenizer = load_base(spec, quantization)
         result = evaluate(model, tokenizer, profile, split=split)
-        return {**result, "variant": "base", "wall_s": time.perf_counter() - start, **peak_memory_mb(),
-                "provenance": provenance()}
+        return {**result, "variant": "base", "quantization": quantization, "wall_s": time.perf_counter() - start,
+                **peak_memory_mb(), "provenance": provenance()}
 
     return store.cached("eval", key, compute, force=force)
+
+
+def starting_bases(profile: Profile, methods, split: str = "test") -> dict:
+    """``{quantization: base evaluation}`` of every base the ``methods`` start from (the profile's always first)."""
+    bases = {scoring_quantization(profile): evaluate_base(profile, split=split)}
+    for m in methods:
+        q = scoring_quantization(profile, m)
+        if q not in bases:
+            bases[q] = evaluate_base(profile, split=split, method=m)
+    return bases

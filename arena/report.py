@@ -46,13 +46,65 @@ def budget_table(sized: list) -> "pd.DataFrame":
                           "size matched": "yes" if s.matched else "fixed size"} for s in sized]).set_index("method")
 
 
+def own_base(record: dict, base: dict) -> dict:
+    """The evaluation of the base ``record``'s method started from (``benchmark.run_method`` stores it), else
+    ``base``: a method that fell back to full precision under an nf4 profile is compared with the full-precision
+    base, not with the nf4 one."""
+    return record.get("base_eval") or base
+
+
+def base_label(quantization: str | None) -> str:
+    return f"base ({quantization})" if quantization else "base (full precision)"
+
+
 def deltas(record: dict, base: dict) -> dict:
     """Forgetting = General(base) - General(ckpt) and TargetGain = Target(ckpt) - Target(base) (A5), in points,
-    with paired standard errors, plus per-group changes."""
-    diff = paired_difference(record["eval"]["items"], base["items"])
+    with paired standard errors, plus per-group changes; ``base`` is the method's own starting base (``own_base``)."""
+    diff = paired_difference(record["eval"]["items"], own_base(record, base)["items"])
     return {"forgetting": -diff["general"], "forgetting_se": diff["general_se"], "target_gain": diff["target"],
             "target_gain_se": diff["target_se"],
             "groups": {g: (v["score"], v["se"]) for g, v in diff["groups"].items()}}
+
+
+def starting_bases(records: list[dict], base: dict) -> dict:
+    """``{quantization: evaluation}`` of every distinct base the records started from."""
+    out = {base.get("quantization"): base}
+    for r in records:
+        if r.get("base_eval") and r.get("base_quantization") not in out:
+            out[r["base_quantization"]] = r["base_eval"]
+    return out
+
+
+def base_precision_table(bases: dict) -> "pd.DataFrame":
+    """The bases this run's methods start from (``pipeline.starting_bases``), with the paired gap of each to the
+    profile's own (first) base: the nf4-versus-full-precision gap when both are in play."""
+    import pandas as pd
+
+    (q0, first), *others = bases.items()
+    rows = [{"base": base_label(q0), "General": first["general"], "General se": first["general_se"],
+             "Target": first["target"], "Target se": first["target_se"]}]
+    for q, b in others:
+        gap = paired_difference(b["items"], first["items"])
+        rows.append({"base": base_label(q), "General": b["general"], "General se": b["general_se"],
+                     "Target": b["target"], "Target se": b["target_se"],
+                     f"General - {base_label(q0)}": gap["general"], "gap se (General)": gap["general_se"],
+                     "General gap is": verdict(gap["general"], gap["general_se"], "higher", "lower"),
+                     f"Target - {base_label(q0)}": gap["target"], "gap se (Target)": gap["target_se"],
+                     "Target gap is": verdict(gap["target"], gap["target_se"], "higher", "lower")})
+    return pd.DataFrame(rows).set_index("base")
+
+
+def quantization_errors(frame: "pd.DataFrame") -> "pd.DataFrame | None":
+    """Per method that started from a 4-bit base: ||deq(Q(W0)) - W0|| / ||W0|| over its matrices (mean, max) beside
+    its update's ||dW|| / ||W_start||; None when no method did. The spectra measure dW from deq(Q(W0)), so this error
+    is reported here and is not part of any update."""
+    if "quantization_error" not in frame or not (frame["quantization_error"] > 0).any():
+        return None
+    quantised = frame[frame["quantization_error"] > 0]
+    return quantised.groupby("method").agg(matrices=("name", "count"),
+                                           quantisation_error_mean=("quantization_error", "mean"),
+                                           quantisation_error_max=("quantization_error", "max"),
+                                           relative_update_mean=("relative_dW", "mean"))
 
 
 def verdict(value: float, se: float, positive: str, negative: str) -> str:
@@ -64,14 +116,18 @@ def verdict(value: float, se: float, positive: str, negative: str) -> str:
 
 
 def results_table(records: list[dict], base: dict) -> "pd.DataFrame":
-    """One row per method: scores with standard errors, paired changes against the base, the proxies, cost."""
+    """One row per method: scores with standard errors, the base it started from and that base's scores, paired
+    changes against that base, the proxies, cost (``base_precision_table`` compares the bases themselves)."""
     import pandas as pd
 
     rows = [{"method": "base", "trainable": 0, "General": base["general"], "General se": base["general_se"],
              "Target": base["target"], "Target se": base["target_se"]}]
     for r in records:
         e, d, p = r["eval"], deltas(r, base), r["eval"]["proxies"]
-        rows.append({"method": r["label"], "trainable": r["count"], "General": e["general"],
+        rows.append({"method": r["label"], "trainable": r["count"],
+                     "starts from": base_label(r.get("base_quantization", base.get("quantization"))),
+                     "its base General": own_base(r, base)["general"],
+                     "its base Target": own_base(r, base)["target"], "General": e["general"],
                      "General se": e["general_se"], "Target": e["target"], "Target se": e["target_se"],
                      "Forgetting": d["forgetting"], "Forgetting se": d["forgetting_se"],
                      "forgetting is": verdict(d["forgetting"], d["forgetting_se"], "measurable", "negative"),
@@ -87,7 +143,8 @@ def group_table(records: list[dict], base: dict) -> "pd.DataFrame":
     import pandas as pd
 
     names = [*GENERAL, *TARGET]
-    rows = [{"method": "base", **{g: base["groups"][g]["score"] for g in names}}]
+    rows = [{"method": "base" if b is base else base_label(q), **{g: b["groups"][g]["score"] for g in names}}
+            for q, b in starting_bases(records, base).items()]
     rows += [{"method": r["label"], **{g: r["eval"]["groups"][g]["score"] for g in names}} for r in records]
     return pd.DataFrame(rows).set_index("method")
 
@@ -108,8 +165,9 @@ def pareto_frame(records: list[dict], base: dict) -> "pd.DataFrame":
     """Points in (General, Target) with errors, the family, and whether each is on the non-dominated frontier."""
     import pandas as pd
 
-    rows = [{"method": "base", "family": "base", "General": base["general"], "General se": base["general_se"],
-             "Target": base["target"], "Target se": base["target_se"]}]
+    rows = [{"method": "base" if b is base else base_label(q), "family": "base", "General": b["general"],
+             "General se": b["general_se"], "Target": b["target"], "Target se": b["target_se"]}
+            for q, b in starting_bases(records, base).items()]
     rows += [{"method": r["label"], "family": r["family"], "General": r["eval"]["general"],
               "General se": r["eval"]["general_se"], "Target": r["eval"]["target"],
               "Target se": r["eval"]["target_se"]} for r in records]
@@ -201,7 +259,7 @@ def methods_table(names) -> "pd.DataFrame":
         built_by = ("plain torch (its own wrap)" if m.wrap else "torch (every weight)" if m.config is None
                     else "kit init on a peft LoRA" if m.init else "peft")
         rows.append({"method": m.name, "family": m.family, "size knob": m.size_name or "-", "default LR": m.lr,
-                     "built by": built_by, "4-bit base": four_bit_support(name) or "no: bf16 base on GPU",
+                     "built by": built_by, "4-bit base": four_bit_support(name) or "no: full-precision base",
                      "what it is": m.description})
     return pd.DataFrame(rows).set_index("method")
 
@@ -252,9 +310,9 @@ def rewind_frame(result: dict) -> "pd.DataFrame":
     the ends of each path, so each path can be drawn from base to final."""
     import pandas as pd
 
-    base = result["base"]
     rows = []
     for method, rec in result["methods"].items():
+        base = result.get("bases", {}).get(method, result["base"])  # alpha 0: the base this method started from
         final = next(r for r in rec["validation"] if r["path"] == "final")
         for path in sorted({r["path"] for r in rec["validation"]} - {"final", "layerwise"}):
             ends = [{**base, "label": "base", "alpha": 0.0}, {**final, "label": "final", "alpha": 1.0}]

@@ -48,8 +48,8 @@ class DenseInterpolation:
 
     Routes, all exact at both ends: plain LoRA on an untouched base scales peft's ``scaling`` (no copies; works on a
     4-bit base); other peft layers get W0 + alpha dW written into their base weight with the adapter switched off;
-    plain-torch layers have their output replaced by x (W0 + alpha dW)^T (+ the pretrained bias); full FT writes the
-    weights. A residual initialisation (PiSSA, MiLoRA, KeepLoRA: base != W0) is detected by comparing the base with
+    peft layers on a 4-bit base and plain-torch layers have their output replaced by x (W0 + alpha dW)^T (+ bias),
+    W0 being the weight they started from (deq(Q(W0)) on a 4-bit base); full FT writes the weights. A residual initialisation (PiSSA, MiLoRA, KeepLoRA: base != W0) is detected by comparing the base with
     W0, so it is rewound towards W0, not towards its residual. ``with path.at(alpha): ...``; the trained model comes
     back exactly on exit.
     """
@@ -72,15 +72,18 @@ class DenseInterpolation:
         self.scale_only = self.scale_only and not residual
         if self.scale_only:
             return
+        from .updates import start_weight
+
         with torch.no_grad():
             for name, layer in self.layers:
-                weight = layer.get_base_layer().weight
-                if is_quantized(weight):
-                    raise ArenaError("dense interpolation writes W0 + alpha dW into the base weights, which a 4-bit "
-                                     "base cannot hold; run rewinding with quantization='none' (plain LoRA and OFT's "
-                                     "generator path work on a 4-bit base)")
+                base = layer.get_base_layer()
+                if is_quantized(base.weight):  # a 4-bit weight cannot hold W0 + alpha dW: the layer's output is
+                    W0 = start_weight(layer, None)  # replaced instead, from its own start deq(Q(W0))
+                    bias = None if base.bias is None else base.bias.detach().float().cpu()
+                    self.linear[layer] = (W0, module_update(layer, W0, adapter), bias)
+                    continue
                 W0 = read_w0(name + ".weight")
-                self.targets.append((weight, W0, module_update(layer, W0, adapter)))
+                self.targets.append((base.weight, W0, module_update(layer, W0, adapter)))
             for name, module in self.custom:
                 W0 = read_w0(name + ".weight")
                 try:
@@ -452,9 +455,11 @@ def run_rewinding(profile, methods=None, force: bool = False, log=print) -> dict
     from .pipeline import evaluate_base
 
     out = {"base": _row({"path": "base"}, evaluate_base(profile, force, split="validation"), 1, "validation"),
-           "methods": {}}
+           "methods": {}, "bases": {}}  # bases: the base each method started from (alpha = 0 of its paths)
     for method in methods or profile.rewind_methods:
         run_method(profile, method)
         spec = train_spec(profile, sized_method(profile, method))
         out["methods"][method] = rewind_method(profile, spec, force=force)
+        out["bases"][method] = _row({"path": "base"}, evaluate_base(profile, split="validation", method=method), 1,
+                                    "validation")
     return out

@@ -202,7 +202,9 @@ def _greedy_item(example: dict, prefix: str) -> dict:
 
 def ifeval_items(n: int, rng: random.Random) -> list[dict]:
     """IFEval-format prompts (key, prompt, instruction_id_list, kwargs); texts from lm-eval's checkers."""
-    from lm_eval.tasks.ifeval import instructions_registry
+    from .offline_nltk import ifeval_module
+
+    instructions_registry = ifeval_module("instructions_registry")
 
     items = []
     for key in range(n):

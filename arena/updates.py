@@ -1,6 +1,7 @@
 """The effective weight update of each adapted module, in fp32, from the adapter's own tensors (paper_spec.md B1, F8).
 
-dW = W_effective - W0, with W0 the *pretrained* weight (not a residual base):
+dW = W_effective - W0, with W0 the weight the method started from: the *pretrained* weight (not a residual base), or
+its dequantised 4-bit copy deq(Q(W0)) for a method trained on an nf4 base (``start_weight``):
 
 - LoRA family (LoRA, PiSSA, MiLoRA, KeepLoRA, AdaLoRA): dW = (W_base - W0) + s B A, where W_base - W0 = -s B0 A0 for
   the residual initialisations and 0 otherwise (peft's ``get_delta_weight`` gives s B A);
@@ -35,15 +36,32 @@ def custom_layers(model) -> list[tuple[str, torch.nn.Module]]:
 
 
 def base_weight(layer) -> torch.Tensor:
-    """The layer's base weight in fp32 on CPU; a 4-bit base is dequantised (its quantisation error is then part of
-    W_base - W0, which the GPU path reports separately; issue 7)."""
+    """The layer's base weight in fp32 on CPU; a 4-bit base is dequantised."""
     base = layer.get_base_layer()
-    weight = base.weight
-    if is_quantized(weight):
-        from peft.utils.integrations import dequantize_module_weight
+    return _dequantized(base) if is_quantized(base.weight) else _f32(base.weight)
 
-        return _f32(dequantize_module_weight(base))
-    return _f32(weight)
+
+def start_weight(module, W0: torch.Tensor) -> torch.Tensor:
+    """W_start, the weight a method trained from: the dequantised deq(Q(W0)) (fp32, CPU) when the module's base is
+    4-bit, else ``W0`` itself. Analyses measure dW = W_after - W_start, so an nf4 method's update excludes the
+    quantisation error deq(Q(W0)) - W0, which ``weight_analysis`` reports on its own."""
+    get_base = getattr(module, "get_base_layer", None)
+    base = get_base() if get_base else module
+    if is_quantized(getattr(base, "weight", None)):
+        return base_weight(module) if get_base else _dequantized(base)
+    return W0
+
+
+def _dequantized(linear) -> torch.Tensor:
+    from peft.utils.integrations import dequantize_module_weight
+
+    if getattr(getattr(linear.weight, "quant_state", None), "packing_format_for_cpu", False):
+        from .errors import ArenaError
+
+        raise ArenaError("this 4-bit weight was repacked by bitsandbytes' CPU inference path and cannot be "
+                         "dequantised exactly; load the model with arena.models.load_base (it keeps the layout)")
+
+    return _f32(dequantize_module_weight(linear))
 
 
 def adapted_layers(model, adapter: str = "default"):
@@ -60,7 +78,7 @@ def effective_update(layer, W0: torch.Tensor, adapter: str = "default") -> torch
     W0 = _f32(W0)
     base = base_weight(layer)
     if hasattr(layer, "lora_A") and adapter in layer.lora_A:
-        delta = _f32(layer.get_delta_weight(adapter))
+        delta = _f32(_lora_delta(layer, adapter))
         magnitude = getattr(layer, "lora_magnitude_vector", {})
         if adapter in magnitude:  # DoRA
             direction = base + delta
@@ -79,6 +97,15 @@ def effective_update(layer, W0: torch.Tensor, adapter: str = "default") -> torch
     return _merged_fp32(layer, adapter) - W0
 
 
+def _lora_delta(layer, adapter: str) -> torch.Tensor:
+    """s B A from peft's ``get_delta_weight``; AdaLoRA's 4-bit layer has none, so its B (A * E) s / (r + 1e-5) is
+    written out as peft's full-precision SVDLinear computes it."""
+    if hasattr(layer, "lora_E") and not hasattr(layer, "get_delta_weight"):
+        B, A, E = layer.lora_B[adapter], layer.lora_A[adapter], layer.lora_E[adapter]
+        return B @ (A * E) * layer.scaling[adapter] / (layer.ranknum[adapter] + 1e-5)
+    return layer.get_delta_weight(adapter)
+
+
 def module_update(module, W0: torch.Tensor, adapter: str = "default") -> torch.Tensor:
     """dW of any analysed module: a peft layer (``effective_update``), a plain-torch method's layer (its
     ``delta_weight()``) or a fully finetuned ``nn.Linear``."""
@@ -92,7 +119,16 @@ def module_update(module, W0: torch.Tensor, adapter: str = "default") -> torch.T
 
 
 def _merged_fp32(layer, adapter: str) -> torch.Tensor:
-    """Merge a fp32 copy of one layer with peft's own merge; the model itself is left untouched."""
-    clone = copy.deepcopy(layer).to("cpu").float()
+    """Merge a fp32 copy of one layer with peft's own merge; the model itself is left untouched. A 4-bit base is
+    replaced in the copy by its dequantised fp32 weight, so the merge is never a 4-bit (re-quantising) one."""
+    clone = copy.deepcopy(layer).to("cpu")
+    base = clone.get_base_layer()
+    if is_quantized(base.weight):
+        linear = torch.nn.Linear(base.in_features, base.out_features, bias=base.bias is not None)
+        linear.weight.data = _dequantized(base)
+        if base.bias is not None:
+            linear.bias.data = _f32(base.bias)
+        clone.base_layer, clone.quantization_backend = linear, None
+    clone = clone.float()
     clone.merge(adapter_names=[adapter])
     return _f32(clone.get_base_layer().weight)

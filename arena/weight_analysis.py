@@ -1,8 +1,10 @@
 """Whole-model weight-space analysis of a trained checkpoint (paper_spec.md B; issue 4).
 
-Streams one matrix at a time: the pretrained W0 is read lazily from the base's safetensors, its SVD comes from an
-on-disk cache keyed by the base identity (computed once for all methods and checkpoints, F15), the update dW is
-computed in fp32 from the adapter's own tensors (``updates.effective_update``), and only per-matrix summaries are
+Streams one matrix at a time: the pretrained W0 is read lazily from the base's safetensors (for a method trained on
+a 4-bit base, its dequantised copy deq(Q(W0)) is the start, and ||deq(Q(W0)) - W0|| / ||W0|| is reported per matrix
+as ``quantization_error``), its SVD comes from an on-disk cache keyed by the starting weights (computed once for all
+methods and checkpoints, F15), the update dW is computed in fp32 from the adapter's own tensors
+(``updates.effective_update``), and only per-matrix summaries are
 kept, plus the full profiles of one "figure" matrix (the paper plots layer 18 of 28, ``mlp.down_proj``). Results are
 stored per checkpoint, so a finished analysis is never recomputed.
 """
@@ -91,15 +93,17 @@ def analyse_model(model, read_w0, base_id: str, full: bool, targets: list[str], 
     """Per-matrix spectral summaries of ``model`` against the pretrained weights (see module docstring)."""
     from .progress import progress
     from .spectra import cached_base_svd, intruder_dimensions, singular_vector_alignment, update_profile
-    from .updates import module_update
+    from .updates import module_update, start_weight
 
     svd_dir = cache_dir() / "svd" / re.sub(r"[^A-Za-z0-9_.-]", "_", base_id)
     device = "cuda" if torch.cuda.is_available() else "cpu"  # SVDs on the GPU when there is one
     rows, curves = [], None
     items = list(updates_of(model, full, targets))
     for name, module in progress(items, desc=progress_desc, unit="matrix"):
-        W0 = read_w0(name + ".weight")
+        pretrained = read_w0(name + ".weight")
+        W0 = start_weight(module, pretrained)  # deq(Q(W0)) on a 4-bit base: the weight the method started from
         dW = module_update(module, W0)
+        quantization_error = float((W0 - pretrained).norm() / pretrained.norm()) if W0 is not pretrained else 0.0
         W0, dW = W0.to(device), dW.to(device)
         svd = cached_base_svd(W0, svd_dir, name)
         prof = update_profile(W0, dW, svd)
@@ -109,7 +113,8 @@ def analyse_model(model, read_w0, base_id: str, full: bool, targets: list[str], 
         prof = {k: (v.cpu() if torch.is_tensor(v) else v) for k, v in prof.items()}
         row = {"name": name, "layer": layer, "module": kind, "stable_rank": prof["stable_rank"],
                "dW_fro": float(dW.norm()), "relative_dW": float(dW.norm() / W0.norm()),
-               "intruders": intruders["count"], "top_sv": prof["top_singular_values"].tolist()}
+               "intruders": intruders["count"], "top_sv": prof["top_singular_values"].tolist(),
+               "quantization_error": quantization_error}
         for key in ("fluctuation_retention", "fluctuation_adaptation", "fluctuation_scale_free_retention",
                     "fluctuation_scale_free_adaptation", "retention_mean", "retention_max", "adaptation_mean",
                     "adaptation_max"):
@@ -141,9 +146,10 @@ def analyse_checkpoint(profile: Profile, spec, step: int | None = None, force: b
         targets = linear_targets(model)
         n_layers = model.config.num_hidden_layers
         figure = f"model.layers.{figure_layer(n_layers)}.mlp.down_proj"
-        with torch.no_grad():
-            out = analyse_model(model, pretrained_source(profile), model_identity(profile.model), full, targets,
-                                figure, progress_desc=f"spectra {spec.method}")
+        start_id = model_identity(profile.model) + (f"-{tkey['quantization']}" if tkey["quantization"] else "")
+        with torch.no_grad():  # the SVD cache is keyed by the starting weights: a 4-bit base has its own
+            out = analyse_model(model, pretrained_source(profile), start_id, full, targets, figure,
+                                progress_desc=f"spectra {spec.method}")
         return {**out, "method": spec.method, "step": step, "n_layers": n_layers,
                 "wall_s": time.perf_counter() - start, **peak_memory_mb()}
 

@@ -43,7 +43,7 @@ def test_the_default_optimizer_keeps_stored_keys_and_others_change_them():
 
 def test_gradient_checkpointing_changes_memory_not_the_run():
     """Recomputing activations must give the same losses: it is a memory option, not part of the result's key."""
-    assert not gradient_checkpointing(get_profile("smoke"))  # auto = off on CPU
+    assert gradient_checkpointing(get_profile("smoke")) == torch.cuda.is_available()  # auto = on with CUDA only
     runs = {}
     for setting in ("off", "on"):
         profile = get_profile("smoke", gradient_checkpointing=setting, steps=3, save_every=3, seed=7)
@@ -66,14 +66,22 @@ def test_random_architectures_have_the_published_size(name, total):
     assert sum(p.numel() for p in model.parameters()) == total
 
 
-def test_unknown_architecture_and_cpu_nf4_name_the_fix():
-    from arena.models import architecture_config, random_base
+def test_unknown_architecture_names_the_fix():
+    from arena.models import architecture_config
 
     with pytest.raises(ArenaError, match="Qwen/Qwen2.5-7B"):
         architecture_config("gpt2")
-    if not torch.cuda.is_available():
-        with pytest.raises(ArenaError, match="--quantization none"):
-            random_base("smoke", "nf4")
+
+
+@pytest.mark.nf4
+def test_random_architecture_loads_in_nf4_through_from_pretrained(tmp_path, monkeypatch):
+    """The benchmark's nf4 path (write bf16 safetensors once, quantise while loading) on this device: the CPU here."""
+    from arena.models import count_parameters, random_base
+
+    monkeypatch.setenv("PEFT_ARENA_CACHE", str(tmp_path))
+    model = random_base("smoke", "nf4", layers=1)
+    assert any(type(p).__name__ == "Params4bit" for p in model.parameters())
+    assert count_parameters(model)[1] == count_parameters(random_base("smoke", None, layers=1))[1]
 
 
 def _bench(*args: str) -> subprocess.CompletedProcess:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+SEED = 91  # a suite of its own, deleted and rebuilt under the guard on every run
 
 # Runs in a fresh interpreter, so lm-eval's IFEval module is imported (and its punkt_tab check runs) under the guard.
 # NLTK catches a failed download and only prints it, so the guard records every attempt instead of relying on raising.
@@ -24,8 +25,11 @@ socket.create_connection = socket.getaddrinfo = refuse
 from arena.evaluate import evaluate
 from arena.models import load_base
 from arena.profiles import get_profile
+from arena.suite import build_suite, build_validation
 
-profile = get_profile("smoke")
+profile = get_profile("smoke", seed=SEED)
+build_suite(profile)  # writing the suite imports IFEval's instruction registry, as chapter 00 does
+build_validation(profile)  # and so does the validation split, in chapter 01's benchmark
 model, tokenizer = load_base(profile.model)
 result = evaluate(model, tokenizer, profile)
 print(json.dumps({"attempts": attempts, "groups": sorted(result["groups"])}))
@@ -37,11 +41,17 @@ def test_scoring_makes_no_network_attempt(tmp_path):
     from arena.pipeline import ensure_assets
     from arena.profiles import get_profile
 
+    import shutil
+
+    from arena.suite import suite_dir
+
+    profile = get_profile("smoke", seed=SEED)
     ensure_assets(get_profile("smoke"))  # package downloads happen here, before the guard (they are allowed)
+    shutil.rmtree(suite_dir(profile), ignore_errors=True)  # so the guarded run writes this suite itself
     # A private HOME and no NLTK_DATA: NLTK data a user already has must not hide a download.
     env = {k: v for k, v in os.environ.items() if k != "NLTK_DATA"} | {"HOME": str(tmp_path)}
     env["PEFT_ARENA_CACHE"] = str(cache_dir())
-    proc = subprocess.run([sys.executable, "-c", SCORE_UNDER_GUARD], cwd=ROOT, env=env, capture_output=True,
+    proc = subprocess.run([sys.executable, "-c", f"SEED = {SEED}\n" + SCORE_UNDER_GUARD], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])

@@ -7,12 +7,15 @@ from arena.profiles import get_profile
 
 
 def test_each_launched_process_loads_onto_its_own_gpu(monkeypatch):
-    from arena.models import local_device_map
+    from arena import models
 
+    monkeypatch.setattr(models, "device", lambda: "cuda")
     monkeypatch.delenv("LOCAL_RANK", raising=False)
-    assert local_device_map() == {"": 0}
+    assert models.local_device_map() == {"": 0}
     monkeypatch.setenv("LOCAL_RANK", "3")
-    assert local_device_map() == {"": 3}
+    assert models.local_device_map() == {"": 3}
+    monkeypatch.setattr(models, "device", lambda: "cpu")
+    assert models.local_device_map() == {"": "cpu"}  # bitsandbytes' CPU kernels: the model stays on the CPU
 
 
 def test_only_process_zero_writes(monkeypatch):
@@ -47,7 +50,7 @@ def test_scoring_base_per_method_and_backend():
 
     nf4 = get_profile("smoke", quantization="nf4")
     assert scoring_quantization(nf4) == "nf4" and scoring_quantization(nf4, "lora") == "nf4"
-    assert scoring_quantization(nf4, "vera") is None  # trained on the bf16 fallback base, scored on it
+    assert scoring_quantization(nf4, "pissa") is None  # trained on the full-precision fallback base, scored on it
     vllm = get_profile("smoke", quantization="nf4", eval_backend="vllm")
     assert scoring_quantization(vllm) is None and scoring_quantization(vllm, "lora") is None
 

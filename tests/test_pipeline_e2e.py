@@ -42,6 +42,8 @@ def test_reproduce_smoke_builds_an_offline_book_and_reruns_nothing(smoke_build):
     math_page = (html / "chapters" / "03_weight_spectra.html").read_text()  # pages with formulas load MathJax
     assert "mathjax/tex-chtml.js" in math_page and "cdn.jsdelivr" not in math_page  # from the book, not a CDN
     assert (html / "_static" / "mathjax" / "tex-chtml.js").exists()
+    attempts = (out.parent / "network-attempts.log").read_text()
+    assert not attempts, f"make reproduce reached for the network (tests/netguard):\n{attempts}"
     for executed in sorted((out / "book" / "chapters").glob("*.ipynb")):  # a download attempt prints into a chapter
         text = executed.read_text()
         assert "[nltk_data]" not in text and "Downloaded punkt_tab" not in text, executed.name
@@ -57,3 +59,18 @@ def test_unknown_profile_stops_make_with_one_line(tmp_path):
                           text=True, timeout=300)
     assert proc.returncode != 0
     assert "error: unknown profile 'nope'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.e2e
+@pytest.mark.nf4
+def test_reproduce_smoke_in_nf4_runs_every_chapter_on_cpu(smoke_nf4_build):
+    out, proc, _ = smoke_nf4_build
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert not (out.parent / "network-attempts.log").read_text()
+    html = out / "book" / "_build" / "html" / "chapters"
+    pages = {p.stem: p.read_text() for p in html.glob("*.html")}
+    assert len(pages) == len(list((ROOT / "notebooks").glob("[0-9]*.ipynb")))
+    for name, page in pages.items():
+        assert "Traceback" not in page, name
+    # methods that cannot start from nf4 (full FT, PiSSA) are compared with the full-precision base, shown beside
+    assert "base (full precision)" in pages["01_benchmark"] and "base (nf4)" in pages["01_benchmark"]

@@ -1,13 +1,16 @@
-"""Which methods can train on a 4-bit (bitsandbytes NF4) base, and what happens to the others (issue 7).
+"""Which methods train on a 4-bit (bitsandbytes NF4) base, and what the others do.
 
-Read from peft 0.21.2's source: only LoRA (with its DoRA variant), AdaLoRA and IA3 ship a bitsandbytes ``Linear4bit``
-layer. OFT needs none: its forward rotates the layer's *input* and calls the 4-bit layer unchanged, so it trains on
-a 4-bit base as is (it cannot be merged into one, which the kit never does on a quantised base). Every other method
-needs the full-precision weight itself: a residual initialisation rewrites it (PiSSA, MiLoRA, KeepLoRA), the update
-multiplies it (BOFT, HRA), peft has no 4-bit layer for it (VeRA, MiSS), or training changes it (full finetuning).
+Read from what peft 0.21.2 dispatches, and proved by ``tests/test_nf4.py``, which trains every registered method
+two steps on an nf4 base (bitsandbytes' CPU kernels):
 
-Such a method never silently does something else: by default (``profile.four_bit_fallback = "bf16"``) it trains on
-a bf16 copy of the base, and the run records and logs that note; with ``"error"`` it stops with the fix.
+- LoRA (and its DoRA variant), AdaLoRA and IA3 have their own bitsandbytes ``Linear4bit`` layers;
+- OFT, VeRA, MiSS and BOFT resolve peft's bitsandbytes 4-bit backend, which dequantises the base weight wherever
+  their update needs it (OFT rotates the layer's input and calls the 4-bit layer unchanged).
+
+The others need a full-precision weight of their own: a residual initialisation rewrites it (PiSSA, MiLoRA,
+KeepLoRA: the kit does not quantise their residual base, as QPiSSA/LoftQ would) and full finetuning trains it. They
+train on the full-precision base (fp32 master weights; ``profile.four_bit_fallback = "bf16"``, the default) and are
+scored and analysed against that base, never against the nf4 one; with ``"error"`` they stop with the fix.
 """
 
 from __future__ import annotations
@@ -15,14 +18,14 @@ from __future__ import annotations
 from ..errors import ArenaError
 from .registry import get_method
 
-NATIVE, INPUT_SIDE = "peft 4-bit layer", "input-side (4-bit layer called unchanged)"
-FOUR_BIT = {"lora": NATIVE, "dora": NATIVE, "adalora": NATIVE, "ia3": NATIVE, "oft": INPUT_SIDE}
+NATIVE, BACKEND = "peft 4-bit layer", "peft's 4-bit backend (base dequantised where the update needs it)"
+INPUT_SIDE = "input-side (4-bit layer called unchanged)"
+FOUR_BIT = {"lora": NATIVE, "dora": NATIVE, "adalora": NATIVE, "ia3": NATIVE, "oft": INPUT_SIDE, "vera": BACKEND,
+            "miss": BACKEND, "boft": BACKEND}
 WHY_NOT = {"full": "full finetuning trains the weights themselves",
            "pissa": "its residual initialisation rewrites the base weights",
            "milora": "its residual initialisation rewrites the base weights",
-           "keeplora": "its residual initialisation rewrites the base weights",
-           "boft": "its update multiplies the base weight (no 4-bit layer in peft 0.21.2)",
-           "vera": "peft 0.21.2 has no 4-bit VeRA layer", "miss": "peft 0.21.2 has no 4-bit MiSS layer"}
+           "keeplora": "its residual initialisation rewrites the base weights"}
 
 
 def four_bit_support(method: str) -> str | None:
@@ -37,7 +40,7 @@ def compatibility_table(methods) -> list[dict]:
     rows = []
     for name in methods:
         support = four_bit_support(name)
-        rows.append({"method": name, "4-bit base": "yes" if support else "no: bf16 base",
+        rows.append({"method": name, "4-bit base": "yes" if support else "no: full-precision base",
                      "how": support or WHY_NOT.get(name, "no 4-bit path declared (Method.extra['four_bit'])")})
     return rows
 
@@ -55,4 +58,4 @@ def base_quantization(profile, method: str) -> tuple[str | None, str | None]:
     if profile.four_bit_fallback == "error":
         raise ArenaError(f"{method} cannot train on a {quantization} base ({why}); run it with quantization='none' "
                          "or four_bit_fallback='bf16'")
-    return None, f"{method} trains on a bf16 base, not {quantization}: {why}"
+    return None, f"{method} trains on the full-precision base, not {quantization}: {why}; it is compared with that base"

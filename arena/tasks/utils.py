@@ -41,19 +41,16 @@ def math_results(doc, results):
 
 def ifeval_results(doc, results):
     """lm-eval's IFEval scorer; its sentence counter needs NLTK punkt, which we replace by an untrained tokenizer."""
-    from arena.offline_nltk import use_shipped_nltk_data
+    from arena.offline_nltk import ifeval_module
 
-    use_shipped_nltk_data()  # before the import: lm-eval's IFEval downloads punkt_tab on import when it is missing
-    from lm_eval.tasks.ifeval import instructions_util, utils
-
-    _offline_punkt(instructions_util)
-    return utils.process_results(doc, results)
+    _offline_punkt(ifeval_module("instructions_util"))
+    return ifeval_module("utils").process_results(doc, results)
 
 
 def agg_inst_level_acc(items):
-    from lm_eval.tasks.ifeval import utils
+    from arena.offline_nltk import ifeval_module
 
-    return utils.agg_inst_level_acc(items)
+    return ifeval_module("utils").agg_inst_level_acc(items)
 
 
 def _offline_punkt(module) -> None:

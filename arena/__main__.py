@@ -1,4 +1,5 @@
-"""Command line: ``python -m arena {profile,assets,train,evaluate,benchmark} ...`` runs the same code the notebooks call.
+"""Command line: ``python -m arena {profile,assets,train,evaluate,benchmark,export} ...`` runs the same code the notebooks
+call.
 
 Examples::
 
@@ -6,6 +7,7 @@ Examples::
     python -m arena evaluate --method lora                   # train if needed, then score it against the base
     python -m arena evaluate                                 # score the base model
     python -m arena benchmark --methods lora,oft --steps 40  # a sweep, two CPU workers
+    python -m arena export --method lora --out my-lora       # a peft adapter folder (PeftModel.from_pretrained)
 
 Every ArenaError is printed as one line (``error: ...``) with exit code 2, never as a traceback.
 """
@@ -39,16 +41,20 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", default=None)
     for name, text in [("train", "train one method along its checkpointed path"),
                        ("evaluate", "score the base (no --method) or a trained method (trains it if needed)"),
-                       ("benchmark", "train and score several methods (the profile's list by default)")]:
+                       ("benchmark", "train and score several methods (the profile's list by default)"),
+                       ("export", "write a trained run as a peft adapter folder, or a merged model")]:
         p = sub.add_parser(name, help=text)
         p.add_argument("--profile", default=None)
         if name == "benchmark":
             p.add_argument("--methods", default=None, help="comma-separated method names")
             p.add_argument("--workers", type=int, default=None, help="parallel worker processes (CPU)")
         else:
-            p.add_argument("--method", required=name == "train", default=None)
+            p.add_argument("--method", required=name in ("train", "export"), default=None)
             p.add_argument("--size", type=int, default=None, help="rank or block size (default: match the budget)")
             p.add_argument("--lr", type=float, default=None, help="learning rate (default: the method's)")
+        if name == "export":
+            p.add_argument("--step", type=int, default=None, help="a saved checkpoint's step (default: the last)")
+            p.add_argument("--out", required=True, help="a new, empty folder")
         for field, kind in OVERRIDES.items():
             p.add_argument("--" + field.replace("_", "-"), dest=field, type=kind, default=None)
         p.add_argument("--force", action="store_true", help="recompute even if a finished result exists")
@@ -93,6 +99,12 @@ def _run(args, out) -> int:
         if not is_main():
             print = functools.partial(builtins.print, file=open(os.devnull, "w"))  # noqa: A001  (one report)
         overrides = {f: getattr(args, f) for f in OVERRIDES if getattr(args, f, None) is not None}
+        if args.command == "export":  # reads a stored run: no assets to fetch, nothing to train
+            from .export import export_run
+
+            print(json.dumps(export_run(get_profile(args.profile, **overrides), args.method, args.out, args.size,
+                                        args.lr, args.step), indent=1))
+            return 0
         profile = get_profile(args.profile, **overrides)
         from .distributed import main_first
         from .pipeline import ensure_assets
@@ -120,16 +132,14 @@ def _run(args, out) -> int:
                 from .benchmark import run_method
 
                 record = run_method(profile, args.method, args.size, args.lr, force=args.force)
-                print(json.dumps(_summary(record, base), indent=1))
+                print(json.dumps(_summary(record, record["base_eval"]), indent=1))  # against its own starting base
         elif args.command == "benchmark":
             from .benchmark import run_benchmark
-            from .pipeline import evaluate_base
 
             methods = args.methods.split(",") if args.methods else None
             records = run_benchmark(profile, methods, workers=args.workers, force=args.force,
                                     log=lambda line: builtins.print(line, file=sys.stderr))
-            base = evaluate_base(profile)
-            print(json.dumps([_summary(r, base) for r in records], indent=1))
+            print(json.dumps([_summary(r, r["base_eval"]) for r in records], indent=1))
     except ArenaError as err:
         builtins.print(f"error: {err}", file=sys.stderr)
         return 2

@@ -1,4 +1,4 @@
-"""Activation-space analysis of trained checkpoints (paper_spec.md C; issue 5).
+"""Activation-space analysis of trained checkpoints (book/definitions.md C).
 
 - Prompt sets come from the run's own suite, fixed by the suite's seed: **general** = the BBH inputs, the instruction
   prompts and the QA questions of the stability suite, interleaved; **target** = the held-out word problems. Both are

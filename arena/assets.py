@@ -50,7 +50,7 @@ def cache_dir() -> Path:
 
 
 def set_offline() -> None:
-    """Stop transformers/datasets from making silent network attempts (offline_stack.md: lm-eval offline)."""
+    """Stop transformers/datasets from making silent network attempts (the kit never reaches a hub at run time)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -184,7 +184,7 @@ def smollm2_dir() -> Path:
 
 
 def _materialise_gguf(gguf: Path, out: Path) -> None:
-    """Dequantise the GGUF once and save fp32 safetensors (bit-identical logits to the GGUF load; offline_stack.md)."""
+    """Dequantise the GGUF once and save fp32 safetensors (bit-identical logits to the GGUF load)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging

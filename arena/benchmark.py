@@ -1,5 +1,5 @@
-"""The stability-plasticity benchmark (paper_spec.md A, E1): train each method at a comparable budget, score it, and
-keep everything in the results store so a finished run is never recomputed.
+"""The stability-plasticity benchmark (book/definitions.md A, E1): train each method at a comparable budget, score it,
+and keep everything in the results store so a finished run is never recomputed.
 
 ``run_method`` is what the CLI (``python -m arena train``) and the notebooks call for one method; ``run_benchmark``
 runs several, in parallel worker processes on CPU (one thread each: on this class of machine two single-threaded

@@ -1,4 +1,5 @@
-"""Comparable parameter budgets (paper_spec.md A8): pick each method's size knob to land closest to a target count.
+"""Comparable parameter budgets (book/definitions.md A8): pick each method's size knob to land closest to a target
+count.
 
 The paper pairs LoRA r8 with OFT b32 (OFT about 13 % smaller). Counts are taken on a meta-device skeleton of the
 base (``methods.count_trainable``), so matching costs no memory and also works for a 7B config.

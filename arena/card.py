@@ -10,7 +10,7 @@ from .suite import read_jsonl
 
 
 def architecture(model) -> dict:
-    """Parameter count and the config values the paper's budget formulas use (paper_spec.md A1, A8)."""
+    """Parameter count and the config values the paper's budget formulas use (book/definitions.md A1, A8)."""
     c = model.config
     from .models import count_parameters
 

@@ -1,4 +1,4 @@
-"""Data-parallel training under ``accelerate launch`` (issue 7): the same trainer on several GPUs (or CPU processes).
+"""Data-parallel training under ``accelerate launch``: the same trainer on several GPUs (or CPU processes).
 
     accelerate launch --multi_gpu --num_processes 4 -m arena train --profile paper --method lora
     ACCELERATE_USE_CPU=true accelerate launch --multi_gpu --num_processes 2 -m arena train --profile smoke ...  # CPU

@@ -1,7 +1,7 @@
 """Scoring a model through lm-eval: the general suite (stability) and the target task (plasticity).
 
-Scores follow paper_spec.md A4-A5: General = unweighted mean of the three groups {BBH, IFEval, QA}; BBH = unweighted
-mean of its subtask accuracies; Target = mean of the held-out word problems and the out-of-distribution mean;
+Scores follow book/definitions.md A4-A5: General = unweighted mean of the three groups {BBH, IFEval, QA}; BBH =
+unweighted mean of its subtask accuracies; Target = mean of the held-out word problems and the out-of-distribution mean;
 Forgetting = General(base) - General(checkpoint) and TargetGain = Target(ckpt) - Target(base), in percentage points.
 
 Protocol note (printed in the book): this is the kit's offline suite on lm-eval, not the paper's OpenCompass protocol.
@@ -25,7 +25,7 @@ TARGET = {"wordproblems": ("arena_wordproblems", "exact_match"), "arithmetic": (
           "emqa": ("arena_emqa", "acc")}
 CHAT_TASKS = ["arena_ifeval", "arena_wordproblems"]
 PLAIN_TASKS = ["arena_bbh", "arena_qa", "arena_emqa", "arena_arithmetic"]
-# The paper profile: lm-eval's stock tasks (they differ from the paper's OpenCompass protocol; issue 7).
+# The paper profile: lm-eval's stock tasks (they differ from the paper's OpenCompass protocol).
 STOCK_GENERAL = {"bbh": ("bbh_cot_fewshot", "exact_match"), "ifeval": ("ifeval", "inst_level_strict_acc"),
                  "qa": ("nq_open", "exact_match")}
 # The paper's math targets (A3) that lm-eval 0.4.13 ships; AMC23 has no stock task (the paper averages all three).
@@ -47,7 +47,7 @@ def hf_language_model(model, tokenizer, batch_size: int):
     """lm-eval's HFLM around the model object (the default backend)."""
     from lm_eval.models.huggingface import HFLM
 
-    # batch_size must go to HFLM: simple_evaluate ignores it for model objects (offline_stack.md).
+    # batch_size must go to HFLM: simple_evaluate ignores it for model objects.
     # bf16 compute where the device has it (models.bf16_compute; the cache key records it); HFLM wraps every forward
     # in its own autocast (it must be told, not wrapped), which keeps log-softmax in fp32.
     bf16 = bf16_compute(next(model.parameters()).device)

@@ -1,4 +1,4 @@
-"""Cheap forgetting proxies beside the paper's General score (peers.md):
+"""Cheap forgetting proxies beside the paper's General score (book/definitions.md P):
 
 - **CE drift**: mean token cross-entropy on general text, finetuned minus base (peft's method_comparison measures the
   base with the adapter disabled; the kit uses the untouched base model, because PiSSA, MiLoRA and KeepLoRA rewrite

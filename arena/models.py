@@ -219,7 +219,7 @@ def keep_4bit_layout(model) -> None:
 
 
 def bnb_config():
-    """The 4-bit config of the GPU path: NF4, double quantisation, bf16 compute (QLoRA; issue 7)."""
+    """The 4-bit config of the GPU path: NF4, double quantisation, bf16 compute (QLoRA)."""
     import torch
     from transformers import BitsAndBytesConfig
 
@@ -268,8 +268,8 @@ def count_parameters(model) -> tuple[int, int]:
     return trainable, total
 
 
-# The paper's bases, from their public config.json files (paper_spec.md A1): enough to count parameters, match budgets
-# and build same-shaped random models without the hub (benchmarks/train_throughput.py --architecture).
+# The paper's bases, from their public config.json files (book/definitions.md A1): enough to count parameters, match
+# budgets and build same-shaped random models without the hub (benchmarks/train_throughput.py --architecture).
 PUBLIC_CONFIGS = {
     "Qwen/Qwen2.5-7B": {
         "model_type": "qwen2", "hidden_size": 3584, "intermediate_size": 18944, "num_hidden_layers": 28,

@@ -1,4 +1,4 @@
-"""The paper's training data (paper_spec.md A2), for the ``paper`` profile: SFT parquet files whose rows hold the
+"""The paper's training data (book/definitions.md A2), for the ``paper`` profile: SFT parquet files whose rows hold the
 prompt in ``extra_info.question`` and the response in ``extra_info.answer`` (the release's ``train_sft.sh``).
 
 The files come from the hub dataset ``SphereLab/PEFTArena-data`` at the release's paths, or from a local copy
@@ -23,8 +23,9 @@ def sft_rows(records) -> list[dict]:
     for i, record in enumerate(records):
         info = record.get("extra_info") if isinstance(record, dict) else None
         if not isinstance(info, dict) or not info.get("question") or not info.get("answer"):
+            keys = sorted(record) if isinstance(record, dict) else record
             raise ArenaError(f"training row {i} lacks extra_info.question / extra_info.answer (the paper's SFT schema, "
-                             f"paper_spec.md A2); its keys are {sorted(record) if isinstance(record, dict) else record}")
+                             f"book/definitions.md A2); its keys are {keys}")
         rows.append({"question": str(info["question"]), "answer": str(info["answer"])})
     if not rows:
         raise ArenaError("the training file has no rows")

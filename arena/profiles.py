@@ -2,7 +2,7 @@
 
 - ``smoke``: a tiny random Llama built in code (seconds; tests and CI).
 - ``embedded`` (default): SmolLM2-135M-Instruct shipped inside a PyPI wheel, BIG-bench data from the PyPI sdist; offline.
-- ``paper``: Qwen2.5-7B and Llama-3.2-3B-Instruct from the hub, nf4 on CUDA (paper_spec.md A1, A6).
+- ``paper``: Qwen2.5-7B and Llama-3.2-3B-Instruct from the hub, nf4 on CUDA (book/definitions.md A1, A6).
 
 Profiles are frozen dataclasses; ``get_profile(name, **overrides)`` validates overrides against the fields.
 """
@@ -31,7 +31,7 @@ SMOLLM2 = ModelSpec("SmolLM2-135M-Instruct", "embedded")
 QWEN25_7B = ModelSpec("Qwen2.5-7B", "hub", "Qwen/Qwen2.5-7B", instruct=False)
 LLAMA32_3B = ModelSpec("Llama-3.2-3B-Instruct", "hub", "meta-llama/Llama-3.2-3B-Instruct", instruct=True)
 
-# The default benchmark set of issue 3; every registered method is runnable by parameter.
+# The default benchmark set; every registered method is runnable by parameter.
 DEFAULT_METHODS = ("full", "lora", "dora", "pissa", "oft", "ia3", "vera", "miss", "keeplora")
 
 
@@ -41,7 +41,7 @@ class Profile:
     description: str
     models: tuple[ModelSpec, ...]
     domain: str = "math"
-    # "auto": nf4 on CUDA, none on CPU (4-bit on CPU is slower and worse; offline_stack.md); or "nf4" / "none".
+    # "auto": nf4 on CUDA, none on CPU (bitsandbytes' CPU kernels run nf4 too, slower); or "nf4" / "none".
     quantization: str = "auto"
     # A method with no 4-bit path (arena/methods/quantized.py) on a 4-bit profile: "bf16" trains it on a bf16 base
     # and records the note; "error" stops.
@@ -63,7 +63,7 @@ class Profile:
     val_n_ood: int = 4  # items per out-of-distribution task
     rewind_methods: tuple[str, ...] = ("full", "lora", "oft")
     rewind_alphas: tuple[float, ...] = (0.3, 0.6)  # interior points of each path (0 = base and 1 = final are known)
-    # Training (paper_spec.md A6, scaled down): AdamW, cosine after 10 % warmup, grad clip 1.0. The embedded
+    # Training (book/definitions.md A6, scaled down): AdamW, cosine after 10 % warmup, grad clip 1.0. The embedded
     # default is sized so nine methods train and score within the 45-minute budget on a 2-core CPU.
     steps: int = 30
     batch_size: int = 6
@@ -71,7 +71,7 @@ class Profile:
     max_length: int = 256  # prompt + response tokens; longer examples are dropped, not truncated (A2)
     save_every: int = 10  # checkpoints along the path, for rewinding
     lr_scale: float = 1.0  # multiplies every method's default learning rate
-    # Memory options of the GPU path (issue 7). Activation recomputation: "auto" = on with CUDA (long sequences; the
+    # Memory options of the GPU path. Activation recomputation: "auto" = on with CUDA (long sequences; the
     # activations dominate memory), off on CPU (~30 % slower there, and memory is not the limit); "on" / "off".
     gradient_checkpointing: str = "auto"
     # "adamw" (torch) or a bitsandbytes optimiser on CUDA: "adamw_8bit", "paged_adamw_8bit", "paged_adamw".

@@ -10,7 +10,8 @@ from .stats import non_dominated, paired_difference
 
 Z = 2.0  # "above noise": the estimate is more than two standard errors from zero
 
-# paper_spec.md E1 (SFT, Target / General, %): the paper's reported numbers, shown beside ours and labelled as such.
+# book/definitions.md E1 (SFT, Target / General, %): the paper's reported numbers, shown beside ours and labelled as
+# such.
 PAPER_E1 = {
     "base": {"qwen_math": (35.30, 46.97), "llama_math": (27.63, 53.03)},
     "full": {"qwen_math": (50.63, 34.22), "llama_math": (33.90, 39.83)},
@@ -25,12 +26,12 @@ PAPER_E1 = {
     "adalora": {"qwen_math": (40.43, 35.41), "llama_math": (20.83, 34.53)},
     "keeplora": {"qwen_math": (40.53, 43.75), "llama_math": (15.20, 40.74)},
 }
-# paper_spec.md B6 [F]: fluctuation scores (retention, adaptation) at Qwen2.5-7B layer 18 down_proj, SFT, read off
+# book/definitions.md B6 [F]: fluctuation scores (retention, adaptation) at Qwen2.5-7B layer 18 down_proj, SFT, read off
 # the paper's log-scale bar chart (about ±0.5 on the axis unit).
 PAPER_B6_FLUCTUATION = {"full": (3.5e-4, 3.3e-4), "oft": (1.1e-4, 1.1e-3), "lora": (1.8e-4, 6e-3),
                         "miss": (1.0e-3, 2.4e-2), "pissa": (2.5e-3, 1.4e-2), "vera": (8e-5, 3e-4),
                         "adalora": (1.1e-4, 3e-3)}
-# paper_spec.md C5: (Pearson, Spearman) of each general-data metric with Forgetting across SFT checkpoints.
+# book/definitions.md C5: (Pearson, Spearman) of each general-data metric with Forgetting across SFT checkpoints.
 PAPER_C5_CORRELATION = {"proc_residual": (0.711, 0.568), "gram_cosine_dist": (0.485, 0.361), "cka": (-0.761, -0.711),
                         "csd_rel": (0.347, 0.317), "csd_update_norm": (0.481, 0.603)}
 PAPER_SIZES = {"lora": "r8", "dora": "r8", "pissa": "r8", "milora": "r8", "oft": "b32", "vera": "r256", "miss": "r8",
@@ -212,7 +213,7 @@ def paper_beside_ours(records: list[dict], base: dict) -> "pd.DataFrame":
 
 
 def claims(records: list[dict], base: dict) -> "pd.DataFrame":
-    """The paper's qualitative SFT claims (paper_spec.md E, claims 1, 3, 5), checked on this run's numbers."""
+    """The paper's qualitative SFT claims (book/definitions.md E, claims 1, 3, 5), checked on this run's numbers."""
     import pandas as pd
 
     by = {r["method"]: r for r in records}
@@ -273,7 +274,7 @@ def spectra_frame(analyses: dict) -> "pd.DataFrame":
 
 
 def profile_curves(analyses: dict, labels) -> "pd.DataFrame":
-    """The figure matrix's normalised profiles (paper_spec.md B4) for the given methods, plus the pretrained
+    """The figure matrix's normalised profiles (book/definitions.md B4) for the given methods, plus the pretrained
     references: retention ΔP/σ₁ against σ/σ₁, adaptation E/ΣE against σ/Σσ."""
     import pandas as pd
 
@@ -291,15 +292,15 @@ def profile_curves(analyses: dict, labels) -> "pd.DataFrame":
     return pd.DataFrame(rows)
 
 
-# paper_spec.md D6: OFT-b32 on Qwen2.5-7B, (Target, General) in %, math and medical SFT.
+# book/definitions.md D6: OFT-b32 on Qwen2.5-7B, (Target, General) in %, math and medical SFT.
 PAPER_D6 = {"final": {"math": (46.93, 44.37), "med": (48.63, 42.40)},
             "uniform 0.4": {"math": (48.10, 47.53), "med": (48.83, 48.15)},
             "SafeScale": {"math": (47.17, 46.69), "med": (50.01, 47.61)},
             "MinScale": {"math": (47.83, 46.86), "med": (49.76, 47.79)}}
-# paper_spec.md D3 (Qwen2.5-7B SFT-math, OFT-b32; Target / General): the two paths at alpha = 0.3 and the final.
+# book/definitions.md D3 (Qwen2.5-7B SFT-math, OFT-b32; Target / General): the two paths at alpha = 0.3 and the final.
 PAPER_D3 = {"dense a=0.3": (43.93, 43.91), "generator a=0.3": (45.77, 48.64), "final": (46.93, 44.37)}
-# paper_spec.md D2 (approximate, read off the figure): Target / General along the dense (Full FT, LoRA) and generator
-# (OFT) paths at alpha = 0.3, 0.6 and 1.
+# book/definitions.md D2 (approximate, read off the figure): Target / General along the dense (Full FT, LoRA) and
+# generator (OFT) paths at alpha = 0.3, 0.6 and 1.
 PAPER_D2 = {"full": {0.3: (47.2, 44.5), 0.6: (50.6, 38.2), 1.0: (51.9, 34.6)},
             "lora": {0.3: (44.5, 48.8), 0.6: (46.2, 43.8), 1.0: (42.5, 39.2)},
             "oft": {0.3: (45.8, 48.6), 0.6: (46.9, 45.8), 1.0: (46.9, 44.4)}}
@@ -457,9 +458,9 @@ def paper_ranking(setting: str = "qwen_math") -> "pd.DataFrame":
 
 
 def number_sources(profile, records: list[dict]) -> "pd.DataFrame":
-    """Which device and protocol produced each kind of number in the book (issue 7), read from the run records: the
+    """Which device and protocol produced each kind of number in the book, read from the run records: the
     device each training and scoring record stored, its base precision, process count and scoring backend, beside
-    the paper's setup (paper_spec.md A4, A6)."""
+    the paper's setup (book/definitions.md A4, A6)."""
     import pandas as pd
 
     from .evaluate import STOCK_GENERAL
@@ -496,7 +497,8 @@ def number_sources(profile, records: list[dict]) -> "pd.DataFrame":
                      "general-text prompts; rewinding points chosen on the validation split, reported on test",
          "paper": "the paper's checkpoints and prompts (B, C, D)"},
         {"numbers": "the paper's numbers printed beside ours", "device": "not recomputed",
-         "protocol": "copied from the paper's tables (paper_spec.md) and labelled 'paper'", "paper": "as reported"},
+         "protocol": "copied from the paper's tables (book/definitions.md E) and labelled 'paper'",
+         "paper": "as reported"},
         {"numbers": "measurements of benchmarks/train_throughput.py (chapter 08)",
          "device": ", ".join(sorted(set(bench["device"]))) if bench is not None else "none stored",
          "protocol": "the script's own timed steps (random sequences for --architecture), run outside make reproduce:"

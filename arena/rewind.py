@@ -1,4 +1,4 @@
-"""Overshoot and post-hoc rewinding (paper_spec.md D; issue 6): the operating points between the base and a finetuned
+"""Overshoot and post-hoc rewinding (book/definitions.md D): the operating points between the base and a finetuned
 model, applied to a loaded model in place (no model copy per point) and restored exactly afterwards.
 
 - **Training path** (D1): the checkpoints saved along training (``benchmark.load_trained(step=...)``).

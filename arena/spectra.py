@@ -1,4 +1,5 @@
-"""Weight-space spectral analysis of one finetuned matrix against its pretrained base (paper_spec B1-B6, F8, F15, F17).
+"""Weight-space spectral analysis of one finetuned matrix against its pretrained base (book/definitions.md B1-B6, F8,
+F15, F17).
 
 Pure functions on torch tensors. All math runs in float32 (bf16/fp16/fp64 inputs are cast), as the paper's
 ``tools/spectral_analysis.py`` does; results stay on the input's device. Notation: W0 = U diag(S) Vh is the thin SVD of

@@ -18,7 +18,7 @@ def mean_se(values: list[float]) -> tuple[float, float]:
 
 
 def paired_difference(items_a: dict, items_b: dict) -> dict:
-    """Score differences a - b on the same items (paper_spec.md A5), with paired standard errors.
+    """Score differences a - b on the same items (book/definitions.md A5), with paired standard errors.
 
     Every score is a (nested) mean of per-item scores, so the difference of the summaries is the summary of the per-item
     differences, and its standard error comes from those differences: far smaller than combining two independent
@@ -38,7 +38,7 @@ def paired_difference(items_a: dict, items_b: dict) -> dict:
 
 def non_dominated(points: list[tuple[float, float]]) -> list[int]:
     """Indices of the points no other point beats on both axes (higher is better on both), i.e. the Pareto frontier
-    in (General, Target) (paper_spec.md A5), sorted by the first coordinate."""
+    in (General, Target) (book/definitions.md A5), sorted by the first coordinate."""
     keep = []
     for i, (x, y) in enumerate(points):
         dominated = any((u >= x and v >= y) and (u > x or v > y) for j, (u, v) in enumerate(points) if j != i)

@@ -1,6 +1,6 @@
 """Builds the embedded evaluation data (seeded JSONL files) that the lm-eval tasks in ``arena/tasks/`` read.
 
-General capability (stability), paper_spec.md A4 rebuilt offline:
+General capability (stability), book/definitions.md A4 rebuilt offline:
 - **BBH**: the 24 BBH subtasks that have a BIG-bench ``task.json``; lm-eval's 3 chain-of-thought exemplars per task are
   excluded. Multiple-choice subtasks are scored by log-likelihood; the free-form ones (object_counting, word_sorting,
   dyck_languages) by greedy exact match of the target (teacher-forced, one forward pass).
@@ -50,7 +50,8 @@ ALL_BIGBENCH_TASKS = [*BBH_TASKS, *ARITHMETIC_TASKS, EMQA_TASK, QA_TASK]
 
 TOPICS = ["the ocean", "a rainy day", "your favourite food", "learning to ride a bike", "the moon", "a busy market",
           "autumn leaves", "a long train journey", "a small garden", "the history of maps", "city parks", "a good book"]
-# (instruction id, kwargs) pairs whose checkers work offline (offline_stack.md: avoid the NLTK-dependent ones).
+# (instruction id, kwargs) pairs whose checkers work offline (the kit ships an untrained NLTK sentence model: no
+# checkers that need a trained one).
 IFEVAL_SPECS = [
     ("punctuation:no_comma", {}),
     ("change_case:english_lowercase", {}),
@@ -110,8 +111,8 @@ def validation_name(profile: Profile) -> str:
 
 
 def build_validation(profile: Profile) -> Path:
-    """The validation split of the profile's suite (rewinding's selection, paper_spec.md D5), written on first use:
-    same file names and lm-eval tasks as the test suite, every item drawn from the same sources but disjoint from it
+    """The validation split of the profile's suite (rewinding's selection, book/definitions.md D5), written on first
+    use: same file names and lm-eval tasks as the test suite, every item drawn from the same sources but disjoint from it
     (checked by normalised input text) and, for word problems, from the training set too."""
     test = build_suite(profile)
     out = test / validation_name(profile)
@@ -240,7 +241,8 @@ def _qa_items(n: int, rng: random.Random, exclude: set[str] = frozenset()) -> li
 
 
 def _general_text(n: int, rng: random.Random) -> list[dict]:
-    """General-text documents for the cross-entropy forgetting proxy (peers.md): BIG-bench passages, not math."""
+    """General-text documents for the cross-entropy forgetting proxy (book/definitions.md P): BIG-bench passages, not
+    math."""
     docs = []
     for name in GENERAL_TEXT_TASKS:
         docs += [{"text": e["input"]} for e in load_bigbench(name)["examples"] if len(e["input"]) > 120]

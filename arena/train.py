@@ -1,4 +1,4 @@
-"""Supervised finetuning along a saved path (paper_spec.md A2, A6, scaled down).
+"""Supervised finetuning along a saved path (book/definitions.md A2, A6, scaled down).
 
 - Prompts: one user turn through the tokenizer's chat template with the generation prompt; the response is followed
   by EOS; loss on response tokens only; examples longer than ``max_length`` are dropped, not truncated (A2).

@@ -1,4 +1,5 @@
-"""The effective weight update of each adapted module, in fp32, from the adapter's own tensors (paper_spec.md B1, F8).
+"""The effective weight update of each adapted module, in fp32, from the adapter's own tensors (book/definitions.md
+B1, F8).
 
 dW = W_effective - W0, with W0 the weight the method started from: the *pretrained* weight (not a residual base), or
 its dequantised 4-bit copy deq(Q(W0)) for a method trained on an nf4 base (``start_weight``):

@@ -1,4 +1,4 @@
-"""Scoring through lm-eval's vLLM backend (issue 7; the paper evaluates with vLLM in bf16, paper_spec.md A4).
+"""Scoring through lm-eval's vLLM backend (the paper evaluates with vLLM in bf16, book/definitions.md A4).
 
 ``profile.eval_backend = "vllm"`` (``--eval-backend vllm`` on the CLI) scores each model as the paper does: the adapter
 merged into a full-precision base (never a re-quantised merge: with this backend the kit loads the base unquantised for

@@ -1,4 +1,4 @@
-"""Whole-model weight-space analysis of a trained checkpoint (paper_spec.md B; issue 4).
+"""Whole-model weight-space analysis of a trained checkpoint (book/definitions.md B).
 
 Streams one matrix at a time: the pretrained W0 is read lazily from the base's safetensors (for a method trained on
 a 4-bit base, its dequantised copy deq(Q(W0)) is the start, and ||deq(Q(W0)) - W0|| / ||W0|| is reported per matrix

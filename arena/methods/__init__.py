@@ -1,4 +1,4 @@
-"""The method registry: every finetuning method has the same shape (paper_spec.md A8).
+"""The method registry: every finetuning method has the same shape (book/definitions.md A8).
 
 A :class:`Method` holds a peft config factory (or the kit's own wrapper), its size knob (rank, block size) with the
 sizes budget matching may choose from, and its default learning rate. ``register(Method(...))`` adds one, from a

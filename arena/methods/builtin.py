@@ -1,4 +1,4 @@
-"""The paper's methods (paper_spec.md A8). peft builds every method it has; MiLoRA and KeepLoRA are the kit's own
+"""The paper's methods (book/definitions.md A8). peft builds every method it has; MiLoRA and KeepLoRA are the kit's own
 initialisations of a peft LoRA (peft 0.21 has neither; A8, F5), in ``init.py``.
 
 Learning rates are the kit's defaults for short CPU runs (tens of steps, not the paper's 780): the paper's PEFT LR is

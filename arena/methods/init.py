@@ -1,4 +1,4 @@
-"""The kit's LoRA initialisations that peft 0.21 lacks (paper_spec.md A8, F5, F6).
+"""The kit's LoRA initialisations that peft 0.21 lacks (book/definitions.md A8, F5, F6).
 
 Both leave the starting model equal to the base: the base weight becomes the residual W0 - s*B0*A0 (s = alpha/r),
 as peft does for PiSSA. The release's KeepLoRA skipped that compensation and keyed its gradients by unwrapped names,
@@ -77,14 +77,14 @@ def _install(layer, adapter: str, b: torch.Tensor, a: torch.Tensor) -> None:
 
 
 def milora_init(model, r: int, init_batch=None, adapter: str = "default") -> None:
-    """MiLoRA (Wang et al., 2024): adapt the minor singular components (paper_spec.md A8, F5)."""
+    """MiLoRA (Wang et al., 2024): adapt the minor singular components (book/definitions.md A8, F5)."""
     for _, layer in lora_layers(model, adapter):
         b, a = minor_components(_dense_weight(layer), r, layer.scaling[adapter])
         _install(layer, adapter, b, a)
 
 
 def keeplora_init(model, r: int, init_batch: dict, adapter: str = "default", k_factor: int = 4) -> None:
-    """KeepLoRA (paper_spec.md A8): initialise from the first micro-batch's full-model gradient outside W's top-4r
+    """KeepLoRA (book/definitions.md A8): initialise from the first micro-batch's full-model gradient outside W's top-4r
     right subspace, freeze A, train B."""
     layers = lora_layers(model, adapter)
     weights = [_dense_weight(layer) for _, layer in layers]

@@ -9,7 +9,7 @@ from typing import Callable
 
 from ..errors import ArenaError
 
-# Linear leaves the paper targets ("all-linear" = q,k,v,o,gate,up,down; lm_head excluded; paper_spec.md A6).
+# Linear leaves the paper targets ("all-linear" = q,k,v,o,gate,up,down; lm_head excluded; book/definitions.md A6).
 EXCLUDED_LINEARS = ("lm_head",)
 
 

@@ -1,12 +1,44 @@
 """PEFT-Arena kit: what a finetuning method costs the model, not only what it teaches it.
 
-Modules are named for what they hold (``profiles``, ``assets``, ``methods``, ``train``, ``evaluate``, ``spectra``,
-``geometry``, ``rewind``). Importing ``arena`` is cheap: heavy libraries load inside the functions that need them.
+Modules are named for what they hold, and imports flow one way, from pure maths up to reports. A module imports only
+from its own layer or the layers below it (``tests/test_layers.py`` fails on an upward import or a circle)::
+
+    7 reports        report  card  charts
+                        ^
+    6 orchestration  benchmark  export  __main__          (many runs, workers, the CLI)
+                        ^
+    5 analyses       weight_analysis  activation_analysis  rewind
+                        ^
+    4 cached runs    runs  pipeline                       (keys, the results store's entries, loading them back)
+                        ^
+    3 train, score   train  evaluate  vllm_backend  forgetting
+                        ^
+    2 models         models  methods/  budget  updates
+                        ^
+    1 setup, data    profiles  assets  distributed  provenance  store  suite  paper_data  scores  tasks/
+                        ^
+    0 pure maths     spectra  geometry  oft_path  stats  wordproblems  errors  progress  offline_nltk
+
+Importing ``arena`` is cheap: heavy libraries load inside the functions that need them. The definitions every
+module implements are in the book's Definitions page (``book/definitions.md``).
 """
 
 __version__ = "0.1.0"
 
 import warnings as _warnings
+
+# The layer of every module (the diagram above), read by tests/test_layers.py.
+LAYERS = {
+    0: ("spectra", "geometry", "oft_path", "stats", "wordproblems", "errors", "progress", "offline_nltk"),
+    1: ("profiles", "assets", "distributed", "provenance", "store", "suite", "paper_data", "scores", "tasks.utils"),
+    2: ("models", "methods", "methods.registry", "methods.init", "methods.builtin", "methods.quantized", "budget",
+        "updates"),
+    3: ("train", "evaluate", "vllm_backend", "forgetting"),
+    4: ("runs", "pipeline"),
+    5: ("weight_analysis", "activation_analysis", "rewind"),
+    6: ("benchmark", "export", "__main__"),
+    7: ("report", "card", "charts"),
+}
 
 # tqdm.auto (imported by lm-eval and peft) warns once per notebook kernel that ipywidgets is missing; the kit's bars
 # are plain tqdm, throttled under papermill, so the warning is noise in every executed chapter.

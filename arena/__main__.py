@@ -62,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _summary(record: dict, base: dict) -> dict:
-    from .stats import paired_difference
+    from .scores import paired_difference
 
     e = record["eval"]
     diff = paired_difference(base["items"], e["items"])
@@ -114,7 +114,7 @@ def _run(args, out) -> int:
         if args.command == "assets":
             print(f"assets for profile {profile.name!r} are in place")
         elif args.command == "train":
-            from .benchmark import sized_method, train_method, train_spec
+            from .runs import sized_method, train_method, train_spec
 
             spec = train_spec(profile, sized_method(profile, args.method, args.size), args.lr)
             record = train_method(profile, spec, force=args.force)

@@ -97,7 +97,7 @@ def _unflatten(flat: dict) -> dict:
 def analyse_checkpoint(profile: Profile, spec, step: int | None = None, modules: list[str] | None = None,
                        max_tokens: int = MAX_TOKENS, force: bool = False) -> dict:
     """Geometry and CSD metrics per (dataset, module) of one trained checkpoint (cached in the results store)."""
-    from .benchmark import load_trained, train_key
+    from .runs import load_trained, train_key
     from .geometry import capture_activations, csd, default_module_set, geometry_metrics
     from .models import base_config
     from .updates import module_update, start_weight

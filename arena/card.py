@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from .evaluate import GENERAL, TARGET
+from .scores import GENERAL, TARGET
 from .suite import read_jsonl
 
 

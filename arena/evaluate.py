@@ -12,25 +12,13 @@ Log-likelihood tasks (BBH, QA, arithmetic, elementary_math_qa) run without the c
 from __future__ import annotations
 
 import functools
-import math
 from pathlib import Path
 
 import torch
 
 from .models import bf16_compute
+from .scores import CHAT_TASKS, PLAIN_TASKS, PREFERRED_METRIC, stock_task_lists, summarise
 
-GENERAL = {"bbh": ("arena_bbh", "acc"), "ifeval": ("arena_ifeval", "inst_level_strict_acc"),
-           "qa": ("arena_qa", "exact_match")}
-TARGET = {"wordproblems": ("arena_wordproblems", "exact_match"), "arithmetic": ("arena_arithmetic", "exact_match"),
-          "emqa": ("arena_emqa", "acc")}
-CHAT_TASKS = ["arena_ifeval", "arena_wordproblems"]
-PLAIN_TASKS = ["arena_bbh", "arena_qa", "arena_emqa", "arena_arithmetic"]
-# The paper profile: lm-eval's stock tasks (they differ from the paper's OpenCompass protocol).
-STOCK_GENERAL = {"bbh": ("bbh_cot_fewshot", "exact_match"), "ifeval": ("ifeval", "inst_level_strict_acc"),
-                 "qa": ("nq_open", "exact_match")}
-# The paper's math targets (A3) that lm-eval 0.4.13 ships; AMC23 has no stock task (the paper averages all three).
-STOCK_TARGET = {"math500": ("minerva_math500", "math_verify"), "aime24": ("aime24", "exact_match")}
-PREFERRED_METRIC = {"minerva_math500": "math_verify"}  # symbolic answer checking, as the paper's math_equal
 TASK_DIR = Path(__file__).parent / "tasks"
 
 
@@ -130,70 +118,3 @@ def _evaluate(lm, tokenizer, profile, split: str) -> dict:
     items = run_tasks(lm, tokenizer, chat, data_dir, chat=True)
     items |= run_tasks(lm, tokenizer, plain, data_dir, chat=False) if plain else {}
     return {"items": items, "split": split, **summarise(items)}
-
-
-def stock_task_lists(instruct: bool) -> tuple[list[str], list[str]]:
-    """(chat-template tasks, plain tasks) of the stock suite. As the paper (A4): IFEval and NQ always use the chat
-    template, BBH only for instruct models; the math targets use it too (the paper's boxed prompts)."""
-    chat = [STOCK_GENERAL["ifeval"][0], STOCK_GENERAL["qa"][0], *(t for t, _ in STOCK_TARGET.values())]
-    bbh = STOCK_GENERAL["bbh"][0]
-    return (chat + [bbh], []) if instruct else (chat, [bbh])
-
-
-def _mean_se(values: list[float]) -> tuple[float, float]:
-    n = len(values)
-    mean = sum(values) / n
-    var = sum((v - mean) ** 2 for v in values) / (n - 1) if n > 1 else 0.0
-    return mean, math.sqrt(var / n)
-
-
-def group_score(items: dict, group: str) -> tuple[float, float]:
-    """(score, standard error) of one group, on a 0-1 scale. BBH: mean of subtask means; IFEval: instruction level."""
-    stock = _is_stock(items)
-    if group == "bbh":
-        prefix = STOCK_GENERAL["bbh"][0] + "_" if stock else "arena_bbh_"
-        subs = [_mean_se(v) for k, v in sorted(items.items()) if k.startswith(prefix)]
-        return sum(m for m, _ in subs) / len(subs), math.sqrt(sum(se**2 for _, se in subs)) / len(subs)
-    if group == "ifeval":
-        flat = [x for prompt in items[("ifeval" if stock else "arena_ifeval") + ":inst"] for x in prompt]
-        return _mean_se(flat)
-    task = ({**STOCK_GENERAL, **STOCK_TARGET} if stock else {**GENERAL, **TARGET})[group][0]
-    return _mean_se(items[task])
-
-
-def _is_stock(items: dict) -> bool:
-    return STOCK_GENERAL["qa"][0] in items
-
-
-def summarise(items: dict) -> dict:
-    """Group scores and the composite General and Target scores (percent), each with a standard error.
-
-    General = mean(BBH, IFEval, QA); Target = mean(word problems, mean(arithmetic, elementary_math_qa)).
-    Standard errors treat groups as independent: se(mean of g groups) = sqrt(sum se_g^2) / g.
-    """
-    if _is_stock(items):  # the paper profile: Target = mean of its math benchmarks (A3)
-        groups = {g: group_score(items, g) for g in [*STOCK_GENERAL, *STOCK_TARGET]}
-        general, target = [groups[g] for g in STOCK_GENERAL], [groups[g] for g in STOCK_TARGET]
-    else:
-        groups = {g: group_score(items, g) for g in [*GENERAL, *TARGET]}
-        general = [groups[g] for g in GENERAL]
-        ood_mean = (groups["arithmetic"][0] + groups["emqa"][0]) / 2
-        ood_se = math.sqrt(groups["arithmetic"][1] ** 2 + groups["emqa"][1] ** 2) / 2
-        target = [groups["wordproblems"], (ood_mean, ood_se)]
-
-    def combine(parts):
-        return (100 * sum(m for m, _ in parts) / len(parts),
-                100 * math.sqrt(sum(se**2 for _, se in parts)) / len(parts))
-
-    g, g_se = combine(general)
-    t, t_se = combine(target)
-    return {"groups": {k: {"score": 100 * m, "se": 100 * se} for k, (m, se) in groups.items()},
-            "general": g, "general_se": g_se, "target": t, "target_se": t_se}
-
-
-def chance_level(items_file: Path) -> float:
-    """Expected accuracy of uniform guessing on a multiple-choice JSONL file (mean of 1/#options)."""
-    from .suite import read_jsonl
-
-    rows = read_jsonl(items_file)
-    return sum(1 / len(r["choices"]) for r in rows) / len(rows)

@@ -41,7 +41,7 @@ def adapter_exportable(method) -> bool:
 def export_run(profile, method: str, out: Path, size: int | None = None, lr: float | None = None,
                step: int | None = None) -> dict:
     """Write the trained run (its final checkpoint, or ``step``) to ``out``; returns what was written."""
-    from .benchmark import load_trained, sized_method, train_spec
+    from .runs import load_trained, sized_method, train_spec
     from .methods import get_method
 
     m = get_method(method)
@@ -65,7 +65,7 @@ def export_run(profile, method: str, out: Path, size: int | None = None, lr: flo
 
 def _merged(profile, spec, step):
     """The run on its full-precision base with every update folded into the weights (fp32)."""
-    from .benchmark import load_trained
+    from .runs import load_trained
     from .methods.quantized import base_quantization
     from .updates import custom_layers
 

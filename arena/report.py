@@ -5,8 +5,8 @@ Pure functions of stored run records (``benchmark.run_method``) and the base eva
 
 from __future__ import annotations
 
-from .evaluate import GENERAL, TARGET
-from .stats import non_dominated, paired_difference
+from .scores import GENERAL, TARGET, paired_difference
+from .stats import non_dominated
 
 Z = 2.0  # "above noise": the estimate is more than two standard errors from zero
 
@@ -463,7 +463,7 @@ def number_sources(profile, records: list[dict]) -> "pd.DataFrame":
     the paper's setup (book/definitions.md A4, A6)."""
     import pandas as pd
 
-    from .evaluate import STOCK_GENERAL
+    from .scores import STOCK_GENERAL
 
     bench = stored_throughput()
 

@@ -1,7 +1,7 @@
 """Overshoot and post-hoc rewinding (book/definitions.md D): the operating points between the base and a finetuned
 model, applied to a loaded model in place (no model copy per point) and restored exactly afterwards.
 
-- **Training path** (D1): the checkpoints saved along training (``benchmark.load_trained(step=...)``).
+- **Training path** (D1): the checkpoints saved along training (``runs.load_trained(step=...)``).
 - **Dense interpolation** (D2): W(alpha) = W0 + alpha dW, dW = W_ft - W0 the effective update of every adapted or
   finetuned matrix, the same alpha everywhere. Plain LoRA does it by scaling the adapter (s -> alpha s, exact, works on
   a 4-bit base); every other method writes W0 + alpha dW into the base weights with the adapter switched off (dW from
@@ -322,7 +322,7 @@ class _Loaded:
     @property
     def model(self):
         if self._model is None:
-            from .benchmark import load_trained
+            from .runs import load_trained
 
             self._model, self.tokenizer = load_trained(self.profile, self.spec, merge=False, scoring=True)
         return self._model
@@ -340,7 +340,7 @@ class _Loaded:
     def at(self, point: dict):
         path = point["path"]
         if path == "train":
-            from .benchmark import load_trained
+            from .runs import load_trained
 
             model, self.tokenizer = load_trained(self.profile, self.spec, point["step"], scoring=True)  # merged
             yield model
@@ -366,7 +366,7 @@ class _Loaded:
 
 def _point_key(profile, spec, point: dict, split: str) -> dict:
     from . import store
-    from .benchmark import train_key
+    from .runs import train_key
     from .pipeline import eval_key
 
     tkey = train_key(profile, spec)
@@ -384,7 +384,7 @@ def evaluate_point(profile, spec, point: dict, split: str = "validation", loaded
     from .evaluate import evaluate
 
     if point["path"] == "final" and split == "test":
-        from .benchmark import evaluate_step
+        from .runs import evaluate_step
 
         return evaluate_step(profile, spec)
     loaded = loaded or _Loaded(profile, spec)
@@ -407,7 +407,7 @@ def _row(point: dict, scored: dict, steps: int, split: str) -> dict:
 def rewind_method(profile, spec, force: bool = False, log=None) -> dict:
     """One method's rewinding study (cached point by point): every variant and the final on the validation split, the
     point :func:`select_point` picks, and that point's test scores with paired gains over the final checkpoint."""
-    from .stats import paired_difference
+    from .scores import paired_difference
 
     loaded = _Loaded(profile, spec)
     final_val = evaluate_point(profile, spec, {"path": "final"}, "validation", loaded, force)
@@ -448,17 +448,17 @@ def _gain(diff: dict) -> dict:
 def run_rewinding(profile, methods=None, force: bool = False, log=print) -> dict:
     """Every rewinding study of the profile (``profile.rewind_methods``); trained runs come from the benchmark's store
     (trained here if missing). Returns ``{"base": validation scores, "methods": {name: record}}``."""
-    from .benchmark import run_method, train_spec, sized_method
+    from .pipeline import evaluate_base
     from .profiles import get_profile
+    from .runs import evaluate_step, sized_method, train_method, train_spec
 
     profile = get_profile(profile) if isinstance(profile, str) else profile
-    from .pipeline import evaluate_base
-
     out = {"base": _row({"path": "base"}, evaluate_base(profile, force, split="validation"), 1, "validation"),
            "methods": {}, "bases": {}}  # bases: the base each method started from (alpha = 0 of its paths)
     for method in methods or profile.rewind_methods:
-        run_method(profile, method)
         spec = train_spec(profile, sized_method(profile, method))
+        train_method(profile, spec)  # stored: returns at once
+        evaluate_step(profile, spec)
         out["methods"][method] = rewind_method(profile, spec, force=force)
         out["bases"][method] = _row({"path": "base"}, evaluate_base(profile, split="validation", method=method), 1,
                                     "validation")

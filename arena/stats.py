@@ -1,4 +1,5 @@
-"""Small statistics the chapters share: means with standard errors, paired differences, the Pareto frontier."""
+"""Small statistics the chapters share: means with standard errors, the Pareto frontier, correlations with
+bootstrap intervals (book/definitions.md S)."""
 
 from __future__ import annotations
 
@@ -15,25 +16,6 @@ def mean_se(values: list[float]) -> tuple[float, float]:
     mean = sum(values) / n
     var = sum((v - mean) ** 2 for v in values) / (n - 1) if n > 1 else 0.0
     return mean, math.sqrt(var / n)
-
-
-def paired_difference(items_a: dict, items_b: dict) -> dict:
-    """Score differences a - b on the same items (book/definitions.md A5), with paired standard errors.
-
-    Every score is a (nested) mean of per-item scores, so the difference of the summaries is the summary of the per-item
-    differences, and its standard error comes from those differences: far smaller than combining two independent
-    errors, because both models answer the same questions.
-    """
-    from .evaluate import summarise
-
-    diff = {}
-    for task, a in items_a.items():
-        b = items_b[task]
-        if task.endswith(":inst"):
-            diff[task] = [[x - y for x, y in zip(pa, pb)] for pa, pb in zip(a, b)]
-        else:
-            diff[task] = [x - y for x, y in zip(a, b)]
-    return summarise(diff)
 
 
 def non_dominated(points: list[tuple[float, float]]) -> list[int]:

@@ -131,7 +131,7 @@ def analyse_model(model, read_w0, base_id: str, full: bool, targets: list[str], 
 
 def analyse_checkpoint(profile: Profile, spec, step: int | None = None, force: bool = False) -> dict:
     """The whole-model analysis of one trained checkpoint (cached in the results store)."""
-    from .benchmark import load_trained, train_key
+    from .runs import load_trained, train_key
     from .methods import get_method, linear_targets
     from .provenance import peak_memory_mb
 

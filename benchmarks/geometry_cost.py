@@ -22,7 +22,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from arena import activation_analysis
-    from arena.benchmark import sized_method, train_spec
+    from arena.runs import sized_method, train_spec
     from arena.geometry import default_module_set
     from arena.models import base_config, configure_torch, device
     from arena.profiles import get_profile

@@ -49,7 +49,7 @@ def main() -> None:
 
     from arena import weight_analysis
     from arena.assets import cache_dir
-    from arena.benchmark import load_trained, sized_method, train_spec
+    from arena.runs import load_trained, sized_method, train_spec
     from arena.methods import get_method, linear_targets
     from arena.models import configure_torch, device, model_identity
     from arena.profiles import get_profile

@@ -57,7 +57,7 @@ def measure(profile_name: str, method: str, steps: int, warmup: int) -> dict:
     """One method on the profile's base and data."""
     import torch
 
-    from arena.benchmark import _prepare, sized_method, train_spec
+    from arena.runs import _prepare, sized_method, train_spec
     from arena.methods import build, get_method
     from arena.pipeline import ensure_assets
     from arena.profiles import get_profile
@@ -84,7 +84,7 @@ def measure_architecture(architecture: str, method: str, seq_len: int, batch_siz
     """One method on a random model of the given architecture, on random sequences of ``seq_len`` tokens."""
     import torch
 
-    from arena.benchmark import gradient_checkpointing, prepare_for_training
+    from arena.runs import gradient_checkpointing, prepare_for_training
     from arena.budget import at_size, match
     from arena.methods import build, get_method
     from arena.models import architecture_config, configure_torch, random_base, resolve_quantization

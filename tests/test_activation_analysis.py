@@ -3,7 +3,7 @@
 import pytest
 
 from arena import activation_analysis
-from arena.benchmark import sized_method, train_method, train_spec
+from arena.runs import sized_method, train_method, train_spec
 from arena.profiles import get_profile
 
 

@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from arena.evaluate import summarise
+from arena.scores import summarise
 
 
 def _items(bbh_a, bbh_b, ifeval_inst, qa, wp, arith, emqa):

@@ -4,7 +4,7 @@ logits, or a merged Hugging Face model."""
 import pytest
 import torch
 
-from arena.benchmark import load_trained, sized_method, train_method, train_spec
+from arena.runs import load_trained, sized_method, train_method, train_spec
 from arena.errors import ArenaError
 from arena.export import base_path, export_run
 from arena.profiles import get_profile

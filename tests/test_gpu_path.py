@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from arena.benchmark import gradient_checkpointing, sized_method, train_key, train_method, train_spec
+from arena.runs import gradient_checkpointing, sized_method, train_key, train_method, train_spec
 from arena.errors import ArenaError
 from arena.profiles import get_profile
 

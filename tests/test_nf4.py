@@ -19,7 +19,7 @@ NF4 = get_profile("smoke", quantization="nf4")
 
 
 def _nf4_model():
-    from arena.benchmark import prepare_for_training
+    from arena.runs import prepare_for_training
 
     model, _ = load_base(NF4.model, "nf4")
     return prepare_for_training(model, "nf4", False)
@@ -32,7 +32,7 @@ def _batch(seed=0):
 
 
 def _sized(method):
-    from arena.benchmark import sized_method
+    from arena.runs import sized_method
 
     return sized_method(NF4, method).size
 
@@ -134,7 +134,7 @@ def test_dense_rewinding_runs_on_nf4_and_is_exact_at_both_ends(method):
 
 
 def test_full_finetuning_keeps_fp32_master_weights_on_every_device():
-    from arena.benchmark import training_dtype
+    from arena.runs import training_dtype
 
     full, lora = get_method("full"), get_method("lora")
     note = base_quantization(NF4, "full")[1]

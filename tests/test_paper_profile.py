@@ -31,7 +31,7 @@ def test_paper_profile_resolves():
 def test_stock_tasks_resolve_in_the_installed_lm_eval():
     from lm_eval.tasks import TaskManager
 
-    from arena.evaluate import STOCK_GENERAL, STOCK_TARGET
+    from arena.scores import STOCK_GENERAL, STOCK_TARGET
 
     known = set(TaskManager().all_tasks)
     for task, _ in [*STOCK_GENERAL.values(), *STOCK_TARGET.values()]:
@@ -39,7 +39,7 @@ def test_stock_tasks_resolve_in_the_installed_lm_eval():
 
 
 def test_stock_items_summarise_with_the_paper_formulas():
-    from arena.evaluate import stock_task_lists, summarise
+    from arena.scores import stock_task_lists, summarise
 
     items = {"bbh_cot_fewshot_snarks": [1.0, 0.0], "bbh_cot_fewshot_navigate": [1.0, 1.0],
              "ifeval": [0.5, 1.0], "ifeval:inst": [[1.0, 0.0], [1.0]], "nq_open": [0.0, 1.0, 1.0, 0.0],

@@ -49,7 +49,7 @@ def test_nf4_training_steps_on_cuda(method, tmp_path):
     """Two real training steps on the embedded model in NF4 (or bf16 for the fallback), adapter moves, loss finite."""
     import math
 
-    from arena.benchmark import sized_method, train_method, train_spec
+    from arena.runs import sized_method, train_method, train_spec
 
     profile = get_profile("embedded", quantization="nf4", steps=2, save_every=1, batch_size=2)
     spec = train_spec(profile, sized_method(profile, method))

@@ -6,7 +6,7 @@ import pytest
 from arena import report
 from arena.budget import at_size
 from arena.errors import ArenaError
-from arena.evaluate import summarise
+from arena.scores import summarise
 from arena.forgetting import cross_entropy_and_kl, summarise_proxies
 from arena.models import base_config, smoke_model, smoke_tokenizer
 from arena.profiles import SMOKE_MODEL

@@ -193,7 +193,7 @@ def test_selection_rule_and_split_guard():
 
 
 def test_variants_cover_the_paths():
-    from arena.benchmark import sized_method, train_spec
+    from arena.runs import sized_method, train_spec
     from arena.profiles import get_profile
 
     profile = get_profile("smoke")

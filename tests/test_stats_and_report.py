@@ -4,9 +4,9 @@ import math
 
 import pytest
 
-from arena.evaluate import summarise
+from arena.scores import paired_difference, summarise
 from arena.report import verdict
-from arena.stats import mean_se, non_dominated, paired_difference
+from arena.stats import mean_se, non_dominated
 
 
 def _items(bbh, ifeval_inst, qa, wp, arith, emqa):

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from arena import store
-from arena.benchmark import load_trained, run_method, sized_method, train_method, train_spec
+from arena.benchmark import run_method
+from arena.runs import load_trained, sized_method, train_method, train_spec
 from arena.errors import ArenaError
 from arena.models import smoke_tokenizer
 from arena.profiles import get_profile
@@ -43,7 +44,7 @@ def _spec(profile, method="lora"):
 def _adapter(profile, spec, step):
     from safetensors.torch import load_file
 
-    return load_file(str(checkpoint_dir(store.run_dir("train", __import__("arena.benchmark").benchmark.train_key(
+    return load_file(str(checkpoint_dir(store.run_dir("train", __import__("arena.benchmark").runs.train_key(
         profile, spec)), step) / "weights.safetensors"))
 
 
@@ -87,12 +88,12 @@ def test_checkpoints_are_saved_along_the_path_and_load_back():
 def test_a_finished_run_is_not_recomputed(monkeypatch):
     profile = _profile()
     first = run_method(profile, "lora")
-    import arena.benchmark as bench
+    import arena.runs as runs
 
     def boom(*a, **k):
         raise AssertionError("recomputed a cached run")
 
-    monkeypatch.setattr(bench, "train", boom)
+    monkeypatch.setattr(runs, "train", boom)
     monkeypatch.setattr("arena.evaluate.evaluate", boom)
     again = run_method(profile, "lora")
     assert again["eval"]["general"] == first["eval"]["general"]

@@ -85,7 +85,7 @@ def test_a_method_from_outside_arena_reaches_the_pareto_data(toy_module, monkeyp
     assert benchmark.default_workers(["toy-subspace", "toy-subspace-slow"]) == expected  # to 1 (one GPU: one worker)
 
     trained = []
-    real = benchmark.train_method
+    real = benchmark.train_method  # the name run_method calls
     monkeypatch.setattr(benchmark, "train_method", lambda *a, **k: trained.append(a[1].method) or real(*a, **k))
     # two new methods: two spawn workers, which import toy_methods themselves (the analyses read delta_weight)
     mine = benchmark.run_benchmark(profile, ["toy-subspace", "toy-subspace-slow", "lora"], workers=2,

@@ -9,7 +9,7 @@ from its own layer or the layers below it (``tests/test_layers.py`` fails on an 
                         ^
     5 analyses       weight_analysis  activation_analysis  rewind
                         ^
-    4 cached runs    runs  pipeline                       (keys, the results store's entries, loading them back)
+    4 cached runs    keys  runs  pipeline                 (every store key; runs stored and loaded back)
                         ^
     3 train, score   train  evaluate  vllm_backend  forgetting
                         ^
@@ -34,7 +34,7 @@ LAYERS = {
     2: ("models", "methods", "methods.registry", "methods.init", "methods.builtin", "methods.quantized", "budget",
         "updates"),
     3: ("train", "evaluate", "vllm_backend", "forgetting"),
-    4: ("runs", "pipeline"),
+    4: ("keys", "runs", "pipeline"),
     5: ("weight_analysis", "activation_analysis", "rewind"),
     6: ("benchmark", "export", "__main__"),
     7: ("report", "card", "charts"),

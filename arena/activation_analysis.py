@@ -17,15 +17,20 @@ import time
 import torch
 
 from . import store
+from .geometry import capture_activations, csd, geometry_metrics
+from .keys import activations_key, default_modules, geometry_key, train_key
+from .models import load_base
 from .profiles import Profile
+from .runs import load_trained
+from .suite import build_suite, read_jsonl
+from .updates import module_update, start_weight
+from .weight_analysis import pretrained_source
 
-ANALYSIS_VERSION = 2  # 2: 1024 tokens per dataset
 MAX_TOKENS = 1024  # per dataset (the paper caps at 4096, C1); 1024 tokens x 576-1536 features on this base
 
 
 def prompt_sets(profile: Profile) -> dict[str, list[str]]:
     """The general and target prompt lists (in a fixed, seeded order)."""
-    from .suite import build_suite, read_jsonl
 
     folder = build_suite(profile)
     bbh = [r["input"] for f in sorted((folder / "bbh").glob("*.jsonl")) for r in read_jsonl(f)]
@@ -46,11 +51,7 @@ def base_activations_file(profile: Profile, modules: list[str], max_tokens: int 
                           quantization: str | None = None):
     """Where the activations of this base (in full precision or ``quantization``), suite, module set and token cap
     are stored."""
-    from .models import model_identity
-    from .suite import suite_dir
-
-    key = {"base": model_identity(profile.model), "suite": suite_dir(profile).name, "modules": modules,
-           "max_tokens": max_tokens, "quantization": quantization, "version": ANALYSIS_VERSION}
+    key = activations_key(profile, modules, max_tokens, quantization)
     return store.run_dir("activations", key) / "base.safetensors"
 
 
@@ -60,8 +61,6 @@ def base_activations(profile: Profile, modules: list[str], max_tokens: int = MAX
     precision, or ``quantization``), stored once as safetensors."""
     from safetensors.torch import load_file, save_file
 
-    from .models import load_base
-
     file = base_activations_file(profile, modules, max_tokens, quantization)
     folder = file.parent
     if file.exists():
@@ -70,8 +69,6 @@ def base_activations(profile: Profile, modules: list[str], max_tokens: int = MAX
             return _unflatten(flat)
         except Exception:  # a truncated file from a killed run: capture again
             file.unlink()
-    from .geometry import capture_activations
-
     model, tokenizer = load_base(profile.model, quantization)
     out = {}
     for dataset, prompts in prompt_sets(profile).items():
@@ -97,17 +94,11 @@ def _unflatten(flat: dict) -> dict:
 def analyse_checkpoint(profile: Profile, spec, step: int | None = None, modules: list[str] | None = None,
                        max_tokens: int = MAX_TOKENS, force: bool = False) -> dict:
     """Geometry and CSD metrics per (dataset, module) of one trained checkpoint (cached in the results store)."""
-    from .runs import load_trained, train_key
-    from .geometry import capture_activations, csd, default_module_set, geometry_metrics
-    from .models import base_config
-    from .updates import module_update, start_weight
-    from .weight_analysis import pretrained_source
 
     step = spec.steps if step is None else step
-    modules = list(modules or default_module_set(base_config(profile.model).num_hidden_layers))
+    modules = list(modules or default_modules(profile))
     tkey = train_key(profile, spec)
-    key = {"train": store.key_hash(tkey), "step": step, "modules": modules, "max_tokens": max_tokens,
-           "analysis_version": ANALYSIS_VERSION}
+    key = geometry_key(profile, spec, step, modules, max_tokens)
 
     def compute(folder) -> dict:
         start = time.perf_counter()

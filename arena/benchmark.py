@@ -40,7 +40,8 @@ def run_method(profile: Profile | str, method: str, size: int | None = None, lr:
     else:
         trained = train_method(profile, spec, force=force)
         scored = evaluate_step(profile, spec, force=force)
-    from .pipeline import evaluate_base, scoring_quantization
+    from .keys import scoring_quantization
+    from .pipeline import evaluate_base
 
     base = evaluate_base(profile, method=method)  # the base it started from: Forgetting and Target gain are against it
     return {"method": sized.method, "base_quantization": scoring_quantization(profile, method), "base_eval": base,

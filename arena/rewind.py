@@ -269,9 +269,6 @@ def select_point(candidates: list[dict], final: dict, delta: float | None = None
 
 
 # ------------------------------------------------------------------------------------------------ orchestration
-REWIND_VERSION = 2  # 2: points scored merged, like the final checkpoint
-
-
 def variants(profile, spec) -> list[dict]:
     """The points of one method's rewinding study, all scored on the validation split: the saved checkpoints between
     the first and the last (D1), the dense path at the profile's alphas (D2) and, for OFT, the sqrt generator path at
@@ -364,16 +361,6 @@ class _Loaded:
             raise ArenaError(f"unknown rewinding path {path!r}")
 
 
-def _point_key(profile, spec, point: dict, split: str) -> dict:
-    from . import store
-    from .runs import train_key
-    from .pipeline import eval_key
-
-    tkey = train_key(profile, spec)
-    return eval_key(profile, tkey["base"], {"variant": "rewind", "train": store.key_hash(tkey), "point": point,
-                                            "split": split, "rewind_version": REWIND_VERSION})
-
-
 def evaluate_point(profile, spec, point: dict, split: str = "validation", loaded: _Loaded | None = None,
                    force: bool = False) -> dict:
     """General/Target of one point on ``split`` (cached). The final checkpoint on the test split is the benchmark's
@@ -382,6 +369,7 @@ def evaluate_point(profile, spec, point: dict, split: str = "validation", loaded
 
     from . import store
     from .evaluate import evaluate
+    from .keys import point_key
 
     if point["path"] == "final" and split == "test":
         from .runs import evaluate_step
@@ -395,7 +383,7 @@ def evaluate_point(profile, spec, point: dict, split: str = "validation", loaded
             result = evaluate(model, loaded.tokenizer, profile, split=split)
         return {**result, "point": point, "wall_s": time.perf_counter() - start}
 
-    return store.cached("eval", _point_key(profile, spec, point, split), compute, force=force)
+    return store.cached("eval", point_key(profile, spec, point, split), compute, force=force)
 
 
 def _row(point: dict, scored: dict, steps: int, split: str) -> dict:

@@ -7,20 +7,17 @@ the analyses and rewinding read them.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 from . import store
 from .budget import Sized, at_size, match
 from .errors import ArenaError
-from .methods import build, get_method, linear_targets
+from .keys import scoring_quantization, step_eval_key, train_key
 from .methods.quantized import base_quantization
-from .models import base_config, count_parameters, device, load_base, model_identity
+from .methods import build, get_method, linear_targets
+from .models import base_config, count_parameters, device, load_base
 from .profiles import Profile
 from .train import StoppedEarly, TrainSpec, checkpoint_dir, encode_dataset, load_weights, micro_batch, train
-
-TRAIN_VERSION = 1  # bump when the trainer changes what a finished run contains
-
 
 def sized_method(profile: Profile, method: str, size: int | None = None) -> Sized:
     """The method at the profile's budget, or at an explicit ``size``."""
@@ -35,20 +32,6 @@ def train_spec(profile: Profile, sized: Sized, lr: float | None = None) -> Train
     return TrainSpec(method=method.name, size=sized.size, lr=lr or method.lr * profile.lr_scale, steps=profile.steps,
                      batch_size=profile.batch_size, grad_accum=profile.grad_accum, max_length=profile.max_length,
                      save_every=profile.save_every, seed=profile.seed, optimizer=profile.optimizer)
-
-
-def train_key(profile: Profile, spec: TrainSpec) -> dict:
-    """Everything that determines a trained path: base, quantisation, data, trainer version, hyperparameters."""
-    from .methods.registry import fingerprint
-    from .suite import suite_dir
-
-    code = fingerprint(get_method(spec.method))  # a user's method: its code, so an edit retrains it
-    hyper = asdict(spec)
-    if hyper["optimizer"] == "adamw":
-        del hyper["optimizer"]  # the default stays out of the key: runs stored before the option existed stay valid
-    return {"base": model_identity(profile.model), "quantization": base_quantization(profile, spec.method)[0],
-            "data": suite_dir(profile).name, "n_train": profile.n_train, "train_version": TRAIN_VERSION,
-            **hyper, **({"method_code": code} if code else {})}
 
 
 def _training_rows(profile: Profile) -> list[dict]:
@@ -155,7 +138,7 @@ def load_trained(profile: Profile, spec: TrainSpec, step: int | None = None, mer
 
     Residual methods (PiSSA, MiLoRA, KeepLoRA) rebuild their base W0 - s*B0*A0 from the step-0 adapter instead of
     re-running their initialisation. ``merge`` folds the adapter into the weights (unquantised bases only);
-    ``scoring`` loads it on the base it is scored on (``pipeline.scoring_quantization``: the full-precision one for
+    ``scoring`` loads it on the base it is scored on (``keys.scoring_quantization``: the full-precision one for
     vLLM), not necessarily the one it trained on.
     """
     key = train_key(profile, spec)
@@ -167,8 +150,6 @@ def load_trained(profile: Profile, spec: TrainSpec, step: int | None = None, mer
                          "(train the method first: python -m arena train --method ...)")
     method = get_method(spec.method)
     if scoring:
-        from .pipeline import scoring_quantization
-
         quantization = scoring_quantization(profile, spec.method)
     else:
         quantization = base_quantization(profile, spec.method)[0]
@@ -202,7 +183,6 @@ def evaluate_step(profile: Profile, spec: TrainSpec, step: int | None = None, fo
     """General/Target scores and the forgetting proxies of one checkpoint (cached)."""
     from .evaluate import evaluate
     from .forgetting import cross_entropy_and_kl, summarise_proxies
-    from .pipeline import scoring_quantization
     from .provenance import peak_memory_mb, provenance
     from .suite import build_suite, read_jsonl
 
@@ -220,14 +200,6 @@ def evaluate_step(profile: Profile, spec: TrainSpec, step: int | None = None, fo
                 "provenance": provenance()}
 
     return store.cached("eval", step_eval_key(profile, spec, step), compute, force=force)
-
-
-def step_eval_key(profile: Profile, spec: TrainSpec, step: int) -> dict:
-    """The results-store key of one checkpoint's evaluation."""
-    from .pipeline import eval_key
-
-    tkey = train_key(profile, spec)
-    return eval_key(profile, tkey["base"], {"variant": "trained", "train": store.key_hash(tkey), "step": step})
 
 
 def stored_run(profile: Profile, spec: TrainSpec) -> tuple[dict, dict] | None:

@@ -22,7 +22,6 @@ from .assets import cache_dir
 from .models import model_identity
 from .profiles import Profile
 
-ANALYSIS_VERSION = 1
 _LAYER = re.compile(r"layers\.(\d+)\.")
 
 
@@ -131,13 +130,14 @@ def analyse_model(model, read_w0, base_id: str, full: bool, targets: list[str], 
 
 def analyse_checkpoint(profile: Profile, spec, step: int | None = None, force: bool = False) -> dict:
     """The whole-model analysis of one trained checkpoint (cached in the results store)."""
-    from .runs import load_trained, train_key
+    from .keys import spectra_key, train_key
+    from .runs import load_trained
     from .methods import get_method, linear_targets
     from .provenance import peak_memory_mb
 
     step = spec.steps if step is None else step
     tkey = train_key(profile, spec)
-    key = {"train": store.key_hash(tkey), "step": step, "analysis_version": ANALYSIS_VERSION}
+    key = spectra_key(profile, spec, step)
 
     def compute(folder) -> dict:
         start = time.perf_counter()

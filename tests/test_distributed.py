@@ -12,7 +12,8 @@ import torch
 from safetensors.torch import load_file
 
 from arena import store
-from arena.runs import sized_method, train_key, train_method, train_spec
+from arena.keys import train_key
+from arena.runs import sized_method, train_method, train_spec
 from arena.distributed import DataParallel
 from arena.profiles import get_profile
 from arena.train import StoppedEarly, checkpoint_dir

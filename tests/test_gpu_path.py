@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from arena.runs import gradient_checkpointing, sized_method, train_key, train_method, train_spec
+from arena.keys import train_key
+from arena.runs import gradient_checkpointing, sized_method, train_method, train_spec
 from arena.errors import ArenaError
 from arena.profiles import get_profile
 

@@ -46,7 +46,7 @@ def test_a_registered_method_can_declare_its_4bit_path():
 
 
 def test_scoring_base_per_method_and_backend():
-    from arena.pipeline import scoring_quantization
+    from arena.keys import scoring_quantization
 
     nf4 = get_profile("smoke", quantization="nf4")
     assert scoring_quantization(nf4) == "nf4" and scoring_quantization(nf4, "lora") == "nf4"
@@ -85,11 +85,11 @@ def test_the_validation_split_is_keyed_by_its_own_sizes():
                                          ("validation", {"variant": "base", "split": "validation"})])
 def test_base_evaluation_keys_are_the_stored_ones(monkeypatch, split, what):
     """The base scores of both splits come from one function; their keys are the ones earlier runs stored under."""
-    from arena import pipeline, store
+    from arena import keys, pipeline, store
     from arena.models import model_identity
 
     profile = get_profile("smoke")
     seen = {}
     monkeypatch.setattr(store, "cached", lambda kind, key, compute, force=False: seen.update(kind=kind, key=key))
     pipeline.evaluate_base(profile, split=split)
-    assert seen == {"kind": "eval", "key": pipeline.eval_key(profile, model_identity(profile.model), what)}
+    assert seen == {"kind": "eval", "key": keys.eval_key(profile, model_identity(profile.model), what)}

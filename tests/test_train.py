@@ -44,7 +44,7 @@ def _spec(profile, method="lora"):
 def _adapter(profile, spec, step):
     from safetensors.torch import load_file
 
-    return load_file(str(checkpoint_dir(store.run_dir("train", __import__("arena.benchmark").runs.train_key(
+    return load_file(str(checkpoint_dir(store.run_dir("train", __import__("arena.keys").keys.train_key(
         profile, spec)), step) / "weights.safetensors"))
 
 

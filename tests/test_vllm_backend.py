@@ -20,7 +20,7 @@ def test_backend_names_are_checked():
 
 
 def test_the_backend_keys_evaluations_only_when_not_the_default():
-    from arena.pipeline import eval_key, scoring_quantization
+    from arena.keys import eval_key, scoring_quantization
 
     assert "backend" not in eval_key(get_profile("smoke"), "m", {"variant": "base"})
     vllm = get_profile("smoke", eval_backend="vllm", quantization="nf4")

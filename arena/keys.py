@@ -1,0 +1,99 @@
+"""Every results-store key and version: what determines a trained path, an evaluation, an analysis, a rewinding point
+and a base's stored activations. A key is a JSON-ready dict; the store names the run's folder by its hash
+(``store.key_hash``), so a finished run is found again and never recomputed. Bump a version when the code that fills
+such a run changes what it holds. (The evaluation suite's own folder is keyed by its sizes in ``suite.suite_dir``.)
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from . import store
+from .methods.quantized import base_quantization
+from .methods.registry import fingerprint, get_method
+from .models import compute_precision, model_identity, resolve_quantization
+from .profiles import Profile
+from .suite import SUITE_VERSION, suite_dir, validation_name
+
+TRAIN_VERSION = 1  # the trainer: what a finished training run contains
+SPECTRA_VERSION = 1  # weight_analysis
+GEOMETRY_VERSION = 2  # activation_analysis and the base activations it stores; 2: 1024 tokens per dataset
+REWIND_VERSION = 2  # rewind; 2: points scored merged, like the final checkpoint
+
+
+def scoring_quantization(profile: Profile, method: str | None = None) -> str | None:
+    """The base's quantisation when scoring the base (``method`` None) or a method: the base it started from (the
+    profile's, or full precision for a method with no 4-bit path, ``methods.quantized``), except that vLLM scores a
+    merge into the full-precision base (``arena/vllm_backend.py``)."""
+    if profile.eval_backend == "vllm":
+        return None
+    if method is None:
+        return resolve_quantization(profile)
+    return base_quantization(profile, method)[0]
+
+
+def train_key(profile: Profile, spec) -> dict:
+    """Everything that determines a trained path: base, quantisation, data, trainer version, hyperparameters."""
+    code = fingerprint(get_method(spec.method))  # a user's method: its code, so an edit retrains it
+    hyper = asdict(spec)
+    if hyper["optimizer"] == "adamw":
+        del hyper["optimizer"]  # the default stays out of the key: runs stored before the option existed stay valid
+    return {"base": model_identity(profile.model), "quantization": base_quantization(profile, spec.method)[0],
+            "data": suite_dir(profile).name, "n_train": profile.n_train, "train_version": TRAIN_VERSION,
+            **hyper, **({"method_code": code} if code else {})}
+
+
+def eval_key(profile: Profile, model_id: str, what: dict) -> dict:
+    """Everything that determines an evaluation: base identity, suite content (and, for ``split="validation"``, the
+    validation split's), quantisation, compute precision, and the model variant."""
+    split = {"validation": validation_name(profile)} if what.get("split") == "validation" else {}
+    backend = {"backend": profile.eval_backend} if profile.eval_backend != "hf" else {}  # hf: stored keys stay valid
+    return {"base": model_id, "suite": suite_dir(profile).name, "suite_version": SUITE_VERSION,
+            "quantization": scoring_quantization(profile), "compute": compute_precision(), **split, **backend,
+            **what}
+
+
+def base_eval_key(profile: Profile, split: str = "test", method: str | None = None) -> dict:
+    """The base's evaluation on ``split``: the base ``method`` started from (the profile's when None)."""
+    # the test split's key predates the validation split: it stays {"variant": "base"}, so stored results stay valid
+    what = {"variant": "base", **({"split": split} if split != "test" else {})}
+    return {**eval_key(profile, model_identity(profile.model), what),
+            "quantization": scoring_quantization(profile, method)}
+
+
+def step_eval_key(profile: Profile, spec, step: int) -> dict:
+    """One checkpoint's evaluation."""
+    tkey = train_key(profile, spec)
+    return eval_key(profile, tkey["base"], {"variant": "trained", "train": store.key_hash(tkey), "step": step})
+
+
+def point_key(profile: Profile, spec, point: dict, split: str) -> dict:
+    """One rewinding point's evaluation (``rewind``)."""
+    tkey = train_key(profile, spec)
+    return eval_key(profile, tkey["base"], {"variant": "rewind", "train": store.key_hash(tkey), "point": point,
+                                            "split": split, "rewind_version": REWIND_VERSION})
+
+
+def spectra_key(profile: Profile, spec, step: int) -> dict:
+    """One checkpoint's weight-space analysis (``weight_analysis``)."""
+    return {"train": store.key_hash(train_key(profile, spec)), "step": step, "analysis_version": SPECTRA_VERSION}
+
+
+def default_modules(profile: Profile) -> list[str]:
+    """The activation analysis's module set on the profile's base (``geometry.default_module_set``)."""
+    from .geometry import default_module_set
+    from .models import base_config
+
+    return list(default_module_set(base_config(profile.model).num_hidden_layers))
+
+
+def geometry_key(profile: Profile, spec, step: int, modules: list[str], max_tokens: int) -> dict:
+    """One checkpoint's activation geometry and CSD (``activation_analysis``)."""
+    return {"train": store.key_hash(train_key(profile, spec)), "step": step, "modules": modules,
+            "max_tokens": max_tokens, "analysis_version": GEOMETRY_VERSION}
+
+
+def activations_key(profile: Profile, modules: list[str], max_tokens: int, quantization: str | None) -> dict:
+    """A starting base's stored activations (full precision or ``quantization``) on the suite's prompts."""
+    return {"base": model_identity(profile.model), "suite": suite_dir(profile).name, "modules": modules,
+            "max_tokens": max_tokens, "quantization": quantization, "version": GEOMETRY_VERSION}

@@ -23,10 +23,7 @@ import os
 import sys
 
 from .errors import ArenaError
-
-OVERRIDES = {"steps": int, "batch_size": int, "budget": int, "lr_scale": float, "seed": int, "n_train": int,
-             "save_every": int, "quantization": str, "grad_accum": int, "max_length": int, "optimizer": str,
-             "gradient_checkpointing": str, "eval_backend": str}
+from .profiles import CLI_FIELDS
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -55,7 +52,7 @@ def _parser() -> argparse.ArgumentParser:
         if name == "export":
             p.add_argument("--step", type=int, default=None, help="a saved checkpoint's step (default: the last)")
             p.add_argument("--out", required=True, help="a new, empty folder")
-        for field, kind in OVERRIDES.items():
+        for field, kind in CLI_FIELDS.items():
             p.add_argument("--" + field.replace("_", "-"), dest=field, type=kind, default=None)
         p.add_argument("--force", action="store_true", help="recompute even if a finished result exists")
     return parser
@@ -98,7 +95,7 @@ def _run(args, out) -> int:
                              "data-parallel. Train there, then run `python -m arena evaluate --method ...` alone")
         if not is_main():
             print = functools.partial(builtins.print, file=open(os.devnull, "w"))  # noqa: A001  (one report)
-        overrides = {f: getattr(args, f) for f in OVERRIDES if getattr(args, f, None) is not None}
+        overrides = {f: getattr(args, f) for f in CLI_FIELDS if getattr(args, f, None) is not None}
         if args.command == "export":  # reads a stored run: no assets to fetch, nothing to train
             from .export import export_run
 

@@ -12,11 +12,16 @@ import os
 import time
 from dataclasses import asdict
 
+from . import store
+from .keys import base_eval_key, scoring_quantization
 from .methods import get_method
 from .methods.quantized import base_quantization
 from .models import device
-from .profiles import Profile, get_profile
-from .runs import stored_run, evaluate_step, sized_method, train_method, train_spec
+from .pipeline import ensure_assets, evaluate_base, starting_bases
+from .profiles import Profile, command, get_profile
+from .progress import quiet_libraries
+from .runs import evaluate_step, sized_method, stored_run, train_method, train_spec
+from .suite import build_suite, build_validation
 from .train import TrainSpec
 
 
@@ -24,8 +29,6 @@ def run_method(profile: Profile | str, method: str, size: int | None = None, lr:
                force: bool = False, stored_only: bool = False) -> dict | None:
     """Train (cached) and evaluate (cached) one method at the profile's budget; the benchmark's unit of work.
     ``stored_only`` returns None instead of computing a run that is not finished."""
-    from .pipeline import ensure_assets
-
     profile = get_profile(profile) if isinstance(profile, str) else profile
     get_method(method)  # unknown names fail before any work
     ensure_assets(profile)
@@ -40,15 +43,42 @@ def run_method(profile: Profile | str, method: str, size: int | None = None, lr:
     else:
         trained = train_method(profile, spec, force=force)
         scored = evaluate_step(profile, spec, force=force)
-    from .keys import scoring_quantization
-    from .pipeline import evaluate_base
-
     base = evaluate_base(profile, method=method)  # the base it started from: Forgetting and Target gain are against it
-    return {"method": sized.method, "base_quantization": scoring_quantization(profile, method), "base_eval": base,
-            "base_note": base_quantization(profile, method)[1], "label": sized.label, "size": sized.size, "count": sized.count,
-            "budget": sized.budget, "matched": sized.matched, "family": get_method(method).family, "lr": spec.lr,
-            "spec": asdict(spec), "train": {k: v for k, v in trained.items() if k != "key"}, "eval": scored,
-            "run_wall_s": time.perf_counter() - start}
+    return _record(profile, sized, spec, trained, scored, base) | {"run_wall_s": time.perf_counter() - start}
+
+
+def _record(profile: Profile, sized, spec: TrainSpec, trained: dict, scored: dict, base: dict) -> dict:
+    """What the chapters read about one method's run: size and budget, training and scores, and its own base."""
+    method = sized.method
+    return {"method": method, "base_quantization": scoring_quantization(profile, method), "base_eval": base,
+            "base_note": base_quantization(profile, method)[1], "label": sized.label, "size": sized.size,
+            "count": sized.count, "budget": sized.budget, "matched": sized.matched,
+            "family": get_method(method).family, "lr": spec.lr, "spec": asdict(spec),
+            "train": {k: v for k, v in trained.items() if k != "key"}, "eval": scored}
+
+
+def stored_records(profile: Profile | str, methods=None) -> list[dict]:
+    """The stored runs of ``methods`` (default: the profile's), for chapters that only read: nothing is trained or
+    scored here. A missing run is one ArenaError naming the command that computes it."""
+    from .errors import ArenaError
+
+    profile = get_profile(profile) if isinstance(profile, str) else profile
+    methods = list(methods or profile.methods)
+    records, missing = [], []
+    for m in methods:
+        get_method(m)
+        sized = sized_method(profile, m)
+        spec = train_spec(profile, sized)
+        found = stored_run(profile, spec)
+        base = store.find("eval", base_eval_key(profile, "test", m))
+        if found is None or base is None:
+            missing.append(m)
+        else:
+            records.append(_record(profile, sized, spec, *found, base))
+    if missing:
+        raise ArenaError(f"no stored results for {', '.join(missing)}: run chapter 01 first (make reproduce), or "
+                         f"{command('benchmark', profile, missing)}")
+    return records
 
 
 def _worker_init() -> None:
@@ -101,25 +131,18 @@ def run_benchmark(profile: Profile | str, methods=None, workers: int | None = No
                   log=print, analyse: bool = True) -> list[dict]:
     """Every method of the profile (or ``methods``), in the given order; cached runs return at once. ``analyse``
     also stores the spectral and activation analyses of each new run (chapters 03-04)."""
-    from .pipeline import ensure_assets
-    from .progress import quiet_libraries
-
     quiet_libraries()
     profile = get_profile(profile) if isinstance(profile, str) else profile
     methods = list(methods or profile.methods)
     for m in methods:
         get_method(m)
     ensure_assets(profile)
-    from .suite import build_suite
-
     build_suite(profile)  # once, here: two workers must not both write it
-    from .pipeline import starting_bases
-
     starting_bases(profile, methods)  # every base a method starts from is scored once, here, not in two workers
-    if analyse and not profile.uses_stock_tasks and set(methods) & set(profile.rewind_methods):
-        from .suite import build_validation
-
+    rewound = [m for m in methods if m in profile.rewind_methods]
+    if analyse and not profile.uses_stock_tasks and rewound:
         build_validation(profile)  # the rewinding studies' split, likewise written once
+        starting_bases(profile, rewound, split="validation")  # alpha = 0 of their paths (chapter 05 reads it)
     done = {} if force else {m: r for m in methods if (r := run_method(profile, m, stored_only=True))}
     # the rewinding methods carry a dozen extra evaluations: start them first so no core idles at the end
     from .rewind import is_oft

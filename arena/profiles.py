@@ -171,7 +171,7 @@ def get_profile(name: str | None = None, **overrides) -> Profile:
     unknown = sorted(set(overrides) - fields)
     if unknown:
         raise ArenaError(f"unknown profile field(s) {unknown}; known fields: {', '.join(sorted(fields))}")
-    overrides = {k: (tuple(v) if isinstance(v, list) else v) for k, v in overrides.items() if v is not None}
+    overrides = {k: _as_field(getattr(profile, k), v) for k, v in overrides.items() if v is not None}
     profile = dataclasses.replace(profile, **overrides)
     for name, allowed in CHOICES.items():
         if getattr(profile, name) not in allowed:
@@ -182,6 +182,41 @@ def get_profile(name: str | None = None, **overrides) -> Profile:
     return profile
 
 
+def _as_field(default, value):
+    """A list for a tuple field arrives as a list, or as text from papermill's ``-p`` or the shell: ``lora,milora``
+    or ``["lora", "milora"]``; every form becomes the tuple the profile holds."""
+    if isinstance(default, tuple) and isinstance(value, str):
+        import json
+
+        text = value.strip()
+        try:
+            value = json.loads(text) if text.startswith("[") else [v.strip() for v in text.split(",") if v.strip()]
+        except ValueError:
+            raise ArenaError(f"{value!r} is not a list; write it as lora,milora or as [\"lora\", \"milora\"]") from None
+    return tuple(value) if isinstance(value, list) else value
+
+
 def as_dict(profile: Profile) -> dict:
     """A JSON-ready view (for provenance and for the book's profile table)."""
     return dataclasses.asdict(profile)
+
+
+# The profile fields the command line sets (``--steps``, ``--quantization``, ...), with their types.
+CLI_FIELDS = {"steps": int, "batch_size": int, "budget": int, "lr_scale": float, "seed": int, "n_train": int,
+              "save_every": int, "quantization": str, "grad_accum": int, "max_length": int, "optimizer": str,
+              "gradient_checkpointing": str, "eval_backend": str}
+
+
+def command(verb: str, profile: Profile, methods=None) -> str:
+    """The shell command that runs ``verb`` (``benchmark``, ``evaluate``, ...) for ``profile`` as it stands: its name
+    and every command-line field that differs from the named profile's default; what a reading chapter's error
+    names."""
+    default = PROFILES[profile.name]
+    parts = ["python -m arena", verb, "--profile", profile.name]
+    if methods:
+        parts += ["--methods", ",".join(methods)]
+    for name in CLI_FIELDS:
+        value = getattr(profile, name)
+        if value != getattr(default, name):
+            parts += ["--" + name.replace("_", "-"), str(value)]
+    return " ".join(parts)

@@ -362,16 +362,22 @@ class _Loaded:
 
 
 def evaluate_point(profile, spec, point: dict, split: str = "validation", loaded: _Loaded | None = None,
-                   force: bool = False) -> dict:
+                   force: bool = False, stored_only: bool = False) -> dict:
     """General/Target of one point on ``split`` (cached). The final checkpoint on the test split is the benchmark's
-    own stored evaluation."""
+    own stored evaluation. ``stored_only``: read it, or stop naming the command that computes it."""
     import time
 
     from . import store
     from .evaluate import evaluate
-    from .keys import point_key
+    from .keys import point_key, step_eval_key
+    from .profiles import command
 
-    if point["path"] == "final" and split == "test":
+    final_test = point["path"] == "final" and split == "test"
+    if stored_only:
+        key = step_eval_key(profile, spec, spec.steps) if final_test else point_key(profile, spec, point, split)
+        return store.stored("eval", key, f"rewinding point '{point_label(point)}' of {spec.method}",
+                            command("benchmark", profile, [spec.method]))
+    if final_test:
         from .runs import evaluate_step
 
         return evaluate_step(profile, spec)
@@ -392,24 +398,24 @@ def _row(point: dict, scored: dict, steps: int, split: str) -> dict:
             "target": scored["target"], "target_se": scored["target_se"]}
 
 
-def rewind_method(profile, spec, force: bool = False, log=None) -> dict:
+def rewind_method(profile, spec, force: bool = False, log=None, stored_only: bool = False) -> dict:
     """One method's rewinding study (cached point by point): every variant and the final on the validation split, the
     point :func:`select_point` picks, and that point's test scores with paired gains over the final checkpoint."""
     from .scores import paired_difference
 
     loaded = _Loaded(profile, spec)
-    final_val = evaluate_point(profile, spec, {"path": "final"}, "validation", loaded, force)
+    final_val = evaluate_point(profile, spec, {"path": "final"}, "validation", loaded, force, stored_only)
     rows, scored = [], {}
     for point in variants(profile, spec):
-        scored[point_label(point)] = s = evaluate_point(profile, spec, point, "validation", loaded, force)
+        scored[point_label(point)] = s = evaluate_point(profile, spec, point, "validation", loaded, force, stored_only)
         rows.append(_row(point, s, spec.steps, "validation"))
         if log:
             log(f"{spec.method} {point_label(point)}: General {s['general']:.1f}, Target {s['target']:.1f}")
     final_row = _row({"path": "final"}, final_val, spec.steps, "validation")
     chosen = select_point(rows, final_row)
-    final_test = evaluate_point(profile, spec, {"path": "final"}, "test")
+    final_test = evaluate_point(profile, spec, {"path": "final"}, "test", stored_only=stored_only)
     chosen_test = final_test if chosen["path"] == "final" else evaluate_point(profile, spec, chosen["point"], "test",
-                                                                               loaded, force)
+                                                                               loaded, force, stored_only)
     record = {"method": spec.method, "steps": spec.steps, "validation": [*rows, final_row], "selected": chosen,
               "test": {"selected": _row(chosen["point"], chosen_test, spec.steps, "test"),
                        "final": _row({"path": "final"}, final_test, spec.steps, "test")},
@@ -433,21 +439,29 @@ def _gain(diff: dict) -> dict:
             "target_se": diff["target_se"]}
 
 
-def run_rewinding(profile, methods=None, force: bool = False, log=print) -> dict:
-    """Every rewinding study of the profile (``profile.rewind_methods``); trained runs come from the benchmark's store
-    (trained here if missing). Returns ``{"base": validation scores, "methods": {name: record}}``."""
+def run_rewinding(profile, methods=None, force: bool = False, log=print, stored_only: bool = False) -> dict:
+    """Every rewinding study of the profile: ``profile.rewind_methods`` among ``profile.methods`` (or ``methods``).
+    Trained runs come from the benchmark's store (trained here if missing; with ``stored_only`` nothing is trained or
+    scored, and a missing result stops naming the command that computes it). Returns ``{"base": the profile base's
+    validation scores, "bases": {method: the validation scores of the base it started from}, "methods": {method:
+    record}}``."""
     from .pipeline import evaluate_base
     from .profiles import get_profile
     from .runs import evaluate_step, sized_method, train_method, train_spec
 
     profile = get_profile(profile) if isinstance(profile, str) else profile
-    out = {"base": _row({"path": "base"}, evaluate_base(profile, force, split="validation"), 1, "validation"),
-           "methods": {}, "bases": {}}  # bases: the base each method started from (alpha = 0 of its paths)
-    for method in methods or profile.rewind_methods:
+    methods = methods or [m for m in profile.rewind_methods if m in profile.methods]
+
+    def base_row(method=None):
+        scored = evaluate_base(profile, force, split="validation", method=method, stored_only=stored_only)
+        return _row({"path": "base"}, scored, 1, "validation")
+
+    out = {"base": base_row(), "methods": {}, "bases": {}}
+    for method in methods:
         spec = train_spec(profile, sized_method(profile, method))
-        train_method(profile, spec)  # stored: returns at once
-        evaluate_step(profile, spec)
-        out["methods"][method] = rewind_method(profile, spec, force=force)
-        out["bases"][method] = _row({"path": "base"}, evaluate_base(profile, split="validation", method=method), 1,
-                                    "validation")
+        if not stored_only:
+            train_method(profile, spec)  # stored: returns at once
+            evaluate_step(profile, spec)
+        out["methods"][method] = rewind_method(profile, spec, force=force, stored_only=stored_only)
+        out["bases"][method] = base_row(method)
     return out

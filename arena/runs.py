@@ -204,6 +204,6 @@ def evaluate_step(profile: Profile, spec: TrainSpec, step: int | None = None, fo
 
 def stored_run(profile: Profile, spec: TrainSpec) -> tuple[dict, dict] | None:
     """The finished training and final evaluation records of a run, if both are in the store."""
-    trained = store.load_metrics(store.run_dir("train", train_key(profile, spec)))
-    scored = store.load_metrics(store.run_dir("eval", step_eval_key(profile, spec, spec.steps)))
+    trained = store.find("train", train_key(profile, spec))
+    scored = store.find("eval", step_eval_key(profile, spec, spec.steps))
     return (trained, scored) if trained and scored else None

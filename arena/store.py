@@ -50,6 +50,22 @@ def save_metrics(folder: Path, metrics: dict) -> None:
     tmp.replace(folder / "metrics.json")
 
 
+def find(kind: str, key: dict) -> dict | None:
+    """The stored metrics of run ``key``, or None; a lookup only (no folder is made for a run that does not exist)."""
+    return load_metrics(results_root() / kind / key_hash(key))
+
+
+def stored(kind: str, key: dict, what: str, command: str) -> dict:
+    """The stored metrics of run ``key``, for chapters that only read: a missing run is a one-line ArenaError naming
+    ``command``, the command that computes it."""
+    from .errors import ArenaError
+
+    found = find(kind, key)
+    if found is None:
+        raise ArenaError(f"no stored {what} in {results_root()}; compute it with: {command}")
+    return found
+
+
 def cached(kind: str, key: dict, compute: Callable[[Path], dict], force: bool = False) -> dict:
     """The stored metrics of run ``key``, computing (and storing) them with ``compute(folder)`` only when absent."""
     folder = run_dir(kind, key)

@@ -74,3 +74,61 @@ def test_reproduce_smoke_in_nf4_runs_every_chapter_on_cpu(smoke_nf4_build):
         assert "Traceback" not in page, name
     # methods that cannot start from nf4 (full FT, PiSSA) are compared with the full-precision base, shown beside
     assert "base (full precision)" in pages["01_benchmark"] and "base (nf4)" in pages["01_benchmark"]
+
+
+@pytest.mark.e2e
+def test_reading_chapters_never_train_and_name_the_command(smoke_build, tmp_path):
+    """Chapters 02-08 with a method whose results are missing (dora): nothing is trained or scored; each chapter that
+    needs it stops with one line naming the command that computes it."""
+    import os
+    import sys
+
+    out, first, _ = smoke_build
+    assert first.returncode == 0
+    results = out.parent.parent / "results"
+    def finished():
+        return sorted(str(p.parent.relative_to(results)) for p in results.rglob("metrics.json"))
+
+    before = finished()
+    env = {**os.environ, "PEFT_ARENA_RESULTS": str(results), "ARENA_QUIET": "1"}
+    stopped = []
+    for notebook in sorted((ROOT / "notebooks").glob("0[2-8]_*.ipynb")):
+        proc = subprocess.run([sys.executable, "-m", "papermill", str(notebook), str(tmp_path / notebook.name),
+                               "-p", "profile", "smoke", "-p", "methods", '["lora", "dora"]', "--cwd",
+                               str(ROOT / "notebooks"), "-k", "python3", "--execution-timeout", "600", "--log-level",
+                               "ERROR", "--no-progress-bar"],
+                              capture_output=True, text=True, timeout=900, env=env)
+        if proc.returncode != 0:
+            assert "no stored results for dora" in proc.stdout + proc.stderr, notebook.name
+            assert "python -m arena benchmark --profile smoke --methods dora" in proc.stdout + proc.stderr
+            stopped.append(notebook.name)
+    assert finished() == before, "a reading chapter trained, scored or analysed something"
+    assert {"02_stability_plasticity.ipynb", "03_weight_spectra.ipynb", "06_your_method.ipynb",
+            "07_summary.ipynb"} <= set(stopped), stopped
+
+
+@pytest.mark.e2e
+def test_the_readme_methods_parameter_trains_exactly_those_methods(smoke_build, tmp_path):
+    """README: make reproduce PARAMS='-p methods "[\\"lora\\",\\"milora\\"]"' trains those methods and no others (here
+    lora is stored by the smoke build and ia3 is new, so ia3 alone trains)."""
+    import json
+    import os
+    import sys
+
+    out, first, _ = smoke_build
+    assert first.returncode == 0
+    results = out.parent.parent / "results"
+
+    def trained():
+        return {json.loads((p.parent / "key.json").read_text())["method"]
+                for p in (results / "train").glob("*/metrics.json")}
+
+    before = trained()
+    env = {**os.environ, "PEFT_ARENA_RESULTS": str(results), "ARENA_QUIET": "1"}
+    proc = subprocess.run([sys.executable, "-m", "papermill", str(ROOT / "notebooks" / "01_benchmark.ipynb"),
+                           str(tmp_path / "01.ipynb"), "-p", "profile", "smoke", "-p", "methods", '["lora","ia3"]',
+                           "--cwd", str(ROOT / "notebooks"), "-k", "python3", "--execution-timeout", "900",
+                           "--log-level", "ERROR", "--no-progress-bar"], capture_output=True, text=True, timeout=1200,
+                          env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "lora" in before and trained() - before == {"ia3"}

@@ -5,8 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from .scores import GENERAL, TARGET
-from .suite import read_jsonl
+from .scores import GENERAL, TARGET, chance_level
 
 
 def architecture(model) -> dict:
@@ -23,13 +22,6 @@ def architecture(model) -> dict:
             "identity": getattr(c, "arena_identity", None)}
 
 
-def _chance(path: Path) -> float:
-    rows = read_jsonl(path)
-    if "choices" not in rows[0]:
-        return 0.0  # free-form targets: guessing scores ~0
-    return sum(1 / len(r["choices"]) for r in rows) / len(rows)
-
-
 def task_table(result: dict, data_dir: Path):
     """One row per log-likelihood task: accuracy and standard error (%), chance level (%), items, group."""
     import pandas as pd
@@ -43,7 +35,7 @@ def task_table(result: dict, data_dir: Path):
         acc = sum(scores) / n
         se = math.sqrt(acc * (1 - acc) / n) if n > 1 else 0.0
         rows.append({"task": task.removeprefix("arena_"), "group": "bbh" if "bbh" in task else "target (ood)",
-                     "accuracy": 100 * acc, "se": 100 * se, "chance": 100 * _chance(path), "items": n})
+                     "accuracy": 100 * acc, "se": 100 * se, "chance": 100 * chance_level(path), "items": n})
     return pd.DataFrame(rows)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import platform
 import resource
 import subprocess
@@ -64,13 +63,3 @@ def peak_memory_mb() -> dict:
 
 def provenance() -> dict:
     return {"git": git_state(), "versions": versions(), "device": device_info(), "time": time.strftime("%FT%T%z")}
-
-
-@contextlib.contextmanager
-def timed(record: dict, key: str = "wall_s"):
-    """Write the wall time of the block into ``record[key]``."""
-    start = time.perf_counter()
-    try:
-        yield record
-    finally:
-        record[key] = time.perf_counter() - start

@@ -78,8 +78,11 @@ def summarise(items: dict) -> dict:
 
 
 def chance_level(items_file: Path) -> float:
-    """Expected accuracy of uniform guessing on a multiple-choice JSONL file (mean of 1/#options)."""
+    """Expected accuracy of uniform guessing on a JSONL task file: the mean of 1/#options, or 0 for free-form
+    targets (guessing scores about nothing)."""
     rows = [json.loads(line) for line in Path(items_file).read_text().splitlines() if line.strip()]
+    if "choices" not in rows[0]:
+        return 0.0
     return sum(1 / len(r["choices"]) for r in rows) / len(rows)
 
 

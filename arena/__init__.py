@@ -3,7 +3,7 @@
 Modules are named for what they hold, and imports flow one way, from pure maths up to reports. A module imports only
 from its own layer or the layers below it (``tests/test_layers.py`` fails on an upward import or a circle)::
 
-    7 reports        report  card  charts
+    7 reports        report  verdicts  card  charts
                         ^
     6 orchestration  benchmark  export  __main__          (many runs, workers, the CLI)
                         ^
@@ -37,7 +37,7 @@ LAYERS = {
     4: ("keys", "runs", "pipeline"),
     5: ("weight_analysis", "activation_analysis", "rewind"),
     6: ("benchmark", "export", "__main__"),
-    7: ("report", "card", "charts"),
+    7: ("report", "card", "charts", "verdicts"),
 }
 
 # tqdm.auto (imported by lm-eval and peft) warns once per notebook kernel that ipywidgets is missing; the kit's bars

@@ -1,0 +1,144 @@
+"""The sentences and verdict tables the chapters print, computed from the run's numbers (chapters 01, 03, 04, 05).
+
+Every verdict follows one rule (book/definitions.md S): a change is "within noise" unless it is more than two
+standard errors from zero (``report.verdict``); a correlation across methods is confirmed only when its bootstrap
+interval excludes zero.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from .report import PAPER_C5_CORRELATION, deltas, dominance, verdict
+from .stats import correlations, rank_correlation
+
+FORGETTING, CE = "forgetting (General, pts)", "CE drift"
+SMOOTHNESS = ("fluctuation_scale_free_retention", "fluctuation_scale_free_adaptation")
+GEOMETRY = ["mean_cosine_drift", "mean_abs_log_norm_ratio", "gram_cosine_dist", "raw_residual", "proc_residual",
+            "proc_improvement", "cka", "pca_dist_k32", "pca_dist_k64", "csd_rel", "csd_update_norm"]
+
+
+def forgetting_verdicts(table: pd.DataFrame) -> pd.DataFrame:
+    """Chapter 01: per method, Forgetting, CE drift and Target gain as "value ± se: verdict" (``results_table``)."""
+    rows = []
+    for method, row in table.drop(index="base").iterrows():
+        ce = verdict(row["CE drift"], row["CE drift se"], "measurable", "negative")
+        rows.append({"method": method,
+                     "Forgetting (General)": f"{row['Forgetting']:+.2f} ± {row['Forgetting se']:.2f}: "
+                                             f"{row['forgetting is']}",
+                     "CE drift": f"{row['CE drift']:+.4f} ± {row['CE drift se']:.4f}: {ce}",
+                     "Target gain": f"{row['Target gain']:+.2f} ± {row['Target gain se']:.2f}: {row['gain is']}"})
+    return pd.DataFrame(rows).set_index("method")
+
+
+def cost_table(table: pd.DataFrame, records: list[dict]) -> pd.DataFrame:
+    """Chapter 01: trainable parameters, training and scoring seconds, tokens/s and peak memory per method."""
+    cost = table.drop(index="base")[["trainable", "train s", "eval s"]].copy()
+    by_label = {r["label"]: r for r in records}
+    cost["train tokens/s"] = [by_label[m]["train"]["train_tokens_per_s"] for m in cost.index]
+    cost["peak RSS (MB)"] = [by_label[m]["train"].get("peak_rss_mb") for m in cost.index]
+    return cost
+
+
+def _forgetting_columns(frame: pd.DataFrame, records: list[dict], base: dict) -> pd.DataFrame:
+    """Adds each method's Forgetting (against its own base) and CE drift to a frame indexed by method label."""
+    by_label = {r["label"]: r for r in records}
+    frame[FORGETTING] = [deltas(by_label[m], base)["forgetting"] for m in frame.index]
+    frame[CE] = [by_label[m]["eval"]["proxies"]["ce_drift"] for m in frame.index]
+    return frame
+
+
+def smoothness_vs_forgetting(spectra: pd.DataFrame, records: list[dict], base: dict):
+    """Chapter 03: ``(per_method, correlations)``: the model-wide mean scale-free fluctuation scores per method beside
+    its forgetting, and their Spearman correlations with percentile bootstrap intervals over methods."""
+    per_method = _forgetting_columns(spectra.groupby("method")[list(SMOOTHNESS)].mean(), records, base)
+    rows = [{"smoothness score": score, "forgetting measure": target,
+             **rank_correlation(per_method[score], per_method[target])}
+            for score in SMOOTHNESS for target in (FORGETTING, CE)]
+    return per_method, pd.DataFrame(rows)
+
+
+def smoothness_sentence(row) -> str:
+    """One line per correlation of ``smoothness_vs_forgetting``: its sign, and whether the interval confirms it."""
+    sign = "more" if row.rho > 0 else "less"
+    sure = ("too few methods for a bootstrap interval" if row.ci_low != row.ci_low else
+            "the bootstrap interval excludes zero" if row.ci_low > 0 or row.ci_high < 0
+            else "the bootstrap interval includes zero, so this run cannot confirm it")
+    return (f"- {row['smoothness score']} vs {row['forgetting measure']}: Spearman rho = {row.rho:+.2f} over "
+            f"{row.n} methods (rougher profiles go with {sign} forgetting); {sure}.")
+
+
+def geometry_vs_forgetting(geometry: pd.DataFrame, records: list[dict], base: dict) -> pd.DataFrame:
+    """Chapter 04: every geometry and CSD metric on general data, averaged over modules, per method, beside its
+    forgetting and CE drift."""
+    general = geometry[geometry["dataset"] == "general"].groupby("method")[GEOMETRY].mean()
+    return _forgetting_columns(general, records, base)
+
+
+def csd_table(geometry: pd.DataFrame, records: list[dict], base: dict) -> pd.DataFrame:
+    """Chapter 04 (the paper's CSD family table): CSD_rel on general and target data and the mean of their per-module
+    ratio, per method, beside its forgetting."""
+    g = geometry[geometry["dataset"] == "general"].set_index(["method", "module"])["csd_rel"]
+    t = geometry[geometry["dataset"] == "target"].set_index(["method", "module"])["csd_rel"]
+    out = pd.DataFrame({"CSD_G,rel": g.groupby("method").mean(), "CSD_T,rel": t.groupby("method").mean(),
+                        "ratio": (g / t).groupby("method").mean()})
+    return _forgetting_columns(out, records, base)
+
+
+def geometry_correlations(general: pd.DataFrame) -> pd.DataFrame:
+    """Chapter 04: Pearson and Spearman correlations (bootstrap intervals) of each metric with forgetting and CE
+    drift across methods, with the paper's values beside the forgetting rows."""
+    rows = []
+    for metric in GEOMETRY:
+        for target in (FORGETTING, CE):
+            paper = PAPER_C5_CORRELATION.get(metric, (None, None)) if target == FORGETTING else (None, None)
+            rows.append({"metric": metric, "vs": target, **correlations(general[metric], general[target]),
+                         "paper pearson": paper[0], "paper spearman": paper[1]})
+    return pd.DataFrame(rows).set_index(["metric", "vs"])
+
+
+def distortion_claim(corr: pd.DataFrame, target: str) -> str:
+    """Chapter 04: does this run support the paper's claim that forgetting follows the non-isometric part of the
+    change (Procrustes residual up, CKA down), and does raw movement separate the methods as well?"""
+    pr, ck, raw = (corr.loc[(m, target)] for m in ("proc_residual", "cka", "raw_residual"))
+    firm = pr["pearson_low"] > 0 and ck["pearson_high"] < 0
+    signs = pr["pearson"] > 0 and ck["pearson"] < 0
+    no_interval = pr["pearson_low"] != pr["pearson_low"]  # NaN: too few methods to bootstrap
+    said = ("supports the claim (both intervals exclude zero)" if firm else
+            "points the same way as the paper (too few methods for an interval)" if signs and no_interval else
+            "points the same way as the paper, but the intervals include zero" if signs else
+            "does not support the claim")
+    raw_note = ("raw movement separates the methods about as well here (unlike the paper's finding)"
+                if abs(raw["pearson"]) >= 0.8 * abs(pr["pearson"]) else
+                "raw movement separates them less well, as in the paper")
+    return (f"- vs {target}: Procrustes r = {pr['pearson']:+.2f} [{pr['pearson_low']:+.2f}, "
+            f"{pr['pearson_high']:+.2f}], CKA r = {ck['pearson']:+.2f} [{ck['pearson_low']:+.2f}, "
+            f"{ck['pearson_high']:+.2f}]: this run {said}; raw residual r = {raw['pearson']:+.2f}, so {raw_note}.")
+
+
+def overshoot_sentences(shoot: dict) -> list[str]:
+    """Chapter 05: per method, whether an earlier point beats the final on General without losing Target beyond
+    noise (``report.overshoot``)."""
+    lines = []
+    for method, o in shoot.items():
+        if o["point"] is None:
+            lines.append(f"- {method}: every earlier point loses Target beyond noise: no overshoot")
+            continue
+        lines.append(f"- {method}: {o['point']} has General {o['general_gap']:+.1f} ± {o['general_gap_se']:.1f} pts "
+                     f"over the final with Target {o['target_change']:+.1f} ± {o['target_change_se']:.1f}: "
+                     + ("the final overshoots" if o["overshoot"] else "no overshoot beyond noise"))
+    return lines
+
+
+def selection_sentences(result: dict, shoot: dict) -> list[str]:
+    """Chapter 05: per method, the point the validation rule selects and what it changes on the test split."""
+    lines = []
+    for method, rec in result["methods"].items():
+        g, chosen = rec["gain_test"], rec["selected"]["label"]
+        lines.append(f"- {method}: " + ("overshoot on the validation split" if shoot[method]["overshoot"]
+                                        else "no overshoot beyond noise")
+                     + f"; the selection rule picks {chosen}, which on the test split "
+                     + (f"changes General by {g['general']:+.1f} ± {g['general_se']:.1f} and Target by "
+                        f"{g['target']:+.1f} ± {g['target_se']:.1f} pts: it {dominance(g)}." if chosen != "final" else
+                        "is the final checkpoint itself: rewinding found no better point."))
+    return lines

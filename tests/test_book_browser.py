@@ -1,5 +1,5 @@
 """The built smoke book in a real browser (headless Chromium): every chart draws, no error box, internal links
-resolve; and the check fails on a book with a broken chart (issue 8)."""
+resolve; and the check fails on a book with a broken chart."""
 
 import os
 

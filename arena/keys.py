@@ -12,6 +12,7 @@ from . import store
 from .methods.quantized import base_quantization
 from .methods.registry import fingerprint, get_method
 from .models import compute_precision, model_identity, resolve_quantization
+from .paper_data import FILES, REPO
 from .profiles import Profile
 from .suite import SUITE_VERSION, suite_dir, validation_name
 
@@ -40,7 +41,16 @@ def train_key(profile: Profile, spec) -> dict:
         del hyper["optimizer"]  # the default stays out of the key: runs stored before the option existed stay valid
     return {"base": model_identity(profile.model), "quantization": base_quantization(profile, spec.method)[0],
             "data": suite_dir(profile).name, "n_train": profile.n_train, "train_version": TRAIN_VERSION,
-            **hyper, **({"method_code": code} if code else {})}
+            **hyper, **({"method_code": code} if code else {}), **_paper_data(profile)}
+
+
+def _paper_data(profile: Profile) -> dict:
+    """The training set of a profile that trains on the paper's data: its domain and file (the CPU profiles train on
+    the suite's generated problems, which ``data`` already names, so their keys stay as they were)."""
+    if not profile.uses_stock_tasks:
+        return {}
+    source = profile.extra.get("train_file") or f"hub:{REPO}/{FILES.get(profile.domain, profile.domain)}"
+    return {"domain": profile.domain, "train_file": str(source)}
 
 
 def eval_key(profile: Profile, model_id: str, what: dict) -> dict:

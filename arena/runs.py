@@ -28,8 +28,12 @@ def sized_method(profile: Profile, method: str, size: int | None = None) -> Size
 
 
 def train_spec(profile: Profile, sized: Sized, lr: float | None = None) -> TrainSpec:
+    """The training settings of one method: ``lr`` if given, else the profile's shared rate for adapters or full
+    finetuning (the paper's protocol), else the method's own default times ``lr_scale``."""
     method = get_method(sized.method)
-    return TrainSpec(method=method.name, size=sized.size, lr=lr or method.lr * profile.lr_scale, steps=profile.steps,
+    shared = profile.full_lr if method.config is None and method.wrap is None else profile.peft_lr
+    lr = lr or shared or method.lr * profile.lr_scale
+    return TrainSpec(method=method.name, size=sized.size, lr=lr, steps=profile.steps,
                      batch_size=profile.batch_size, grad_accum=profile.grad_accum, max_length=profile.max_length,
                      save_every=profile.save_every, seed=profile.seed, optimizer=profile.optimizer)
 

@@ -76,3 +76,21 @@ def test_paper_training_data_schema_on_a_local_fixture(tmp_path):
         load_training_rows("math", str(bad))
     with pytest.raises(ArenaError, match="does not exist"):
         load_training_rows("math", str(tmp_path / "missing.parquet"))
+
+
+def test_the_paper_profile_trains_at_the_papers_learning_rates_and_keys_its_data():
+    from arena.keys import train_key
+    from arena.runs import sized_method, train_spec
+
+    paper = get_profile("paper")
+    lora = train_spec(paper, sized_method(paper, "lora"))
+    full = train_spec(paper, sized_method(paper, "full"))
+    assert (lora.lr, full.lr) == (2e-4, 5e-5)  # A6: one rate for every adapter, another for full finetuning
+    math_key = train_key(paper, lora)
+    medical = get_profile("paper", domain="medical")
+    assert math_key["domain"] == "math"
+    assert train_key(medical, train_spec(medical, sized_method(medical, "lora"))) != math_key
+    local = get_profile("paper", extra={"train_file": "/data/mine.parquet"})
+    assert train_key(local, train_spec(local, sized_method(local, "lora")))["train_file"] == "/data/mine.parquet"
+    smoke = get_profile("smoke")
+    assert "domain" not in train_key(smoke, train_spec(smoke, sized_method(smoke, "lora")))  # stored keys stay

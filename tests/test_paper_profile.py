@@ -94,3 +94,27 @@ def test_the_paper_profile_trains_at_the_papers_learning_rates_and_keys_its_data
     assert train_key(local, train_spec(local, sized_method(local, "lora")))["train_file"] == "/data/mine.parquet"
     smoke = get_profile("smoke")
     assert "domain" not in train_key(smoke, train_spec(smoke, sized_method(smoke, "lora")))  # stored keys stay
+
+
+def test_chapter_00_tables_read_a_stock_task_result():
+    from arena import card
+    from arena.scores import summarise
+
+    items = {"bbh_cot_fewshot_boolean_expressions": [1.0, 0.0], "ifeval:inst": [[1.0, 0.0], [1.0]],
+             "ifeval": [0.5, 1.0], "nq_open": [1.0, 0.0, 0.0], "minerva_math500": [1.0, 0.0], "aime24": [0.0, 0.0]}
+    result = {"items": items, **summarise(items)}
+    tasks = card.task_table(result, None).set_index("task")
+    assert tasks.loc["nq_open", "group"] == "qa" and tasks.loc["minerva_math500", "group"] == "math500"
+    assert tasks.loc["bbh_cot_fewshot_boolean_expressions", "accuracy"] == 50.0
+    groups = card.group_table(result).set_index("group")
+    assert groups.loc["qa", "role"] == "general" and groups.loc["aime24", "role"] == "target"
+
+
+def test_the_paper_profiles_suite_holds_only_the_proxy_text():
+    from arena.pipeline import ensure_assets
+    from arena.suite import build_suite, read_jsonl
+
+    ensure_assets(get_profile("smoke"))  # the BIG-bench files (a package download, allowed)
+    folder = build_suite(get_profile("paper", n_ce_docs=3))
+    assert sorted(p.name for p in folder.iterdir()) == ["DONE", "general_text.jsonl"]
+    assert len(read_jsonl(folder / "general_text.jsonl")) == 3

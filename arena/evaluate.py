@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from .models import bf16_compute
-from .scores import CHAT_TASKS, PLAIN_TASKS, PREFERRED_METRIC, stock_task_lists, summarise
+from .scores import CHAT_TASKS, PLAIN_TASKS, PREFERRED_METRIC, STOCK_GEN_TOKENS, stock_task_lists, summarise
 
 TASK_DIR = Path(__file__).parent / "tasks"
 
@@ -43,10 +43,10 @@ def hf_language_model(model, tokenizer, batch_size: int):
                 mixed_precision_dtype=torch.bfloat16 if bf16 else None)
 
 
-def run_tasks(lm, tokenizer, tasks: list[str], data_dir: Path, chat: bool) -> dict:
+def run_tasks(lm, tokenizer, tasks: list[str], data_dir: Path, chat: bool, gen_kwargs: dict | None = None) -> dict:
     """lm-eval on the given task names with the language model ``lm`` (HFLM or VLLM). Returns ``{task: [per-item
     score, ...]}`` (IFEval items: mean over its instructions; its instruction-level lists are kept under
-    ``<task>:inst``)."""
+    ``<task>:inst``). ``gen_kwargs`` update the tasks' generation settings (lm-eval's ``gen_kwargs``)."""
     import lm_eval
 
     from .offline_nltk import use_shipped_nltk_data
@@ -59,7 +59,7 @@ def run_tasks(lm, tokenizer, tasks: list[str], data_dir: Path, chat: bool) -> di
         out = lm_eval.simple_evaluate(model=lm, tasks=tasks, task_manager=_task_manager(Path(data_dir), stock),
                                       log_samples=True, apply_chat_template=chat and bool(tokenizer.chat_template),
                                       bootstrap_iters=0, random_seed=0, numpy_random_seed=0, torch_random_seed=0,
-                                      fewshot_random_seed=0)
+                                      fewshot_random_seed=0, gen_kwargs=gen_kwargs)
     items = {}
     for task, samples in out["samples"].items():
         samples = sorted(samples, key=lambda s: s["doc_id"])
@@ -111,10 +111,14 @@ def _evaluate(lm, tokenizer, profile, split: str) -> dict:
     if profile.uses_stock_tasks:
         if split != "test":
             raise ValueError("lm-eval's stock tasks have no validation split")
-        (chat, plain), data_dir = stock_task_lists(profile.model.instruct), Path(".")
-    else:
-        chat, plain = CHAT_TASKS, PLAIN_TASKS
-        data_dir = build_suite(profile) if split == "test" else build_validation(profile)
+        chat, plain = stock_task_lists(profile.model.instruct)
+        items = {}
+        for task in [*chat, *plain]:  # one call per task: each at the paper's generation length
+            items |= run_tasks(lm, tokenizer, [task], Path("."), chat=task in chat,
+                               gen_kwargs={"max_gen_toks": STOCK_GEN_TOKENS[task]})
+        return {"items": items, "split": split, **summarise(items)}
+    chat, plain = CHAT_TASKS, PLAIN_TASKS
+    data_dir = build_suite(profile) if split == "test" else build_validation(profile)
     items = run_tasks(lm, tokenizer, chat, data_dir, chat=True)
     items |= run_tasks(lm, tokenizer, plain, data_dir, chat=False) if plain else {}
     return {"items": items, "split": split, **summarise(items)}

@@ -14,6 +14,7 @@ from .methods.registry import fingerprint, get_method
 from .models import compute_precision, model_identity, resolve_quantization
 from .paper_data import FILES, REPO
 from .profiles import Profile
+from .scores import STOCK_GEN_TOKENS
 from .suite import SUITE_VERSION, suite_dir, validation_name
 
 TRAIN_VERSION = 1  # the trainer: what a finished training run contains
@@ -58,7 +59,8 @@ def eval_key(profile: Profile, model_id: str, what: dict) -> dict:
     validation split's), quantisation, compute precision, and the model variant."""
     split = {"validation": validation_name(profile)} if what.get("split") == "validation" else {}
     backend = {"backend": profile.eval_backend} if profile.eval_backend != "hf" else {}  # hf: stored keys stay valid
-    return {"base": model_id, "suite": suite_dir(profile).name, "suite_version": SUITE_VERSION,
+    stock = {"generation": STOCK_GEN_TOKENS} if profile.uses_stock_tasks else {}  # the kit's suite: keys as before
+    return {**stock, "base": model_id, "suite": suite_dir(profile).name, "suite_version": SUITE_VERSION,
             "quantization": scoring_quantization(profile), "compute": compute_precision(), **split, **backend,
             **what}
 

@@ -23,6 +23,9 @@ STOCK_GENERAL = {"bbh": ("bbh_cot_fewshot", "exact_match"), "ifeval": ("ifeval",
 # The paper's math targets (A3) that lm-eval 0.4.13 ships; AMC23 has no stock task (the paper averages all three).
 STOCK_TARGET = {"math500": ("minerva_math500", "math_verify"), "aime24": ("aime24", "exact_match")}
 PREFERRED_METRIC = {"minerva_math500": "math_verify"}  # symbolic answer checking, as the paper's math_equal
+# The paper's generation lengths per stock task (A3: 8192 new tokens for math; A4: BBH 512, IFEval 1025, NQ 50); the
+# stock YAMLs differ (minerva_math500 sets none, so HFLM stops at 256; aime24 asks for 32768).
+STOCK_GEN_TOKENS = {"bbh_cot_fewshot": 512, "ifeval": 1025, "nq_open": 50, "minerva_math500": 8192, "aime24": 8192}
 
 
 def stock_task_lists(instruct: bool) -> tuple[list[str], list[str]]:

@@ -118,3 +118,20 @@ def test_the_paper_profiles_suite_holds_only_the_proxy_text():
     folder = build_suite(get_profile("paper", n_ce_docs=3))
     assert sorted(p.name for p in folder.iterdir()) == ["DONE", "general_text.jsonl"]
     assert len(read_jsonl(folder / "general_text.jsonl")) == 3
+
+
+def test_stock_tasks_are_scored_one_by_one_at_the_papers_generation_lengths(monkeypatch):
+    from arena import evaluate
+    from arena.scores import STOCK_GEN_TOKENS
+
+    calls = []
+
+    def fake_run(lm, tokenizer, tasks, data_dir, chat, gen_kwargs=None):
+        calls.append((tasks, gen_kwargs))
+        names = [t + "_boolean_expressions" if t.startswith("bbh") else t for t in tasks]  # BBH scores per subtask
+        return {t: [1.0, 0.0] for t in names} | ({"ifeval:inst": [[1.0], [0.0]]} if "ifeval" in tasks else {})
+
+    monkeypatch.setattr(evaluate, "run_tasks", fake_run)
+    evaluate._evaluate(None, None, get_profile("paper"), "test")
+    assert {tuple(t): g["max_gen_toks"] for t, g in calls} == {(t,): n for t, n in STOCK_GEN_TOKENS.items()}
+    assert STOCK_GEN_TOKENS["minerva_math500"] == STOCK_GEN_TOKENS["aime24"] == 8192  # A3

@@ -1,5 +1,5 @@
-"""Command line: ``python -m arena {profile,assets,train,evaluate,benchmark,export} ...`` runs the same code the notebooks
-call.
+"""Command line: ``python -m arena {profile,assets,train,evaluate,benchmark,export} ...`` runs the same code the
+notebooks call.
 
 Examples::
 

@@ -6,8 +6,9 @@
 - Modules: the paper's ``paper8`` set (q, k, v and down projections at layers 9 and 18 of 28) scaled to the model's
   depth (``geometry.default_module_set``).
 - Base activations (module inputs for CSD, outputs for geometry) are captured once per starting base (full precision
-  or 4-bit) and suite, and reused for every method that started from it; finetuned outputs are captured from the unmerged adapter, and CSD uses the fp32 update of
-  ``updates.effective_update`` on the *base* inputs, so every method is scored on the same tokens (C2).
+  or 4-bit) and suite, and reused for every method that started from it; finetuned outputs are captured from the
+  unmerged adapter, and CSD uses the fp32 update of ``updates.effective_update`` on the *base* inputs, so every
+  method is scored on the same tokens (C2).
 """
 
 from __future__ import annotations

@@ -58,6 +58,24 @@ def group_table(result: dict):
     return pd.DataFrame(rows)
 
 
+def paper_base_beside(result: dict, model_name: str):
+    """The paper's base rows (book/definitions.md E1, math) beside this run's base, General and Target (%)."""
+    import pandas as pd
+
+    from .report import PAPER_E1
+
+    qwen, llama = PAPER_E1["base"]["qwen_math"], PAPER_E1["base"]["llama_math"]
+    protocol = "OpenCompass BBH/IFEval/NQ; MATH500/AMC23/AIME24"
+    rows = [{"source": "paper", "model": "Qwen2.5-7B", "protocol": protocol, "General": qwen[1],
+             "Target (math)": qwen[0]},
+            {"source": "paper", "model": "Llama-3.2-3B-Instruct", "protocol": "same", "General": llama[1],
+             "Target (math)": llama[0]},
+            {"source": "this run", "model": model_name,
+             "protocol": "kit offline suite on lm-eval (BIG-bench BBH, kit IFEval prompts, qa_wikidata; word problems)",
+             "General": round(result["general"], 2), "Target (math)": round(result["target"], 2)}]
+    return pd.DataFrame(rows).set_index("source")
+
+
 def generate(model, tokenizer, prompt: str, max_new_tokens: int = 64, chat: bool = True) -> str:
     """Greedy answer to one prompt (chat template when the tokenizer has one)."""
     import torch

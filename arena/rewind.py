@@ -49,8 +49,8 @@ class DenseInterpolation:
     Routes, all exact at both ends: plain LoRA on an untouched base scales peft's ``scaling`` (no copies; works on a
     4-bit base); other peft layers get W0 + alpha dW written into their base weight with the adapter switched off;
     peft layers on a 4-bit base and plain-torch layers have their output replaced by x (W0 + alpha dW)^T (+ bias),
-    W0 being the weight they started from (deq(Q(W0)) on a 4-bit base); full FT writes the weights. A residual initialisation (PiSSA, MiLoRA, KeepLoRA: base != W0) is detected by comparing the base with
-    W0, so it is rewound towards W0, not towards its residual. ``with path.at(alpha): ...``; the trained model comes
+    W0 being the weight they started from (deq(Q(W0)) on a 4-bit base); full FT writes the weights. A residual
+    initialisation (PiSSA, MiLoRA, KeepLoRA: base != W0) is detected by comparing the base with W0, so it is rewound towards W0, not towards its residual. ``with path.at(alpha): ...``; the trained model comes
     back exactly on exit.
     """
 

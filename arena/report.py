@@ -67,7 +67,7 @@ def deltas(record: dict, base: dict) -> dict:
             "groups": {g: (v["score"], v["se"]) for g, v in diff["groups"].items()}}
 
 
-def starting_bases(records: list[dict], base: dict) -> dict:
+def bases_of(records: list[dict], base: dict) -> dict:
     """``{quantization: evaluation}`` of every distinct base the records started from."""
     out = {base.get("quantization"): base}
     for r in records:
@@ -145,7 +145,7 @@ def group_table(records: list[dict], base: dict) -> "pd.DataFrame":
 
     names = [*GENERAL, *TARGET]
     rows = [{"method": "base" if b is base else base_label(q), **{g: b["groups"][g]["score"] for g in names}}
-            for q, b in starting_bases(records, base).items()]
+            for q, b in bases_of(records, base).items()]
     rows += [{"method": r["label"], **{g: r["eval"]["groups"][g]["score"] for g in names}} for r in records]
     return pd.DataFrame(rows).set_index("method")
 
@@ -168,7 +168,7 @@ def pareto_frame(records: list[dict], base: dict) -> "pd.DataFrame":
 
     rows = [{"method": "base" if b is base else base_label(q), "family": "base", "General": b["general"],
              "General se": b["general_se"], "Target": b["target"], "Target se": b["target_se"]}
-            for q, b in starting_bases(records, base).items()]
+            for q, b in bases_of(records, base).items()]
     rows += [{"method": r["label"], "family": r["family"], "General": r["eval"]["general"],
               "General se": r["eval"]["general_se"], "Target": r["eval"]["target"],
               "Target se": r["eval"]["target_se"]} for r in records]

@@ -170,3 +170,23 @@ def test_number_sources_name_the_device_and_protocol_of_each_kind_of_number():
     assert scores["device"] == "cpu" and "offline suite" in scores["protocol"] and "HFLM" in scores["protocol"]
     paper = number_sources(get_profile("paper", eval_backend="vllm"), [rec]).iloc[1]["protocol"]
     assert "stock tasks" in paper and "vLLM" in paper
+
+
+def test_each_starting_base_is_listed_once_with_its_paired_gap_and_quantiser_errors_are_tabled():
+    import pandas as pd
+
+    from arena import report
+
+    nf4 = {"items": {"arena_qa": [1.0, 0.0]}, "general": 40.0, "general_se": 1.0, "target": 10.0, "target_se": 1.0,
+           "quantization": "nf4"}
+    full = {"items": {"arena_qa": [1.0, 1.0]}, "general": 45.0, "general_se": 1.0, "target": 9.0, "target_se": 1.0}
+    records = [{"base_eval": nf4, "base_quantization": "nf4"}, {"base_eval": full, "base_quantization": None},
+               {"base_eval": full, "base_quantization": None}]
+    bases = report.bases_of(records, nf4)
+    assert list(bases) == ["nf4", None] and bases[None] is full
+    frame = pd.DataFrame([{"method": "lora", "name": "a", "quantization_error": 0.1, "relative_dW": 0.01},
+                          {"method": "lora", "name": "b", "quantization_error": 0.3, "relative_dW": 0.03},
+                          {"method": "full", "name": "a", "quantization_error": 0.0, "relative_dW": 0.5}])
+    table = report.quantization_errors(frame)
+    assert list(table.index) == ["lora"] and table.loc["lora", "quantisation_error_max"] == 0.3
+    assert report.quantization_errors(frame.assign(quantization_error=0.0)) is None

@@ -21,7 +21,7 @@ from . import store
 from .geometry import capture_activations, csd, geometry_metrics
 from .keys import activations_key, default_modules, geometry_key, train_key
 from .models import load_base
-from .profiles import Profile, command
+from .profiles import Profile
 from .runs import load_trained
 from .suite import build_suite, read_jsonl
 from .updates import module_update, start_weight
@@ -93,17 +93,12 @@ def _unflatten(flat: dict) -> dict:
 
 
 def analyse_checkpoint(profile: Profile, spec, step: int | None = None, modules: list[str] | None = None,
-                       max_tokens: int = MAX_TOKENS, force: bool = False, stored_only: bool = False) -> dict:
-    """Geometry and CSD metrics per (dataset, module) of one trained checkpoint (cached in the results store;
-    ``stored_only``: read it, or stop naming the command that computes it)."""
+                       max_tokens: int = MAX_TOKENS, force: bool = False) -> dict:
+    """Geometry and CSD metrics per (dataset, module) of one trained checkpoint (cached in the results store)."""
     step = spec.steps if step is None else step
     modules = list(modules or default_modules(profile))
     tkey = train_key(profile, spec)
     key = geometry_key(profile, spec, step, modules, max_tokens)
-
-    if stored_only:  # a reading chapter: never compute here
-        return store.stored("geometry", key, f"activation analysis of {spec.method}",
-                            command("benchmark", profile, [spec.method]))
 
     def compute(folder) -> dict:
         start = time.perf_counter()

@@ -18,6 +18,7 @@ import torch
 
 from .models import bf16_compute
 from .scores import CHAT_TASKS, PLAIN_TASKS, PREFERRED_METRIC, STOCK_GEN_TOKENS, stock_task_lists, summarise
+from .updates import is_quantized
 
 TASK_DIR = Path(__file__).parent / "tasks"
 
@@ -94,8 +95,6 @@ def evaluate(model, tokenizer, profile, batch_size: int | None = None, split: st
 def _scoring_copy(model):
     """With bf16 compute, an fp32 model is scored as a bf16 copy (the caller's model is untouched): autocast alone
     would re-cast every weight at every decoding step. bf16 or quantised models are scored as they are."""
-    from .updates import is_quantized
-
     if any(is_quantized(p) for p in model.parameters()):
         return model  # a 4-bit model cannot be cast (bitsandbytes refuses); its kernels compute in bf16 already
     if bf16_compute(next(model.parameters()).device) and next(model.parameters()).dtype == torch.float32:

@@ -7,7 +7,7 @@ import time
 from . import store
 from .keys import base_eval_key, scoring_quantization
 from .models import load_base
-from .profiles import Profile, command
+from .profiles import Profile
 from .provenance import peak_memory_mb, provenance
 
 
@@ -24,20 +24,16 @@ def ensure_assets(profile: Profile) -> None:
         build_suite(profile)
 
 
-def evaluate_base(profile: Profile, force: bool = False, split: str = "test", method: str | None = None,
-                  stored_only: bool = False) -> dict:
+def evaluate_base(profile: Profile, force: bool = False, split: str = "test", method: str | None = None) -> dict:
     """The base model's scores on the profile's suite, or on its validation split (the alpha = 0 end of every
     rewinding path); cached: every chapter shares one base evaluation per split and starting base. With ``method``,
     the base that method started from and is compared against (``scoring_quantization``): a method that falls back
-    to full precision under an nf4 profile is compared with the full-precision base, never with the nf4 one.
-    ``stored_only``: read it, or stop naming the command that computes it."""
+    to full precision under an nf4 profile is compared with the full-precision base, never with the nf4 one."""
     from .evaluate import evaluate
 
     spec = profile.model
     quantization = scoring_quantization(profile, method)
     key = base_eval_key(profile, split, method)
-    if stored_only:  # a reading chapter: never score here
-        return store.stored("eval", key, f"base evaluation ({split} split)", command("benchmark", profile))
 
     def compute(folder):
         start = time.perf_counter()

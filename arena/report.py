@@ -124,11 +124,10 @@ def results_table(records: list[dict], base: dict) -> "pd.DataFrame":
     rows = [{"method": "base", "trainable": 0, "General": base["general"], "General se": base["general_se"],
              "Target": base["target"], "Target se": base["target_se"]}]
     for r in records:
-        e, d, p = r["eval"], deltas(r, base), r["eval"]["proxies"]
+        e, d, p, b = r["eval"], deltas(r, base), r["eval"]["proxies"], own_base(r, base)
         rows.append({"method": r["label"], "trainable": r["count"],
                      "starts from": base_label(r.get("base_quantization", base.get("quantization"))),
-                     "its base General": own_base(r, base)["general"],
-                     "its base Target": own_base(r, base)["target"], "General": e["general"],
+                     "its base General": b["general"], "its base Target": b["target"], "General": e["general"],
                      "General se": e["general_se"], "Target": e["target"], "Target se": e["target_se"],
                      "Forgetting": d["forgetting"], "Forgetting se": d["forgetting_se"],
                      "forgetting is": verdict(d["forgetting"], d["forgetting_se"], "measurable", "negative"),

@@ -50,7 +50,8 @@ class DenseInterpolation:
     4-bit base); other peft layers get W0 + alpha dW written into their base weight with the adapter switched off;
     peft layers on a 4-bit base and plain-torch layers have their output replaced by x (W0 + alpha dW)^T (+ bias),
     W0 being the weight they started from (deq(Q(W0)) on a 4-bit base); full FT writes the weights. A residual
-    initialisation (PiSSA, MiLoRA, KeepLoRA: base != W0) is detected by comparing the base with W0, so it is rewound towards W0, not towards its residual. ``with path.at(alpha): ...``; the trained model comes
+    initialisation (PiSSA, MiLoRA, KeepLoRA: base != W0) is detected by comparing the base with W0, so it is
+    rewound towards W0, not towards its residual. ``with path.at(alpha): ...``; the trained model comes
     back exactly on exit.
     """
 
@@ -362,22 +363,16 @@ class _Loaded:
 
 
 def evaluate_point(profile, spec, point: dict, split: str = "validation", loaded: _Loaded | None = None,
-                   force: bool = False, stored_only: bool = False) -> dict:
+                   force: bool = False) -> dict:
     """General/Target of one point on ``split`` (cached). The final checkpoint on the test split is the benchmark's
-    own stored evaluation. ``stored_only``: read it, or stop naming the command that computes it."""
+    own stored evaluation."""
     import time
 
     from . import store
     from .evaluate import evaluate
-    from .keys import point_key, step_eval_key
-    from .profiles import command
+    from .keys import point_key
 
-    final_test = point["path"] == "final" and split == "test"
-    if stored_only:
-        key = step_eval_key(profile, spec, spec.steps) if final_test else point_key(profile, spec, point, split)
-        return store.stored("eval", key, f"rewinding point '{point_label(point)}' of {spec.method}",
-                            command("benchmark", profile, [spec.method]))
-    if final_test:
+    if point["path"] == "final" and split == "test":
         from .runs import evaluate_step
 
         return evaluate_step(profile, spec)
@@ -398,24 +393,24 @@ def _row(point: dict, scored: dict, steps: int, split: str) -> dict:
             "target": scored["target"], "target_se": scored["target_se"]}
 
 
-def rewind_method(profile, spec, force: bool = False, log=None, stored_only: bool = False) -> dict:
+def rewind_method(profile, spec, force: bool = False, log=None) -> dict:
     """One method's rewinding study (cached point by point): every variant and the final on the validation split, the
     point :func:`select_point` picks, and that point's test scores with paired gains over the final checkpoint."""
     from .scores import paired_difference
 
     loaded = _Loaded(profile, spec)
-    final_val = evaluate_point(profile, spec, {"path": "final"}, "validation", loaded, force, stored_only)
+    final_val = evaluate_point(profile, spec, {"path": "final"}, "validation", loaded, force)
     rows, scored = [], {}
     for point in variants(profile, spec):
-        scored[point_label(point)] = s = evaluate_point(profile, spec, point, "validation", loaded, force, stored_only)
+        scored[point_label(point)] = s = evaluate_point(profile, spec, point, "validation", loaded, force)
         rows.append(_row(point, s, spec.steps, "validation"))
         if log:
             log(f"{spec.method} {point_label(point)}: General {s['general']:.1f}, Target {s['target']:.1f}")
     final_row = _row({"path": "final"}, final_val, spec.steps, "validation")
     chosen = select_point(rows, final_row)
-    final_test = evaluate_point(profile, spec, {"path": "final"}, "test", stored_only=stored_only)
+    final_test = evaluate_point(profile, spec, {"path": "final"}, "test")
     chosen_test = final_test if chosen["path"] == "final" else evaluate_point(profile, spec, chosen["point"], "test",
-                                                                               loaded, force, stored_only)
+                                                                               loaded, force)
     record = {"method": spec.method, "steps": spec.steps, "validation": [*rows, final_row], "selected": chosen,
               "test": {"selected": _row(chosen["point"], chosen_test, spec.steps, "test"),
                        "final": _row({"path": "final"}, final_test, spec.steps, "test")},
@@ -439,12 +434,11 @@ def _gain(diff: dict) -> dict:
             "target_se": diff["target_se"]}
 
 
-def run_rewinding(profile, methods=None, force: bool = False, log=print, stored_only: bool = False) -> dict:
+def run_rewinding(profile, methods=None, force: bool = False, log=print) -> dict:
     """Every rewinding study of the profile: ``profile.rewind_methods`` among ``profile.methods`` (or ``methods``).
-    Trained runs come from the benchmark's store (trained here if missing; with ``stored_only`` nothing is trained or
-    scored, and a missing result stops naming the command that computes it). Returns ``{"base": the profile base's
-    validation scores, "bases": {method: the validation scores of the base it started from}, "methods": {method:
-    record}}``."""
+    Trained runs come from the benchmark's store (trained here if missing, unless the store is read-only). Returns
+    ``{"base": the profile base's validation scores, "bases": {method: the validation scores of the base it started
+    from}, "methods": {method: record}}``."""
     from .pipeline import evaluate_base
     from .profiles import get_profile
     from .runs import evaluate_step, sized_method, train_method, train_spec
@@ -453,15 +447,13 @@ def run_rewinding(profile, methods=None, force: bool = False, log=print, stored_
     methods = methods or [m for m in profile.rewind_methods if m in profile.methods]
 
     def base_row(method=None):
-        scored = evaluate_base(profile, force, split="validation", method=method, stored_only=stored_only)
-        return _row({"path": "base"}, scored, 1, "validation")
+        return _row({"path": "base"}, evaluate_base(profile, force, split="validation", method=method), 1, "validation")
 
     out = {"base": base_row(), "methods": {}, "bases": {}}
     for method in methods:
         spec = train_spec(profile, sized_method(profile, method))
-        if not stored_only:
-            train_method(profile, spec)  # stored: returns at once
-            evaluate_step(profile, spec)
-        out["methods"][method] = rewind_method(profile, spec, force=force, stored_only=stored_only)
+        train_method(profile, spec)  # stored: returns at once
+        evaluate_step(profile, spec)
+        out["methods"][method] = rewind_method(profile, spec, force=force)
         out["bases"][method] = base_row(method)
     return out

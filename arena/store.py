@@ -55,22 +55,26 @@ def find(kind: str, key: dict) -> dict | None:
     return load_metrics(results_root() / kind / key_hash(key))
 
 
-def stored(kind: str, key: dict, what: str, command: str) -> dict:
-    """The stored metrics of run ``key``, for chapters that only read: a missing run is a one-line ArenaError naming
-    ``command``, the command that computes it."""
-    from .errors import ArenaError
+_READING: str | None = None  # set by read_only(): the command that computes what this process finds missing
 
-    found = find(kind, key)
-    if found is None:
-        raise ArenaError(f"no stored {what} in {results_root()}; compute it with: {command}")
-    return found
+
+def read_only(command: str | None) -> None:
+    """For the rest of this process, a run missing from the store is a one-line ArenaError naming ``command`` (the
+    reading chapters 02-08 call this first: they read, never compute); None lets runs compute again."""
+    global _READING
+    _READING = command
 
 
 def cached(kind: str, key: dict, compute: Callable[[Path], dict], force: bool = False) -> dict:
     """The stored metrics of run ``key``, computing (and storing) them with ``compute(folder)`` only when absent."""
-    folder = run_dir(kind, key)
-    if not force and (found := load_metrics(folder)) is not None:
+    if not force and (found := find(kind, key)) is not None:
         return found
+    if _READING is not None:
+        from .errors import ArenaError
+
+        what = key.get("method") or key.get("variant") or key_hash(key)
+        raise ArenaError(f"no stored {kind} result ({what}) in {results_root()}; compute it with: {_READING}")
+    folder = run_dir(kind, key)
     metrics = compute(folder)
     from .distributed import is_main
 

@@ -20,7 +20,7 @@ import torch
 from . import store
 from .assets import cache_dir
 from .models import model_identity
-from .profiles import Profile, command
+from .profiles import Profile
 
 _LAYER = re.compile(r"layers\.(\d+)\.")
 
@@ -128,10 +128,8 @@ def analyse_model(model, read_w0, base_id: str, full: bool, targets: list[str], 
     return {"rows": rows, "figure": figure, "curves": curves}
 
 
-def analyse_checkpoint(profile: Profile, spec, step: int | None = None, force: bool = False,
-                       stored_only: bool = False) -> dict:
-    """The whole-model analysis of one trained checkpoint (cached in the results store; ``stored_only``: read it, or
-    stop naming the command that computes it)."""
+def analyse_checkpoint(profile: Profile, spec, step: int | None = None, force: bool = False) -> dict:
+    """The whole-model analysis of one trained checkpoint (cached in the results store)."""
     from .keys import spectra_key, train_key
     from .runs import load_trained
     from .methods import get_method, linear_targets
@@ -140,10 +138,6 @@ def analyse_checkpoint(profile: Profile, spec, step: int | None = None, force: b
     step = spec.steps if step is None else step
     tkey = train_key(profile, spec)
     key = spectra_key(profile, spec, step)
-
-    if stored_only:  # a reading chapter: never compute here
-        return store.stored("spectra", key, f"weight-space analysis of {spec.method}",
-                            command("benchmark", profile, [spec.method]))
 
     def compute(folder) -> dict:
         start = time.perf_counter()

@@ -1,3 +1,5 @@
+import pytest
+
 from arena import store
 
 
@@ -21,3 +23,20 @@ def test_interrupted_write_leaves_no_finished_looking_run():
     assert store.load_metrics(folder) is None
     (folder / "metrics.json").write_text("{truncated")
     assert store.load_metrics(folder) is None  # unreadable counts as unfinished, so it is recomputed
+
+
+def test_a_read_only_store_returns_stored_runs_and_names_the_command_for_missing_ones(tmp_path, monkeypatch):
+    from arena import store
+    from arena.errors import ArenaError
+
+    monkeypatch.setenv("PEFT_ARENA_RESULTS", str(tmp_path))
+    stored = store.cached("eval", {"variant": "base"}, lambda folder: {"general": 1.0})
+    store.read_only("python -m arena benchmark --profile smoke")
+    try:
+        assert store.cached("eval", {"variant": "base"}, lambda folder: {"general": 2.0}) == stored
+        with pytest.raises(ArenaError, match="no stored train result .lora.*python -m arena benchmark --profile smoke"):
+            store.cached("train", {"method": "lora"}, lambda folder: {"never": "computed"})
+        assert not (tmp_path / "train").exists()  # a lookup makes no folder
+    finally:
+        store.read_only(None)
+    assert store.cached("train", {"method": "lora"}, lambda folder: {"computed": True}) == {"computed": True}

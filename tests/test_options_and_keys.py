@@ -93,3 +93,28 @@ def test_base_evaluation_keys_are_the_stored_ones(monkeypatch, split, what):
     monkeypatch.setattr(store, "cached", lambda kind, key, compute, force=False: seen.update(kind=kind, key=key))
     pipeline.evaluate_base(profile, split=split)
     assert seen == {"kind": "eval", "key": keys.eval_key(profile, model_identity(profile.model), what)}
+
+
+def test_store_keys_hash_as_they_did_before_keys_moved_to_one_module():
+    """Stored runs stay valid: the training, spectra, geometry and base-activation keys of the smoke LoRA hash to the
+    values the kit stored them under before arena/keys.py existed (evaluation keys also hold the machine's compute
+    precision, so they are checked against eval_key above instead)."""
+    from arena import keys, store
+    from arena.runs import sized_method, train_spec
+
+    profile = get_profile("smoke")
+    spec = train_spec(profile, sized_method(profile, "lora"))
+    modules = keys.default_modules(profile)
+    assert store.key_hash(keys.train_key(profile, spec)) == "a1d58c09b7b1cdae"
+    assert store.key_hash(keys.spectra_key(profile, spec, spec.steps)) == "e388fd4f2b047499"
+    assert store.key_hash(keys.geometry_key(profile, spec, spec.steps, modules, 1024)) == "5e03bffe3483c145"
+    assert store.key_hash(keys.activations_key(profile, modules, 1024, None)) == "e2956eeb32f27646"
+
+
+def test_the_command_a_reading_chapter_names_rebuilds_the_profile():
+    from arena.profiles import command
+
+    assert command("benchmark", get_profile("smoke")) == "python -m arena benchmark --profile smoke"
+    changed = get_profile("embedded", steps=5, quantization="nf4")
+    assert command("benchmark", changed, ["lora", "dora"]) == ("python -m arena benchmark --profile embedded --methods "
+                                                               "lora,dora --steps 5 --quantization nf4")

@@ -74,3 +74,19 @@ def test_forgetting_verdicts_say_within_noise_inside_two_standard_errors():
                          ).set_index("method")
     row = verdicts.forgetting_verdicts(table).loc["a"]
     assert row["Forgetting (General)"] == "+1.00 ± 1.00: within noise" and row["CE drift"].endswith("measurable")
+
+
+def test_a_smoothness_correlation_is_confirmed_only_by_an_interval_excluding_zero():
+    row = pd.Series({"smoothness score": "s", "forgetting measure": "f", "rho": 0.6, "n": 9, "ci_low": 0.1,
+                     "ci_high": 0.9})
+    assert "excludes zero" in verdicts.smoothness_sentence(row) and "more forgetting" in verdicts.smoothness_sentence(row)
+    assert "cannot confirm" in verdicts.smoothness_sentence(row.copy().replace({0.1: -0.2}))
+    assert "too few methods" in verdicts.smoothness_sentence(row.copy().replace({0.1: math.nan}))
+
+
+def test_the_paper_base_rows_come_from_the_papers_table():
+    from arena import card
+    from arena.report import PAPER_E1
+
+    table = card.paper_base_beside({"general": 30.0, "target": 5.0}, "m")
+    assert list(table["General"]) == [PAPER_E1["base"]["qwen_math"][1], PAPER_E1["base"]["llama_math"][1], 30.0]

@@ -22,8 +22,14 @@ import json
 import os
 import sys
 
+from .benchmark import run_benchmark, run_method
+from .distributed import is_main, main_first, world_size
 from .errors import ArenaError
-from .profiles import CLI_FIELDS
+from .export import export_run
+from .pipeline import ensure_assets, evaluate_base
+from .profiles import as_dict, CLI_FIELDS, get_profile
+from .runs import sized_method, train_method, train_spec
+from .scores import paired_difference
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -59,8 +65,6 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _summary(record: dict, base: dict) -> dict:
-    from .scores import paired_difference
-
     e = record["eval"]
     diff = paired_difference(base["items"], e["items"])
     return {"method": record["label"], "trainable": record["count"], "budget": record["budget"],
@@ -83,12 +87,9 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args, out) -> int:
     print = functools.partial(builtins.print, file=out)  # noqa: A001  (results to the real stdout)
     try:
-        from .profiles import as_dict, get_profile
-
         if args.command == "profile":
             print(json.dumps(as_dict(get_profile(args.name, quantization=args.quantization)), indent=1))
             return 0
-        from .distributed import is_main, world_size
 
         if world_size() > 1 and args.command != "train":
             raise ArenaError(f"`{args.command}` runs in one process; under `accelerate launch` only `train` runs "
@@ -97,42 +98,30 @@ def _run(args, out) -> int:
             print = functools.partial(builtins.print, file=open(os.devnull, "w"))  # noqa: A001  (one report)
         overrides = {f: getattr(args, f) for f in CLI_FIELDS if getattr(args, f, None) is not None}
         if args.command == "export":  # reads a stored run: no assets to fetch, nothing to train
-            from .export import export_run
-
             print(json.dumps(export_run(get_profile(args.profile, **overrides), args.method, args.out, args.size,
                                         args.lr, args.step), indent=1))
             return 0
         profile = get_profile(args.profile, **overrides)
-        from .distributed import main_first
-        from .pipeline import ensure_assets
 
         with main_first():  # under a launch, process 0 fetches and builds the shared caches first
             ensure_assets(profile)
         if args.command == "assets":
             print(f"assets for profile {profile.name!r} are in place")
         elif args.command == "train":
-            from .runs import sized_method, train_method, train_spec
-
             spec = train_spec(profile, sized_method(profile, args.method, args.size), args.lr)
             record = train_method(profile, spec, force=args.force)
             print(json.dumps({k: record[k] for k in ("label", "trained_parameters", "train_tokens_per_s",
                                                      "train_wall_s", "folder")} | {"final_loss": record["losses"][-1]},
                              indent=1))
         elif args.command == "evaluate":
-            from .pipeline import evaluate_base
-
             base = evaluate_base(profile, force=args.force and not args.method)
             if args.method is None:
                 print(json.dumps({k: base[k] for k in ("general", "general_se", "target", "target_se", "groups")},
                                  indent=1))
             else:
-                from .benchmark import run_method
-
                 record = run_method(profile, args.method, args.size, args.lr, force=args.force)
                 print(json.dumps(_summary(record, record["base_eval"]), indent=1))  # against its own starting base
         elif args.command == "benchmark":
-            from .benchmark import run_benchmark
-
             methods = args.methods.split(",") if args.methods else None
             records = run_benchmark(profile, methods, workers=args.workers, force=args.force,
                                     log=lambda line: builtins.print(line, file=sys.stderr))

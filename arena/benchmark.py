@@ -12,14 +12,17 @@ import os
 import time
 from dataclasses import asdict
 
-from . import store
+from . import activation_analysis, store, weight_analysis
+from .errors import ArenaError
 from .keys import base_eval_key, scoring_quantization
 from .methods import get_method
 from .methods.quantized import base_quantization
-from .models import device
+from .methods.registry import source_module
+from .models import configure_torch, device
 from .pipeline import ensure_assets, evaluate_base, starting_bases
-from .profiles import Profile, command, get_profile
+from .profiles import command, get_profile, Profile
 from .progress import quiet_libraries
+from .rewind import is_oft, rewind_method
 from .runs import evaluate_step, sized_method, stored_run, train_method, train_spec
 from .suite import build_suite, build_validation
 from .train import TrainSpec
@@ -60,7 +63,6 @@ def _record(profile: Profile, sized, spec: TrainSpec, trained: dict, scored: dic
 def stored_records(profile: Profile | str, methods=None) -> list[dict]:
     """The stored runs of ``methods`` (default: the profile's), for chapters that only read: nothing is trained or
     scored here. A missing run is one ArenaError naming the command that computes it."""
-    from .errors import ArenaError
 
     profile = get_profile(profile) if isinstance(profile, str) else profile
     methods = list(methods or profile.methods)
@@ -83,8 +85,6 @@ def stored_records(profile: Profile | str, methods=None) -> list[dict]:
 
 def _worker_init() -> None:
     os.environ.setdefault("ARENA_QUIET", "1")
-    from .models import configure_torch
-    from .progress import quiet_libraries
 
     quiet_libraries()
     configure_torch()
@@ -106,21 +106,17 @@ def analyse_record(profile: Profile, record: dict, force: bool = False) -> None:
     """Compute (and store) the weight-space and activation-space analyses of a run's final checkpoint and, for the
     profile's rewinding methods, the rewinding study, so chapters 03-05 only read them; done inside the benchmark's
     workers to use both CPU cores."""
-    from . import activation_analysis, weight_analysis
 
     spec = TrainSpec(**record["spec"])
     weight_analysis.analyse_checkpoint(profile, spec, force=force)
     activation_analysis.analyse_checkpoint(profile, spec, force=force)
     if record["method"] in profile.rewind_methods and not profile.uses_stock_tasks:  # chapter 05 (needs a split)
-        from .rewind import rewind_method
-
         rewind_method(profile, spec, force=force)
 
 
 def default_workers(methods) -> int:
     """Two single-threaded workers on a CPU with two or more cores; one on a GPU, or when a method was defined in
     ``__main__`` (a plain notebook cell: a fresh process cannot import it; a method in an importable module can go)."""
-    from .methods.registry import source_module
 
     if device() == "cuda" or any(not get_method(m).builtin and not source_module(get_method(m)) for m in methods):
         return 1
@@ -145,7 +141,6 @@ def run_benchmark(profile: Profile | str, methods=None, workers: int | None = No
         starting_bases(profile, rewound, split="validation")  # alpha = 0 of their paths (chapter 05 reads it)
     done = {} if force else {m: r for m in methods if (r := run_method(profile, m, stored_only=True))}
     # the rewinding methods carry a dozen extra evaluations: start them first so no core idles at the end
-    from .rewind import is_oft
 
     todo = sorted((m for m in methods if m not in done),
                   key=lambda m: (m not in profile.rewind_methods, not is_oft(m)))
@@ -158,8 +153,6 @@ def run_benchmark(profile: Profile | str, methods=None, workers: int | None = No
         return [done[m] for m in methods]
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
-
-    from .methods.registry import source_module
 
     ctx = multiprocessing.get_context("spawn")  # fork after torch/tokenizers threads start can deadlock
     with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init) as pool:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from .scores import GENERAL, STOCK_GENERAL, STOCK_TARGET, chance_level, is_stock
+from .models import count_parameters
+from .report import PAPER_E1
+from .scores import chance_level, GENERAL, is_stock, STOCK_GENERAL, STOCK_TARGET
 
 
 def architecture(model) -> dict:
     """Parameter count and the config values the paper's budget formulas use (book/definitions.md A1, A8)."""
     c = model.config
-    from .models import count_parameters
 
     quantised = any(type(p).__name__ == "Params4bit" for p in model.parameters())
     return {"class": type(model).__name__, "parameters": count_parameters(model)[1],
@@ -61,8 +62,6 @@ def group_table(result: dict):
 def paper_base_beside(result: dict, model_name: str):
     """The paper's base rows (book/definitions.md E1, math) beside this run's base, General and Target (%)."""
     import pandas as pd
-
-    from .report import PAPER_E1
 
     qwen, llama = PAPER_E1["base"]["qwen_math"], PAPER_E1["base"]["llama_math"]
     protocol = "OpenCompass BBH/IFEval/NQ; MATH500/AMC23/AIME24"

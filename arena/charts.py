@@ -1,14 +1,13 @@
 """Altair charts that draw offline: rendered to inline SVG (no CDN script), so the built book needs no network."""
 
 from __future__ import annotations
+from .progress import quiet_libraries
 
 
 def offline() -> None:
     """Switch Altair to the SVG renderer (vl-convert, bundled JS engine) and quiet library logs; call once per
     notebook, before other arena imports do their work."""
     import altair as alt
-
-    from .progress import quiet_libraries
 
     quiet_libraries()
     alt.renderers.enable("svg")

@@ -17,8 +17,12 @@ from pathlib import Path
 import torch
 
 from .models import bf16_compute
+from .offline_nltk import use_shipped_nltk_data
+from .progress import console_to_buffer, quiet_libraries
 from .scores import CHAT_TASKS, PLAIN_TASKS, PREFERRED_METRIC, STOCK_GEN_TOKENS, stock_task_lists, summarise
+from .suite import build_suite, build_validation
 from .updates import is_quantized
+from .vllm_backend import score_with_vllm
 
 TASK_DIR = Path(__file__).parent / "tasks"
 
@@ -49,9 +53,6 @@ def run_tasks(lm, tokenizer, tasks: list[str], data_dir: Path, chat: bool, gen_k
     score, ...]}`` (IFEval items: mean over its instructions; its instruction-level lists are kept under
     ``<task>:inst``). ``gen_kwargs`` update the tasks' generation settings (lm-eval's ``gen_kwargs``)."""
     import lm_eval
-
-    from .offline_nltk import use_shipped_nltk_data
-    from .progress import console_to_buffer, quiet_libraries
 
     use_shipped_nltk_data()  # before IFEval's import, which downloads punkt_tab when NLTK cannot find it
     quiet_libraries()
@@ -84,8 +85,6 @@ def evaluate(model, tokenizer, profile, batch_size: int | None = None, split: st
     model.eval()
     try:
         if profile.eval_backend == "vllm":
-            from .vllm_backend import score_with_vllm
-
             return score_with_vllm(model, tokenizer, profile, lambda lm: _evaluate(lm, tokenizer, profile, split))
         return _evaluate(hf_language_model(_scoring_copy(model), tokenizer, batch_size), tokenizer, profile, split)
     finally:
@@ -105,8 +104,6 @@ def _scoring_copy(model):
 
 
 def _evaluate(lm, tokenizer, profile, split: str) -> dict:
-    from .suite import build_suite, build_validation
-
     if profile.uses_stock_tasks:
         if split != "test":
             raise ValueError("lm-eval's stock tasks have no validation split")

@@ -17,18 +17,20 @@ from pathlib import Path
 
 import torch
 
+from .assets import smollm2_dir
 from .errors import ArenaError
+from .methods import get_method
+from .methods.quantized import base_quantization
+from .models import smoke_folder
+from .runs import load_trained, sized_method, train_spec
+from .updates import custom_layers
 
 
 def base_path(spec) -> str:
     """What ``from_pretrained`` loads the profile's base from: the smoke or embedded folder, or the hub id."""
     if spec.source == "smoke":
-        from .models import smoke_folder
-
         return str(smoke_folder())
     if spec.source == "embedded":
-        from .assets import smollm2_dir
-
         return str(smollm2_dir())
     return spec.repo_id
 
@@ -41,8 +43,6 @@ def adapter_exportable(method) -> bool:
 def export_run(profile, method: str, out: Path, size: int | None = None, lr: float | None = None,
                step: int | None = None) -> dict:
     """Write the trained run (its final checkpoint, or ``step``) to ``out``; returns what was written."""
-    from .runs import load_trained, sized_method, train_spec
-    from .methods import get_method
 
     m = get_method(method)
     spec = train_spec(profile, sized_method(profile, method, size), lr)
@@ -65,9 +65,6 @@ def export_run(profile, method: str, out: Path, size: int | None = None, lr: flo
 
 def _merged(profile, spec, step):
     """The run on its full-precision base with every update folded into the weights (fp32)."""
-    from .runs import load_trained
-    from .methods.quantized import base_quantization
-    from .updates import custom_layers
 
     if base_quantization(profile, spec.method)[0]:
         raise ArenaError(f"{spec.method} trained on a 4-bit base cannot be merged into full-precision weights here; "

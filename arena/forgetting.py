@@ -13,6 +13,7 @@ Both are computed per document so the book can give paired standard errors.
 from __future__ import annotations
 
 import torch
+from .stats import mean_se
 
 
 def _encode(tokenizer, texts: list[str], max_length: int) -> list[torch.Tensor]:
@@ -44,7 +45,6 @@ def cross_entropy_and_kl(model, base, tokenizer, texts: list[str], max_length: i
 
 def summarise_proxies(per_doc: dict) -> dict:
     """CE drift and KL with standard errors over documents (paired: the same documents for base and finetuned)."""
-    from .stats import mean_se
 
     drift = [a - b for a, b in zip(per_doc["ce"], per_doc["ce_base"])]
     ce_drift, ce_drift_se = mean_se(drift)

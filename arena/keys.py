@@ -9,13 +9,14 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from . import store
+from .geometry import default_module_set
 from .methods.quantized import base_quantization
 from .methods.registry import fingerprint, get_method
-from .models import compute_precision, model_identity, resolve_quantization
+from .models import base_config, compute_precision, model_identity, resolve_quantization
 from .paper_data import FILES, REPO
 from .profiles import Profile
 from .scores import STOCK_GEN_TOKENS
-from .suite import SUITE_VERSION, suite_dir, validation_name
+from .suite import suite_dir, SUITE_VERSION, validation_name
 
 TRAIN_VERSION = 1  # the trainer: what a finished training run contains
 SPECTRA_VERSION = 1  # weight_analysis
@@ -93,8 +94,6 @@ def spectra_key(profile: Profile, spec, step: int) -> dict:
 
 def default_modules(profile: Profile) -> list[str]:
     """The activation analysis's module set on the profile's base (``geometry.default_module_set``)."""
-    from .geometry import default_module_set
-    from .models import base_config
 
     return list(default_module_set(base_config(profile.model).num_hidden_layers))
 

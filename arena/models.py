@@ -12,8 +12,9 @@ import hashlib
 import json
 from pathlib import Path
 
+from .assets import cache_dir, set_offline, smollm2_dir, SMOLLM2_IDENTITY
 from .errors import ArenaError
-from .profiles import SMOKE_MODEL, ModelSpec, Profile
+from .profiles import ModelSpec, Profile, SMOKE_MODEL
 
 # The smoke model: small enough that a training step takes milliseconds, large enough for every adapter's block size.
 SMOKE_CONFIG = dict(
@@ -98,8 +99,6 @@ def model_identity(spec: ModelSpec) -> str:
         digest = hashlib.sha256(json.dumps(SMOKE_CONFIG, sort_keys=True).encode()).hexdigest()[:12]
         return f"smoke-llama@{digest}-seed0"
     if spec.source == "embedded":
-        from .assets import SMOLLM2_IDENTITY
-
         return SMOLLM2_IDENTITY
     return f"{spec.repo_id}@{spec.revision or 'main'}"
 
@@ -165,8 +164,6 @@ def load_base(spec: ModelSpec, quantization: str | None = None, dtype: str = "au
             model, tokenizer = smoke_model(), smoke_tokenizer()
             model.to(dtype=torch.float32)
     elif spec.source == "embedded":
-        from .assets import set_offline, smollm2_dir
-
         set_offline()
         model, tokenizer = _from_pretrained(str(smollm2_dir()), None, quantization, torch_dtype)
     elif spec.source == "hub":
@@ -182,7 +179,6 @@ def load_base(spec: ModelSpec, quantization: str | None = None, dtype: str = "au
 
 def smoke_folder() -> Path:
     """The smoke model and tokenizer saved once under the cache (``from_pretrained`` needs a folder to quantise)."""
-    from .assets import cache_dir
 
     folder = cache_dir() / "smoke-base" / model_identity(SMOKE_MODEL).replace("@", "-")
     if not (folder / "DONE").exists():
@@ -329,7 +325,6 @@ def random_base(name: str, quantization: str | None = None, layers: int | None =
             with torch.device("cuda" if cuda else "cpu"):
                 model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16 if cuda else torch.float32)
         return model.eval()
-    from .assets import cache_dir
 
     slug = name.replace("/", "--")
     folder = cache_dir() / "random-bases" / f"{slug}-layers{config.num_hidden_layers}-seed{seed}"
@@ -361,8 +356,6 @@ def base_config(spec: ModelSpec):
     if spec.source == "smoke":
         return _smoke_config()
     if spec.source == "embedded":
-        from .assets import smollm2_dir
-
         return AutoConfig.from_pretrained(str(smollm2_dir()))
     if spec.repo_id in PUBLIC_CONFIGS:
         return architecture_config(spec.repo_id)

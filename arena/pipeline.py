@@ -5,16 +5,17 @@ from __future__ import annotations
 import time
 
 from . import store
+from .assets import set_offline, smollm2_dir
+from .evaluate import evaluate
 from .keys import base_eval_key, scoring_quantization
 from .models import load_base
 from .profiles import Profile
 from .provenance import peak_memory_mb, provenance
+from .suite import build_suite
 
 
 def ensure_assets(profile: Profile) -> None:
     """Fetch and verify what the profile needs (one-line ArenaError on failure; rebuilds corrupt caches)."""
-    from .assets import set_offline, smollm2_dir
-    from .suite import build_suite
 
     for spec in profile.models:
         if spec.source == "embedded":
@@ -29,7 +30,6 @@ def evaluate_base(profile: Profile, force: bool = False, split: str = "test", me
     rewinding path); cached: every chapter shares one base evaluation per split and starting base. With ``method``,
     the base that method started from and is compared against (``scoring_quantization``): a method that falls back
     to full precision under an nf4 profile is compared with the full-precision base, never with the nf4 one."""
-    from .evaluate import evaluate
 
     spec = profile.model
     quantization = scoring_quantization(profile, method)

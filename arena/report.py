@@ -5,8 +5,11 @@ Pure functions of stored run records (``benchmark.run_method``) and the base eva
 
 from __future__ import annotations
 
-from .scores import GENERAL, TARGET, paired_difference
+from .methods import get_method
+from .methods.quantized import four_bit_support
+from .scores import GENERAL, paired_difference, STOCK_GENERAL, TARGET
 from .stats import non_dominated
+from .store import results_root
 
 Z = 2.0  # "above noise": the estimate is more than two standard errors from zero
 
@@ -250,9 +253,6 @@ def methods_table(names) -> "pd.DataFrame":
     trains on a 4-bit base (``methods.quantized``), description)."""
     import pandas as pd
 
-    from .methods import get_method
-    from .methods.quantized import four_bit_support
-
     rows = []
     for name in names:
         m = get_method(name)
@@ -462,8 +462,6 @@ def number_sources(profile, records: list[dict]) -> "pd.DataFrame":
     the paper's setup (book/definitions.md A4, A6)."""
     import pandas as pd
 
-    from .scores import STOCK_GENERAL
-
     bench = stored_throughput()
 
     def devices(part: str) -> str:
@@ -513,8 +511,6 @@ def stored_throughput() -> "pd.DataFrame | None":
     import json
 
     import pandas as pd
-
-    from .store import results_root
 
     rows = []
     for path in sorted((results_root() / "benchmarks").glob("train_throughput-*.json")):

@@ -23,8 +23,21 @@ from typing import Callable
 
 import torch
 
+from . import store
 from .errors import ArenaError
-from .updates import is_quantized
+from .evaluate import evaluate
+from .keys import point_key
+from .methods import get_method
+from .oft_path import (
+    dense_factor, iter_oft_layers, layer_strength, layerwise_scales, oft_rotation, orthogonality_error,
+    scaled_generators,
+)
+from .pipeline import evaluate_base
+from .profiles import get_profile
+from .runs import evaluate_step, load_trained, sized_method, train_method, train_spec
+from .scores import paired_difference
+from .updates import adapted_layers, custom_layers, is_quantized, module_update, start_weight
+from .weight_analysis import pretrained_source
 
 SCHEDULES = ("sqrt", "linear")
 LAYER_RULES = ("uniform", "safe", "min")
@@ -57,8 +70,6 @@ class DenseInterpolation:
 
     def __init__(self, model, read_w0: Callable[[str], torch.Tensor], adapter: str = "default",
                  residual: bool | None = None):
-        from .updates import adapted_layers, custom_layers, module_update
-
         self.model, self.adapter = model, adapter
         self.layers = list(adapted_layers(model, adapter)) if hasattr(model, "peft_config") else []
         self.custom = [] if self.layers else custom_layers(model)
@@ -73,7 +84,6 @@ class DenseInterpolation:
         self.scale_only = self.scale_only and not residual
         if self.scale_only:
             return
-        from .updates import start_weight
 
         with torch.no_grad():
             for name, layer in self.layers:
@@ -144,7 +154,6 @@ def merged_view(model, adapter: str = "default"):
     """Run a peft model with its adapter merged into the base weights (in place), as the benchmark scores every
     unquantised checkpoint (``load_trained(merge=True)``), so a rewound point and the final checkpoint are computed
     the same way; the base weights come back exactly on exit. A no-op on a quantised base or a non-peft model."""
-    from .updates import adapted_layers
 
     layers = [m for _, m in adapted_layers(model, adapter)] if hasattr(model, "peft_config") else []
     if not layers or any(is_quantized(m.get_base_layer().weight) for m in layers):
@@ -164,7 +173,6 @@ def merged_view(model, adapter: str = "default"):
 @contextlib.contextmanager
 def lora_scaled(model, alpha: float, adapter: str = "default"):
     """Plain LoRA at W0 + alpha s B A: multiply each layer's scaling by alpha (peft ``scaling``), restore on exit."""
-    from .updates import adapted_layers
 
     layers = [m for _, m in adapted_layers(model, adapter)]
     saved = [m.scaling[adapter] for m in layers]
@@ -180,7 +188,6 @@ def lora_scaled(model, alpha: float, adapter: str = "default"):
 def dense_factor_error(R_blocks: torch.Tensor, alpha: float, reduce: str = "total") -> float:
     """||F^T F - I||_F of the dense OFT factor F = (1-alpha) I + alpha R^T, per block [n, b, b] reduced as in
     ``oft_path.orthogonality_error`` (D3: off the orthogonal group for 0 < alpha < 1, worst at 0.5)."""
-    from .oft_path import dense_factor, orthogonality_error
 
     return orthogonality_error(torch.stack([dense_factor(R, alpha) for R in R_blocks.unbind(0)]), reduce)
 
@@ -196,8 +203,6 @@ def generator_scale(alpha: float, schedule: str = "sqrt") -> float:
 
 
 def _require_oft(model, adapter: str) -> list:
-    from .oft_path import iter_oft_layers
-
     layers = list(iter_oft_layers(model, adapter))
     if not layers:
         raise ArenaError("the generator path needs an OFT model (peft OFT layers); use the dense path for other methods")
@@ -207,7 +212,6 @@ def _require_oft(model, adapter: str) -> list:
 @contextlib.contextmanager
 def generator_path(model, alpha: float, schedule: str = "sqrt", adapter: str = "default"):
     """The OFT model at R(alpha) = Cayley(s(alpha) Q) in every layer (D3), by scaling generators in place."""
-    from .oft_path import scaled_generators
 
     _require_oft(model, adapter)
     with scaled_generators(model, generator_scale(alpha, schedule), adapter):
@@ -217,7 +221,6 @@ def generator_path(model, alpha: float, schedule: str = "sqrt", adapter: str = "
 def layer_scales(model, rule: str, value: float | None = None, adapter: str = "default") -> dict[int, float]:
     """Per-layer generator scales c_l for ``rule`` in uniform / safe / min (D4; strength rho_l defined in
     ``oft_path.layer_strength``)."""
-    from .oft_path import layer_strength, layerwise_scales
 
     if rule not in LAYER_RULES:
         raise ArenaError(f"unknown layer-wise rule {rule!r}; choose one of {LAYER_RULES}")
@@ -228,7 +231,6 @@ def layer_scales(model, rule: str, value: float | None = None, adapter: str = "d
 @contextlib.contextmanager
 def layerwise(model, rule: str, value: float | None = None, adapter: str = "default"):
     """The OFT model with layer l's generators scaled by c_l (D4)."""
-    from .oft_path import scaled_generators
 
     with scaled_generators(model, layer_scales(model, rule, value, adapter), adapter):
         yield model
@@ -238,7 +240,6 @@ def rotation_errors(model, alphas, schedule: str = "sqrt", adapter: str = "defau
     """Per alpha: the worst ||R^T R - I||_F over OFT layers on the generator path, and the same for the dense path's
     factor (1-alpha) I + alpha R^T. The generator path's error is the routine's own (Cayley-Neumann truncation), at most
     that of the trained rotation; the dense path's is not."""
-    from .oft_path import oft_rotation, orthogonality_error
 
     layers = [layer for _, layer, _ in _require_oft(model, adapter)]
     trained = [oft_rotation(layer, 1.0, adapter, blocks=True).float() for layer in layers]
@@ -285,7 +286,6 @@ def variants(profile, spec) -> list[dict]:
 
 def is_oft(method: str, size: int | None = None) -> bool:
     """Whether a registered method is built as peft OFT layers (so the generator path applies)."""
-    from .methods import get_method
 
     m = get_method(method)
     return m.config is not None and type(m.config(size or m.default_size, ["q_proj"], 1)).__name__ == "OFTConfig"
@@ -320,16 +320,11 @@ class _Loaded:
     @property
     def model(self):
         if self._model is None:
-            from .runs import load_trained
-
             self._model, self.tokenizer = load_trained(self.profile, self.spec, merge=False, scoring=True)
         return self._model
 
     def dense(self) -> DenseInterpolation:
         if self._dense is None:
-            from .methods import get_method
-            from .weight_analysis import pretrained_source
-
             self._dense = DenseInterpolation(self.model, pretrained_source(self.profile),
                                              residual=get_method(self.spec.method).residual or None)
         return self._dense
@@ -338,8 +333,6 @@ class _Loaded:
     def at(self, point: dict):
         path = point["path"]
         if path == "train":
-            from .runs import load_trained
-
             model, self.tokenizer = load_trained(self.profile, self.spec, point["step"], scoring=True)  # merged
             yield model
             return
@@ -368,13 +361,7 @@ def evaluate_point(profile, spec, point: dict, split: str = "validation", loaded
     own stored evaluation."""
     import time
 
-    from . import store
-    from .evaluate import evaluate
-    from .keys import point_key
-
     if point["path"] == "final" and split == "test":
-        from .runs import evaluate_step
-
         return evaluate_step(profile, spec)
     loaded = loaded or _Loaded(profile, spec)
 
@@ -396,7 +383,6 @@ def _row(point: dict, scored: dict, steps: int, split: str) -> dict:
 def rewind_method(profile, spec, force: bool = False, log=None) -> dict:
     """One method's rewinding study (cached point by point): every variant and the final on the validation split, the
     point :func:`select_point` picks, and that point's test scores with paired gains over the final checkpoint."""
-    from .scores import paired_difference
 
     loaded = _Loaded(profile, spec)
     final_val = evaluate_point(profile, spec, {"path": "final"}, "validation", loaded, force)
@@ -419,8 +405,6 @@ def rewind_method(profile, spec, force: bool = False, log=None) -> dict:
                                                                                    ["items"], final_val["items"]))
                                   for p in rows}}
     if "generator" in {p["path"] for p in rows}:
-        from .oft_path import layer_strength
-
         model = loaded.model
         record["rotation_errors"] = rotation_errors(model, sorted({0.3, 0.5, 0.6, 1.0, *profile.rewind_alphas}))
         scales = {rule: layer_scales(model, rule, 0.4 if rule == "uniform" else None) for rule in LAYER_RULES}
@@ -439,9 +423,6 @@ def run_rewinding(profile, methods=None, force: bool = False, log=print) -> dict
     Trained runs come from the benchmark's store (trained here if missing, unless the store is read-only). Returns
     ``{"base": the profile base's validation scores, "bases": {method: the validation scores of the base it started
     from}, "methods": {method: record}}``."""
-    from .pipeline import evaluate_base
-    from .profiles import get_profile
-    from .runs import evaluate_step, sized_method, train_method, train_spec
 
     profile = get_profile(profile) if isinstance(profile, str) else profile
     methods = methods or [m for m in profile.rewind_methods if m in profile.methods]

@@ -10,14 +10,21 @@ import time
 from pathlib import Path
 
 from . import store
-from .budget import Sized, at_size, match
+from .budget import at_size, match, Sized
+from .distributed import is_main, main_first
 from .errors import ArenaError
+from .evaluate import evaluate
+from .forgetting import cross_entropy_and_kl, summarise_proxies
 from .keys import scoring_quantization, step_eval_key, train_key
-from .methods.quantized import base_quantization
 from .methods import build, get_method, linear_targets
+from .methods.init import lora_layers, subtract_adapter
+from .methods.quantized import base_quantization
 from .models import base_config, count_parameters, device, load_base
+from .paper_data import load_training_rows
 from .profiles import Profile
-from .train import StoppedEarly, TrainSpec, checkpoint_dir, encode_dataset, load_weights, micro_batch, train
+from .provenance import peak_memory_mb, provenance
+from .suite import build_suite, read_jsonl
+from .train import checkpoint_dir, encode_dataset, load_weights, micro_batch, StoppedEarly, train, TrainSpec
 
 def sized_method(profile: Profile, method: str, size: int | None = None) -> Sized:
     """The method at the profile's budget, or at an explicit ``size``."""
@@ -41,10 +48,7 @@ def train_spec(profile: Profile, sized: Sized, lr: float | None = None) -> Train
 def _training_rows(profile: Profile) -> list[dict]:
     """The profile's SFT rows: the paper's data (hub or a local file) for the paper profile, else the suite's."""
     if profile.uses_stock_tasks:
-        from .paper_data import load_training_rows
-
         return load_training_rows(profile.domain, profile.extra.get("train_file"), profile.n_train)
-    from .suite import build_suite, read_jsonl
 
     return read_jsonl(build_suite(profile) / "wordproblems_train.jsonl")
 
@@ -117,7 +121,6 @@ def train_method(profile: Profile, spec: TrainSpec, force: bool = False, stop_af
         record = train(model, examples, spec, folder, meta, pad_id, on_step=method.on_step, stop_after=stop_after)
         if stop_after is not None and stop_after < spec.steps:
             raise StoppedEarly(f"stopped after {stop_after} of {spec.steps} steps")  # leaves the run unfinished
-        from .provenance import provenance
 
         trainable = count_parameters(model)[0]
         return {**record, "key": key, "label": meta["label"], "trained_parameters": trainable,
@@ -127,8 +130,6 @@ def train_method(profile: Profile, spec: TrainSpec, force: bool = False, stop_af
 
     if force:
         import shutil
-
-        from .distributed import is_main, main_first
 
         with main_first():  # under a launch only process 0 deletes, before any process starts the run again
             if is_main():
@@ -172,8 +173,6 @@ def load_trained(profile: Profile, spec: TrainSpec, step: int | None = None, mer
         config.init_lora_weights = True  # the saved tensors replace any special init
     model = get_peft_model(model, config)
     if method.residual:
-        from .methods.init import lora_layers, subtract_adapter
-
         load_weights(model, checkpoint_dir(folder, 0), key["base"])
         for _, layer in lora_layers(model):
             subtract_adapter(layer)  # the same residual the initialisation made
@@ -185,10 +184,6 @@ def load_trained(profile: Profile, spec: TrainSpec, step: int | None = None, mer
 
 def evaluate_step(profile: Profile, spec: TrainSpec, step: int | None = None, force: bool = False) -> dict:
     """General/Target scores and the forgetting proxies of one checkpoint (cached)."""
-    from .evaluate import evaluate
-    from .forgetting import cross_entropy_and_kl, summarise_proxies
-    from .provenance import peak_memory_mb, provenance
-    from .suite import build_suite, read_jsonl
 
     step = spec.steps if step is None else step
 

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Callable
 
 from .assets import cache_dir
+from .distributed import is_main
+from .errors import ArenaError
 
 
 def results_root() -> Path:
@@ -70,13 +72,10 @@ def cached(kind: str, key: dict, compute: Callable[[Path], dict], force: bool = 
     if not force and (found := find(kind, key)) is not None:
         return found
     if _READING is not None:
-        from .errors import ArenaError
-
         what = key.get("method") or key.get("variant") or key_hash(key)
         raise ArenaError(f"no stored {kind} result ({what}) in {results_root()}; compute it with: {_READING}")
     folder = run_dir(kind, key)
     metrics = compute(folder)
-    from .distributed import is_main
 
     if is_main():  # under `accelerate launch` every process computes the run; process 0 writes it
         save_metrics(folder, metrics)

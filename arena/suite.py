@@ -22,6 +22,7 @@ from pathlib import Path
 
 from .assets import bigbench_tasks, cache_dir, load_bigbench
 from .errors import ArenaError
+from .offline_nltk import ifeval_module
 from .profiles import Profile
 from .wordproblems import make_problems
 
@@ -210,7 +211,6 @@ def _greedy_item(example: dict, prefix: str) -> dict:
 
 def ifeval_items(n: int, rng: random.Random) -> list[dict]:
     """IFEval-format prompts (key, prompt, instruction_id_list, kwargs); texts from lm-eval's checkers."""
-    from .offline_nltk import ifeval_module
 
     instructions_registry = ifeval_module("instructions_registry")
 

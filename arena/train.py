@@ -21,10 +21,12 @@ from pathlib import Path
 
 import torch
 
+from .distributed import context
 from .errors import ArenaError
 from .models import bf16_compute
 from .profiles import OPTIMIZERS
 from .progress import progress
+from .provenance import peak_memory_mb
 
 IGNORE = -100  # labels ignored by the loss (prompt tokens and padding)
 
@@ -304,8 +306,6 @@ def train(model, examples: list[dict], spec: TrainSpec, folder: Path, meta: dict
           on_step=None, stop_after: int | None = None) -> dict:
     """Run (or resume) SFT of an already-wrapped ``model``. ``stop_after`` stops early after that many steps (tests
     use it to simulate a kill). Returns per-step losses, trained tokens, wall time and peak memory."""
-    from .distributed import context
-    from .provenance import peak_memory_mb
 
     folder = Path(folder)
     parallel = context()  # one process, or data-parallel under `accelerate launch` (arena/distributed.py)

@@ -19,6 +19,8 @@ from __future__ import annotations
 import copy
 
 import torch
+from .errors import ArenaError
+from .oft_path import apply_blocks_to_weight, oft_rotation
 
 
 def _f32(t: torch.Tensor) -> torch.Tensor:
@@ -57,8 +59,6 @@ def _dequantized(linear) -> torch.Tensor:
     from peft.utils.integrations import dequantize_module_weight
 
     if getattr(getattr(linear.weight, "quant_state", None), "packing_format_for_cpu", False):
-        from .errors import ArenaError
-
         raise ArenaError("this 4-bit weight was repacked by bitsandbytes' CPU inference path and cannot be "
                          "dequantised exactly; load the model with arena.models.load_base (it keeps the layout)")
 
@@ -87,8 +87,6 @@ def effective_update(layer, W0: torch.Tensor, adapter: str = "default") -> torch
             return _f32(magnitude[adapter].weight).reshape(-1, 1) * direction / norm - W0
         return (base - W0) + delta
     if hasattr(layer, "oft_R") and adapter in layer.oft_R:
-        from .oft_path import apply_blocks_to_weight, oft_rotation
-
         R = oft_rotation(layer, 1.0, adapter=adapter, blocks=True)
         return apply_blocks_to_weight(base, _f32(R)) - W0
     if hasattr(layer, "ia3_l") and adapter in layer.ia3_l:

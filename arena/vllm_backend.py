@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 
 from .errors import ArenaError
+from .updates import custom_layers
 
 MAX_MODEL_LEN = 16384  # vLLM reserves KV cache for this many tokens; the kit's prompts + answers are far shorter
 
@@ -37,7 +38,6 @@ def export_merged(model, tokenizer, folder: Path) -> Path:
     if getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False):
         raise ArenaError("vLLM scores a merge into the full-precision base, not a quantised one; load the model "
                          "unquantised (the kit does this itself when eval_backend='vllm')")
-    from .updates import custom_layers
 
     if custom_layers(model):
         raise ArenaError("a plain-torch method's layers cannot be exported for vLLM; score it with eval_backend='hf'")

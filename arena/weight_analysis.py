@@ -18,9 +18,16 @@ from typing import Callable
 import torch
 
 from . import store
-from .assets import cache_dir
-from .models import model_identity
+from .assets import cache_dir, smollm2_dir
+from .keys import spectra_key, train_key
+from .methods import get_method, linear_targets
+from .models import model_identity, smoke_model
 from .profiles import Profile
+from .progress import progress
+from .provenance import peak_memory_mb
+from .runs import load_trained
+from .spectra import cached_base_svd, intruder_dimensions, singular_vector_alignment, update_profile
+from .updates import adapted_layers, custom_layers, module_update, start_weight
 
 _LAYER = re.compile(r"layers\.(\d+)\.")
 
@@ -29,13 +36,9 @@ def pretrained_source(profile: Profile) -> Callable[[str], torch.Tensor]:
     """``name -> W0`` (fp32, CPU) for the profile's base, read one tensor at a time where the base is a file."""
     spec = profile.model
     if spec.source == "smoke":
-        from .models import smoke_model
-
         state = {k: v.detach() for k, v in smoke_model().state_dict().items()}
         return lambda name: state[name].float()
     if spec.source == "embedded":
-        from .assets import smollm2_dir
-
         files = [smollm2_dir() / "model.safetensors"]
     else:
         from huggingface_hub import snapshot_download
@@ -72,11 +75,8 @@ def updates_of(model, method_is_full: bool, targets: list[str]):
     """(name, updated module) for each analysed matrix: peft layers; a plain-torch method's layers that expose
     ``delta_weight()``; or every targeted linear for full FT."""
     if not method_is_full:
-        from .updates import adapted_layers
-
         yield from adapted_layers(model)
         return
-    from .updates import custom_layers
 
     custom = custom_layers(model)
     if custom:
@@ -90,9 +90,6 @@ def updates_of(model, method_is_full: bool, targets: list[str]):
 def analyse_model(model, read_w0, base_id: str, full: bool, targets: list[str], figure: str | None,
                   progress_desc: str = "spectra") -> dict:
     """Per-matrix spectral summaries of ``model`` against the pretrained weights (see module docstring)."""
-    from .progress import progress
-    from .spectra import cached_base_svd, intruder_dimensions, singular_vector_alignment, update_profile
-    from .updates import module_update, start_weight
 
     svd_dir = cache_dir() / "svd" / re.sub(r"[^A-Za-z0-9_.-]", "_", base_id)
     device = "cuda" if torch.cuda.is_available() else "cpu"  # SVDs on the GPU when there is one
@@ -130,10 +127,6 @@ def analyse_model(model, read_w0, base_id: str, full: bool, targets: list[str], 
 
 def analyse_checkpoint(profile: Profile, spec, step: int | None = None, force: bool = False) -> dict:
     """The whole-model analysis of one trained checkpoint (cached in the results store)."""
-    from .keys import spectra_key, train_key
-    from .runs import load_trained
-    from .methods import get_method, linear_targets
-    from .provenance import peak_memory_mb
 
     step = spec.steps if step is None else step
     tkey = train_key(profile, spec)

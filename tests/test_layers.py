@@ -1,5 +1,5 @@
 """Imports flow one way (arena.LAYERS, drawn in the package docstring): no module imports from a layer above its own,
-and no two modules import each other, directly or round a circle. Function-level imports count too."""
+and no two modules import each other, directly or round a circle; kit imports sit at the top of each file."""
 
 import ast
 from pathlib import Path
@@ -81,3 +81,15 @@ def test_the_check_catches_a_planted_circle_and_an_upward_import():
     layers = {0: ("stats", "spectra"), 7: ("report",)}
     assert upward_imports(graph, layers) == ["stats (layer 0) imports report (layer 7)"]
     assert circles(graph) == [["report", "stats", "report"]]
+
+
+def test_kit_imports_sit_at_the_top_of_each_file():
+    """The graph is readable from each file's head: no kit import hides inside a function (third-party ones may)."""
+    hidden = []
+    for name, path in _module_files().items():
+        for fn in ast.walk(ast.parse(path.read_text())):
+            if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                hidden += [f"{path.relative_to(ROOT)}:{node.lineno} in {fn.name}" for node in ast.walk(fn)
+                           if isinstance(node, ast.ImportFrom)
+                           and (node.level or (node.module or "").startswith("arena"))]
+    assert hidden == []

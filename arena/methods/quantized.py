@@ -16,6 +16,7 @@ scored and analysed against that base, never against the nf4 one; with ``"error"
 from __future__ import annotations
 
 from ..errors import ArenaError
+from ..models import resolve_quantization
 from .registry import get_method
 
 NATIVE, BACKEND = "peft 4-bit layer", "peft's 4-bit backend (base dequantised where the update needs it)"
@@ -49,7 +50,6 @@ def base_quantization(profile, method: str) -> tuple[str | None, str | None]:
     """``(quantization, note)``: the base ``method`` trains and is scored on under ``profile``, and a note when
     that is not the profile's 4-bit base. Raises an ArenaError instead when ``profile.four_bit_fallback`` is
     ``"error"``."""
-    from ..models import resolve_quantization
 
     quantization = resolve_quantization(profile)
     if not quantization or four_bit_support(method):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 import string
 from pathlib import Path
+from arena.offline_nltk import ifeval_module
+from arena.wordproblems import is_correct
 
 
 def load_items(data_dir: str | None = None, file: str | None = None, **_):
@@ -34,22 +36,18 @@ def qa_results(doc, results):
 
 def math_results(doc, results):
     """Final-number match by math-verify (``#### N`` if present, else the last number)."""
-    from arena.wordproblems import is_correct
 
     return {"exact_match": float(is_correct(results[0], doc["target"]))}
 
 
 def ifeval_results(doc, results):
     """lm-eval's IFEval scorer; its sentence counter needs NLTK punkt, which we replace by an untrained tokenizer."""
-    from arena.offline_nltk import ifeval_module
 
     _offline_punkt(ifeval_module("instructions_util"))
     return ifeval_module("utils").process_results(doc, results)
 
 
 def agg_inst_level_acc(items):
-    from arena.offline_nltk import ifeval_module
-
     return ifeval_module("utils").agg_inst_level_acc(items)
 
 

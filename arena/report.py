@@ -37,8 +37,6 @@ PAPER_B6_FLUCTUATION = {"full": (3.5e-4, 3.3e-4), "oft": (1.1e-4, 1.1e-3), "lora
 # book/definitions.md C5: (Pearson, Spearman) of each general-data metric with Forgetting across SFT checkpoints.
 PAPER_C5_CORRELATION = {"proc_residual": (0.711, 0.568), "gram_cosine_dist": (0.485, 0.361), "cka": (-0.761, -0.711),
                         "csd_rel": (0.347, 0.317), "csd_update_norm": (0.481, 0.603)}
-PAPER_SIZES = {"lora": "r8", "dora": "r8", "pissa": "r8", "milora": "r8", "oft": "b32", "vera": "r256", "miss": "r8",
-               "adalora": "r8", "keeplora": "r8"}
 
 
 def budget_table(sized: list) -> "pd.DataFrame":
@@ -204,7 +202,7 @@ def paper_beside_ours(records: list[dict], base: dict) -> "pd.DataFrame":
         paper = PAPER_E1.get(method)
         row = {"method": method, "this run": labels[method], "Target (this run)": t, "General (this run)": g}
         if paper:
-            size = PAPER_SIZES.get(method, "")
+            size = get_method(method).paper_size or ""
             row |= {"paper config": f"{method} {size}".strip(),
                     "Target (paper, Qwen math)": paper["qwen_math"][0],
                     "General (paper, Qwen math)": paper["qwen_math"][1],

@@ -277,18 +277,16 @@ def variants(profile, spec) -> list[dict]:
     the same alphas (D3) and the layer-wise rules (D4: uniform 0.4, SafeScale, MinScale)."""
     points = [{"path": "train", "step": s} for s in spec.save_steps() if 0 < s < spec.steps]
     points += [{"path": "dense", "alpha": a} for a in profile.rewind_alphas]
-    if is_oft(spec.method, spec.size):
+    if is_oft(spec.method):
         points += [{"path": "generator", "schedule": "sqrt", "alpha": a} for a in profile.rewind_alphas]
         points += [{"path": "layerwise", "rule": "uniform", "value": 0.4}, {"path": "layerwise", "rule": "safe"},
                    {"path": "layerwise", "rule": "min"}]
     return points
 
 
-def is_oft(method: str, size: int | None = None) -> bool:
-    """Whether a registered method is built as peft OFT layers (so the generator path applies)."""
-
-    m = get_method(method)
-    return m.config is not None and type(m.config(size or m.default_size, ["q_proj"], 1)).__name__ == "OFTConfig"
+def is_oft(method: str) -> bool:
+    """Whether a registered method is built as peft OFT layers, so the generator path applies (its registry row)."""
+    return get_method(method).rotation
 
 
 def point_label(point: dict) -> str:

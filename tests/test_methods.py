@@ -124,3 +124,14 @@ def test_registering_a_method_is_one_call():
             register(get_method("qv-lora"))
     finally:
         unregister("qv-lora")
+
+
+def test_registry_rows_agree_with_what_the_methods_build():
+    """A method's facts sit on its registry row; they must match what its config builds: ``rotation`` exactly for the
+    peft OFT layers (rewinding's generator path), ``paper_size`` the default size (the paper's configuration)."""
+    for name in method_names():
+        m = get_method(name)
+        built = m.config(m.default_size, ["q_proj"], 1) if m.config else None
+        assert m.rotation == (type(built).__name__ == "OFTConfig"), name
+        if m.paper_size:
+            assert m.paper_size == m.label(m.default_size).removeprefix(f"{m.name}-"), name

@@ -33,7 +33,7 @@ def test_a_registered_method_can_declare_its_4bit_path():
     from arena.methods import Method, register, unregister
     from arena.methods.quantized import base_quantization, four_bit_support
 
-    register(Method("fourbit_probe", "test", "additive", lr=1e-3, extra={"four_bit": "its own 4-bit layer"}))
+    register(Method("fourbit_probe", "test", "additive", lr=1e-3, four_bit="its own 4-bit layer"))
     register(Method("plain_probe", "test", "additive", lr=1e-3))
     try:
         nf4 = get_profile("smoke", quantization="nf4")

@@ -4,14 +4,15 @@ with a recorded note, or stops with the fix; never silently something else (test
 import pytest
 
 from arena.errors import ArenaError
-from arena.methods import method_names
-from arena.methods.quantized import FOUR_BIT, WHY_NOT, base_quantization, compatibility_table
+from arena.methods import get_method, method_names
+from arena.methods.quantized import base_quantization, compatibility_table
 from arena.profiles import get_profile
 
 
 def test_every_builtin_method_has_a_row():
     for name in method_names():
-        assert name in FOUR_BIT or name in WHY_NOT, name
+        m = get_method(name)
+        assert bool(m.four_bit) != bool(m.no_four_bit), name  # exactly one: how, or why not
 
 
 def test_on_a_4bit_profile_unsupported_methods_fall_back_with_a_note():

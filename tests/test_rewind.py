@@ -210,6 +210,7 @@ def test_smoke_rewinding_selects_on_validation_before_any_test_score(monkeypatch
     selection, then at most one test score (the chosen point's; the final's comes from the benchmark)."""
     import arena.evaluate
     import arena.rewind as rewind
+    import arena.runs
     from arena.benchmark import run_method
 
     monkeypatch.setenv("PEFT_ARENA_RESULTS", str(tmp_path / "results"))
@@ -226,7 +227,8 @@ def test_smoke_rewinding_selects_on_validation_before_any_test_score(monkeypatch
         events.append("select")
         return real_select(candidates, final, delta)
 
-    monkeypatch.setattr(arena.evaluate, "evaluate", spy_evaluate)
+    for module in (arena.evaluate, arena.runs, rewind):  # every name the study scores through
+        monkeypatch.setattr(module, "evaluate", spy_evaluate)
     monkeypatch.setattr(rewind, "select_point", spy_select)
     out = rewind.run_rewinding("smoke", ["lora", "oft"], log=lambda *_: None)
     assert set(out["methods"]) == {"lora", "oft"}

@@ -1,6 +1,7 @@
 """Which methods train on a 4-bit (bitsandbytes NF4) base, and what the others do.
 
-Read from what peft 0.21.2 dispatches, and proved by ``tests/test_nf4.py``, which trains every registered method
+Each method's registry row says whether it does (``Method.four_bit``) or why not (``Method.no_four_bit``), read from
+what peft 0.21.2 dispatches, and proved by ``tests/test_nf4.py``, which trains every registered method
 two steps on an nf4 base (bitsandbytes' CPU kernels):
 
 - LoRA (and its DoRA variant), AdaLoRA and IA3 have their own bitsandbytes ``Linear4bit`` layers;
@@ -19,21 +20,16 @@ from ..errors import ArenaError
 from ..models import resolve_quantization
 from .registry import get_method
 
-NATIVE, BACKEND = "peft 4-bit layer", "peft's 4-bit backend (base dequantised where the update needs it)"
-INPUT_SIDE = "input-side (4-bit layer called unchanged)"
-FOUR_BIT = {"lora": NATIVE, "dora": NATIVE, "adalora": NATIVE, "ia3": NATIVE, "oft": INPUT_SIDE, "vera": BACKEND,
-            "miss": BACKEND, "boft": BACKEND}
-WHY_NOT = {"full": "full finetuning trains the weights themselves",
-           "pissa": "its residual initialisation rewrites the base weights",
-           "milora": "its residual initialisation rewrites the base weights",
-           "keeplora": "its residual initialisation rewrites the base weights"}
-
 
 def four_bit_support(method: str) -> str | None:
-    """How ``method`` runs on a 4-bit base, or None when it cannot. A registered method may declare its own with
-    ``Method(extra={"four_bit": "..."})``."""
+    """How ``method`` runs on a 4-bit base (its registry row's ``four_bit``), or None when it cannot."""
     m = get_method(method)
-    return m.extra.get("four_bit") or FOUR_BIT.get(m.name)
+    return m.four_bit
+
+
+def why_not_four_bit(method: str) -> str:
+    m = get_method(method)
+    return m.no_four_bit or "it declares no 4-bit path (Method(four_bit=...))"
 
 
 def compatibility_table(methods) -> list[dict]:
@@ -42,7 +38,7 @@ def compatibility_table(methods) -> list[dict]:
     for name in methods:
         support = four_bit_support(name)
         rows.append({"method": name, "4-bit base": "yes" if support else "no: full-precision base",
-                     "how": support or WHY_NOT.get(name, "no 4-bit path declared (Method.extra['four_bit'])")})
+                     "how": support or why_not_four_bit(name)})
     return rows
 
 
@@ -54,7 +50,7 @@ def base_quantization(profile, method: str) -> tuple[str | None, str | None]:
     quantization = resolve_quantization(profile)
     if not quantization or four_bit_support(method):
         return quantization, None
-    why = WHY_NOT.get(method, "it declares no 4-bit path")
+    why = why_not_four_bit(method)
     if profile.four_bit_fallback == "error":
         raise ArenaError(f"{method} cannot train on a {quantization} base ({why}); run it with quantization='none' "
                          "or four_bit_fallback='bf16'")

@@ -27,6 +27,11 @@ class Method:
       every weight, then ``wrap`` adds the method's own trainable modules in place; checkpoints hold exactly the
       trainable tensors. A wrapped layer should expose ``delta_weight()`` (its fp32 dW) so the weight-space and
       activation analyses can read its update (chapter 06 has a worked example).
+    - ``four_bit``: how it trains on a 4-bit (nf4) base, or None when it cannot, with ``no_four_bit`` saying why
+      (``methods.quantized`` then trains it on the full-precision base);
+    - ``paper_size``: the configuration the paper reports (``"r8"``), shown beside the paper's numbers;
+    - ``rotation``: built as peft OFT layers (an orthogonal R = Cayley(Q)), so rewinding can walk its generator path
+      (book/definitions.md D3).
     """
 
     name: str
@@ -43,6 +48,10 @@ class Method:
     needs_init_batch: bool = False
     size_divides_inputs: bool = False  # block sizes must divide every adapted layer's input width (OFT, BOFT)
     wrap: Callable | None = None
+    four_bit: str | None = None
+    no_four_bit: str | None = None
+    paper_size: str | None = None
+    rotation: bool = False
     builtin: bool = False
     extra: dict = field(default_factory=dict)
 

@@ -18,6 +18,8 @@ import math
 import numpy as np
 import torch
 
+from .tensors import f32
+
 EPS = 1e-12  # the spec's epsilon (C2, C3)
 PEFT_PREFIX = "base_model.model."  # what peft puts in front of the wrapped model's module names
 PAPER_LAYERS = (9, 18)  # paper8 layers (C4), out of ...
@@ -25,19 +27,16 @@ PAPER_DEPTH = 28  # ... the 28 layers of the paper's models
 PAPER_KINDS = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "mlp.down_proj")
 
 
-def _f32(x: torch.Tensor) -> torch.Tensor:
-    return x.detach().to(torch.float32)
-
 
 def _centre(x: torch.Tensor) -> torch.Tensor:
-    x = _f32(x)
+    x = f32(x)
     return x - x.mean(dim=0, keepdim=True)
 
 
 def _pair(X0: torch.Tensor, X1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     if X0.ndim != 2 or X0.shape != X1.shape:
         raise ValueError(f"need two [n, d] matrices of the same shape, got {tuple(X0.shape)} and {tuple(X1.shape)}")
-    return _f32(X0), _f32(X1)
+    return f32(X0), f32(X1)
 
 
 # ---------------------------------------------------------------------------------------------------------------- CSD
@@ -53,7 +52,7 @@ def csd(W0: torch.Tensor, dW: torch.Tensor, H: torch.Tensor, eps: float = EPS, c
 
     plus ``n_tokens``, ``dW_fro2``, ``mean_h2`` and ``mean_W0h2``. Products are fp32 in chunks of ``chunk`` tokens.
     """
-    W0, dW, H = _f32(W0), _f32(dW), _f32(H)
+    W0, dW, H = f32(W0), f32(dW), f32(H)
     if W0.shape != dW.shape or H.ndim != 2 or H.shape[1] != W0.shape[1]:
         raise ValueError(f"shapes do not fit y = W h: W0 {tuple(W0.shape)}, dW {tuple(dW.shape)}, H {tuple(H.shape)}")
     n = H.shape[0]

@@ -116,7 +116,7 @@ def train_method(profile: Profile, spec: TrainSpec, force: bool = False, stop_af
 
         torch.manual_seed(spec.seed)  # adapter inits draw random numbers: the same seed gives the same run
         model = build(method, model, spec.size, init_batch=init_batch, steps=spec.steps)
-        meta = {"base": key["base"], "method": method.name, "size": spec.size, "label": method.label(spec.size),
+        meta = {"base": key["base"], "method": method.name, "size": spec.size, "label": spec_label(spec),
                 "save_init": method.config is not None or method.wrap is not None}
         record = train(model, examples, spec, folder, meta, pad_id, on_step=method.on_step, stop_after=stop_after)
         if stop_after is not None and stop_after < spec.steps:
@@ -134,7 +134,12 @@ def train_method(profile: Profile, spec: TrainSpec, force: bool = False, stop_af
         with main_first():  # under a launch only process 0 deletes, before any process starts the run again
             if is_main():
                 shutil.rmtree(store.run_dir("train", key), ignore_errors=True)
-    return store.cached("train", key, compute)
+    return store.cached("train", key, compute, label=spec_label(spec))
+
+
+def spec_label(spec: TrainSpec) -> str:
+    """The sized method a trained path is (``lora-r8``): the human part of its folder's name."""
+    return get_method(spec.method).label(spec.size)
 
 
 def load_trained(profile: Profile, spec: TrainSpec, step: int | None = None, merge: bool = True,
@@ -147,7 +152,7 @@ def load_trained(profile: Profile, spec: TrainSpec, step: int | None = None, mer
     vLLM), not necessarily the one it trained on.
     """
     key = train_key(profile, spec)
-    folder = store.run_dir("train", key)
+    folder = store.run_dir("train", key, spec_label(spec))
     step = spec.steps if step is None else step
     path = checkpoint_dir(folder, step)
     if not path.exists():
@@ -203,6 +208,6 @@ def evaluate_step(profile: Profile, spec: TrainSpec, step: int | None = None, fo
 
 def stored_run(profile: Profile, spec: TrainSpec) -> tuple[dict, dict] | None:
     """The finished training and final evaluation records of a run, if both are in the store."""
-    trained = store.find("train", train_key(profile, spec))
+    trained = store.find("train", train_key(profile, spec), spec_label(spec))
     scored = store.find("eval", step_eval_key(profile, spec, spec.steps))
     return (trained, scored) if trained and scored else None

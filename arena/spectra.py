@@ -17,9 +17,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from .tensors import f32
 
-def _f32(t) -> torch.Tensor:
-    return torch.as_tensor(t).detach().to(torch.float32)
 
 
 def _safe_div(x: torch.Tensor, d: float) -> torch.Tensor:
@@ -46,12 +45,12 @@ class BaseSVD:
 
 def base_svd(W0: torch.Tensor) -> BaseSVD:
     """Thin float32 SVD of the pretrained matrix (B2): ``torch.linalg.svd(W0, full_matrices=False)``."""
-    U, S, Vh = torch.linalg.svd(_f32(W0), full_matrices=False)
+    U, S, Vh = torch.linalg.svd(f32(W0), full_matrices=False)
     return BaseSVD(U, S, Vh)
 
 
 def _check(dW: torch.Tensor, svd: BaseSVD) -> torch.Tensor:
-    dW = _f32(dW)
+    dW = f32(dW)
     if tuple(dW.shape) != svd.shape:
         raise ValueError(f"update has shape {tuple(dW.shape)} but the base SVD is for {svd.shape}; "
                          "pass the SVD of this W0")
@@ -80,12 +79,12 @@ def _stable_rank(sv: torch.Tensor) -> float:
 
 def stable_rank(dW: torch.Tensor) -> float:
     """Effective rank as the paper defines it (B2): the stable rank ‖dW‖_F² / σ₁(dW)²; 0.0 for a zero matrix."""
-    return _stable_rank(torch.linalg.svdvals(_f32(dW)))
+    return _stable_rank(torch.linalg.svdvals(f32(dW)))
 
 
 def top_singular_values(dW: torch.Tensor, n: int = 5) -> torch.Tensor:
     """The ``n`` largest singular values of dW, descending (B2 stores the top 5 as ``delta_sv_top5``)."""
-    return torch.linalg.svdvals(_f32(dW))[:n]
+    return torch.linalg.svdvals(f32(dW))[:n]
 
 
 def _check_window(window: int) -> None:
@@ -102,7 +101,7 @@ def moving_average(x, window: int = 5, padding: str = "reflect") -> torch.Tensor
     straight line exactly. The window must be odd and at most ``len(x)``.
     """
     _check_window(window)
-    x = _f32(x).reshape(-1)
+    x = f32(x).reshape(-1)
     if x.numel() < window:
         raise ValueError(f"profile of length {x.numel()} is shorter than window={window}; use a smaller odd window")
     h = window // 2
@@ -127,7 +126,7 @@ def fluctuation(x, window: int = 5, padding: str = "reflect") -> float:
     keep for fidelity to the paper's numbers. ``padding="linear"`` removes it: a linear ramp then scores exactly 0.
     """
     _check_window(window)
-    x = _f32(x).reshape(-1)
+    x = f32(x).reshape(-1)
     if x.numel() < window:
         return 0.0
     return float((x - moving_average(x, window, padding)).abs().mean())
@@ -135,7 +134,7 @@ def fluctuation(x, window: int = 5, padding: str = "reflect") -> float:
 
 def fluctuation_scale_free(x, window: int = 5, padding: str = "reflect") -> float:
     """Scale-free fluctuation(x) / mean|x| (F17): comparable across profile magnitudes; 0 if the mean is 0."""
-    x = _f32(x).reshape(-1)
+    x = f32(x).reshape(-1)
     scale = float(x.abs().mean()) if x.numel() else 0.0
     return 0.0 if scale == 0 else fluctuation(x, window, padding) / scale
 
@@ -179,7 +178,7 @@ def update_profile(W0: torch.Tensor, dW: torch.Tensor, svd: BaseSVD | None = Non
     if tuple(W0.shape) != svd.shape:
         raise ValueError(f"W0 has shape {tuple(W0.shape)} but the SVD is for {svd.shape}; pass svd=base_svd(W0)")
     ret, ada = retention_profile(dW, svd), adaptation_profile(dW, svd)
-    sv = torch.linalg.svdvals(_f32(dW))
+    sv = torch.linalg.svdvals(f32(dW))
     S = svd.S
     s1, s_sum = float(S[0]) if S.numel() else 0.0, float(S.sum())
     out = {"retention": ret, "adaptation": ada, "sigma": S}
@@ -214,7 +213,7 @@ def _load_cached(path: Path, W0: torch.Tensor) -> BaseSVD | None:
     if (svd.U.shape, svd.S.shape, svd.Vh.shape) != ((m, k), (k,), (k, n)):
         return None
     # ‖W0‖_F² = Σσ² is a free fingerprint: it catches a same-shaped matrix cached under the same key by mistake.
-    fro2 = float(_f32(W0).square().sum())
+    fro2 = float(f32(W0).square().sum())
     if abs(float(svd.S.double().square().sum()) - fro2) > 1e-4 * max(fro2, 1e-30):
         return None
     return svd

@@ -19,12 +19,11 @@ from __future__ import annotations
 import copy
 
 import torch
+
 from .errors import ArenaError
 from .oft_path import apply_blocks_to_weight, oft_rotation
+from .tensors import f32
 
-
-def _f32(t: torch.Tensor) -> torch.Tensor:
-    return t.detach().to("cpu", torch.float32)
 
 
 def is_quantized(weight) -> bool:
@@ -41,7 +40,7 @@ def custom_layers(model) -> list[tuple[str, torch.nn.Module]]:
 def base_weight(layer) -> torch.Tensor:
     """The layer's base weight in fp32 on CPU; a 4-bit base is dequantised."""
     base = layer.get_base_layer()
-    return _dequantized(base) if is_quantized(base.weight) else _f32(base.weight)
+    return _dequantized(base) if is_quantized(base.weight) else f32(base.weight, "cpu")
 
 
 def start_weight(module, W0: torch.Tensor) -> torch.Tensor:
@@ -62,7 +61,7 @@ def _dequantized(linear) -> torch.Tensor:
         raise ArenaError("this 4-bit weight was repacked by bitsandbytes' CPU inference path and cannot be "
                          "dequantised exactly; load the model with arena.models.load_base (it keeps the layout)")
 
-    return _f32(dequantize_module_weight(linear))
+    return f32(dequantize_module_weight(linear), "cpu")
 
 
 def adapted_layers(model, adapter: str = "default"):
@@ -76,23 +75,23 @@ def adapted_layers(model, adapter: str = "default"):
 
 def effective_update(layer, W0: torch.Tensor, adapter: str = "default") -> torch.Tensor:
     """dW (fp32, shape of W0) of one peft layer relative to the pretrained weight ``W0``."""
-    W0 = _f32(W0)
+    W0 = f32(W0, "cpu")
     base = base_weight(layer)
     if hasattr(layer, "lora_A") and adapter in layer.lora_A:
-        delta = _f32(_lora_delta(layer, adapter))
+        delta = f32(_lora_delta(layer, adapter), "cpu")
         magnitude = getattr(layer, "lora_magnitude_vector", {})
         if adapter in magnitude:  # DoRA
             direction = base + delta
             norm = direction.norm(p=2, dim=1, keepdim=True)
-            return _f32(magnitude[adapter].weight).reshape(-1, 1) * direction / norm - W0
+            return f32(magnitude[adapter].weight, "cpu").reshape(-1, 1) * direction / norm - W0
         return (base - W0) + delta
     if hasattr(layer, "oft_R") and adapter in layer.oft_R:
         R = oft_rotation(layer, 1.0, adapter=adapter, blocks=True)
-        return apply_blocks_to_weight(base, _f32(R)) - W0
+        return apply_blocks_to_weight(base, f32(R, "cpu")) - W0
     if hasattr(layer, "ia3_l") and adapter in layer.ia3_l:
-        return base * _f32(layer.ia3_l[adapter]) - W0
+        return base * f32(layer.ia3_l[adapter], "cpu") - W0
     if hasattr(layer, "vera_lambda_b") and adapter in layer.vera_lambda_b:
-        return (base - W0) + _f32(layer.get_delta_weight(adapter))
+        return (base - W0) + f32(layer.get_delta_weight(adapter), "cpu")
     return _merged_fp32(layer, adapter) - W0
 
 
@@ -113,8 +112,8 @@ def module_update(module, W0: torch.Tensor, adapter: str = "default") -> torch.T
     if isinstance(module, BaseTunerLayer):
         return effective_update(module, W0, adapter)
     if callable(getattr(module, "delta_weight", None)):  # a plain-torch method's layer (Method.wrap)
-        return _f32(module.delta_weight())
-    return _f32(module.weight) - _f32(W0)
+        return f32(module.delta_weight(), "cpu")
+    return f32(module.weight, "cpu") - f32(W0, "cpu")
 
 
 def _merged_fp32(layer, adapter: str) -> torch.Tensor:
@@ -126,8 +125,8 @@ def _merged_fp32(layer, adapter: str) -> torch.Tensor:
         linear = torch.nn.Linear(base.in_features, base.out_features, bias=base.bias is not None)
         linear.weight.data = _dequantized(base)
         if base.bias is not None:
-            linear.bias.data = _f32(base.bias)
+            linear.bias.data = f32(base.bias, "cpu")
         clone.base_layer, clone.quantization_backend = linear, None
     clone = clone.float()
     clone.merge(adapter_names=[adapter])
-    return _f32(clone.get_base_layer().weight)
+    return f32(clone.get_base_layer().weight, "cpu")

@@ -36,7 +36,7 @@ def _launch(results: Path, *args: str) -> subprocess.CompletedProcess:
 def _final(results: Path) -> tuple[dict, dict]:
     profile = get_profile("smoke", grad_accum=2, steps=4, save_every=2)
     spec = train_spec(profile, sized_method(profile, "oft"))
-    folder = results / "train" / store.key_hash(train_key(profile, spec))
+    folder = next((results / "train").glob(f"oft-b*-{store.key_hash(train_key(profile, spec))}"))
     metrics = json.loads((folder / "metrics.json").read_text())
     return metrics, load_file(str(checkpoint_dir(folder, 4) / "weights.safetensors"))
 

@@ -40,3 +40,23 @@ def test_a_read_only_store_returns_stored_runs_and_names_the_command_for_missing
     finally:
         store.read_only(None)
     assert store.cached("train", {"method": "lora"}, lambda folder: {"computed": True}) == {"computed": True}
+
+
+def test_folders_are_named_by_label_and_hash_and_old_hash_folders_are_renamed_in_place(tmp_path, monkeypatch):
+    monkeypatch.setenv("PEFT_ARENA_RESULTS", str(tmp_path))
+    train = {"method": "lora", "size": 8, "lr": 1e-3}
+    digest = store.key_hash(train)
+    legacy = tmp_path / "train" / digest  # a run stored before folders had labels
+    legacy.mkdir(parents=True)
+    store.save_metrics(legacy, {"losses": [1.0]})
+    (legacy / "checkpoint").mkdir()
+    assert store.cached("train", train, lambda f: pytest.fail("recomputed"), label="lora-r8") == {"losses": [1.0]}
+    assert not legacy.exists() and (tmp_path / "train" / f"lora-r8-{digest}" / "checkpoint").is_dir()
+    # runs derived from a trained path carry its label; base runs say which base
+    step = {"variant": "trained", "train": digest, "step": 30}
+    assert store.run_dir("eval", step).name == f"lora-r8-step30-{store.key_hash(step)}"
+    point = {"variant": "rewind", "train": digest, "point": {"path": "dense", "alpha": 0.6}, "split": "validation"}
+    assert store.run_dir("eval", point).name.startswith("lora-r8-dense-0.6-validation-")
+    base = {"variant": "base", "quantization": "nf4"}
+    assert store.run_dir("eval", base).name == f"base-nf4-{store.key_hash(base)}"
+    assert store.find("eval", base) is None  # a folder with no metrics is not a stored run

@@ -9,13 +9,13 @@ from its own layer or the layers below it (``tests/test_layers.py`` fails on an 
                         ^
     5 analyses       weight_analysis  activation_analysis  rewind
                         ^
-    4 cached runs    keys  runs  pipeline                 (every store key; runs stored and loaded back)
+    4 cached runs    keys  runs                           (every store key; base and method runs stored, loaded back)
                         ^
     3 train, score   train  evaluate  vllm_backend  forgetting
                         ^
     2 models         models  methods/  budget  updates
                         ^
-    1 setup, data    profiles  assets  distributed  provenance  store  suite  paper_data  scores  tasks/
+    1 setup, data    profiles  assets  pipeline  distributed  provenance  store  suite  paper_data  scores  tasks/
                         ^
     0 pure maths     tensors  spectra  geometry  oft_path  stats  wordproblems  errors  progress  offline_nltk
 
@@ -30,11 +30,12 @@ import warnings as _warnings
 # The layer of every module (the diagram above), read by tests/test_layers.py.
 LAYERS = {
     0: ("tensors", "spectra", "geometry", "oft_path", "stats", "wordproblems", "errors", "progress", "offline_nltk"),
-    1: ("profiles", "assets", "distributed", "provenance", "store", "suite", "paper_data", "scores", "tasks.utils"),
+    1: ("profiles", "assets", "pipeline", "distributed", "provenance", "store", "suite", "paper_data", "scores",
+        "tasks.utils"),
     2: ("models", "methods", "methods.registry", "methods.init", "methods.builtin", "methods.quantized", "budget",
         "updates"),
     3: ("train", "evaluate", "vllm_backend", "forgetting"),
-    4: ("keys", "runs", "pipeline"),
+    4: ("keys", "runs"),
     5: ("weight_analysis", "activation_analysis", "rewind"),
     6: ("benchmark", "export", "__main__"),
     7: ("report", "card", "charts", "verdicts"),

@@ -26,9 +26,9 @@ from .benchmark import run_benchmark, run_method
 from .distributed import is_main, main_first, world_size
 from .errors import ArenaError
 from .export import export_run
-from .pipeline import ensure_assets, evaluate_base
+from .pipeline import ensure_assets
 from .profiles import as_dict, CLI_FIELDS, get_profile
-from .runs import sized_method, train_method, train_spec
+from .runs import evaluate_base, sized_method, train_method, train_spec
 from .scores import paired_difference
 
 

@@ -19,11 +19,12 @@ from .methods import get_method
 from .methods.quantized import base_quantization
 from .methods.registry import source_module
 from .models import configure_torch, device
-from .pipeline import ensure_assets, evaluate_base, starting_bases
+from .pipeline import ensure_assets
 from .profiles import command, get_profile, Profile
 from .progress import quiet_libraries
 from .rewind import is_oft, rewind_method
-from .runs import evaluate_step, sized_method, stored_run, train_method, train_spec
+from .runs import (evaluate_base, evaluate_step, sized_method, starting_bases, stored_run, train_method,
+                   train_spec)
 from .suite import build_suite, build_validation
 from .train import TrainSpec
 

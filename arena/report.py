@@ -78,7 +78,7 @@ def bases_of(records: list[dict], base: dict) -> dict:
 
 
 def base_precision_table(bases: dict) -> "pd.DataFrame":
-    """The bases this run's methods start from (``pipeline.starting_bases``), with the paired gap of each to the
+    """The bases this run's methods start from (``runs.starting_bases``), with the paired gap of each to the
     profile's own (first) base: the nf4-versus-full-precision gap when both are in play."""
     import pandas as pd
 

@@ -32,9 +32,8 @@ from .oft_path import (
     dense_factor, iter_oft_layers, layer_strength, layerwise_scales, oft_rotation, orthogonality_error,
     scaled_generators,
 )
-from .pipeline import evaluate_base
 from .profiles import get_profile
-from .runs import evaluate_step, load_trained, sized_method, train_method, train_spec
+from .runs import evaluate_base, evaluate_step, load_trained, sized_method, train_method, train_spec
 from .scores import paired_difference
 from .updates import adapted_layers, custom_layers, is_quantized, module_update, start_weight
 from .weight_analysis import pretrained_source

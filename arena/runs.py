@@ -1,5 +1,6 @@
-"""One method's cached runs: its size at the budget, its training key and trained path, its checkpoints loaded back,
-and the scores of a checkpoint (book/definitions.md A5-A8). Everything here is stored in the results store under a key
+"""Every cached run of a model: the base scored (``evaluate_base``, once per split and starting base), and one
+method's size at the budget, training key and trained path, its checkpoints loaded back and the scores of a checkpoint
+(``evaluate_step``) (book/definitions.md A5-A8). Everything here is stored in the results store under a key
 of everything that determines it, so a finished run is never recomputed; ``benchmark`` orchestrates many of these, and
 the analyses and rewinding read them.
 """
@@ -15,7 +16,7 @@ from .distributed import is_main, main_first
 from .errors import ArenaError
 from .evaluate import evaluate
 from .forgetting import cross_entropy_and_kl, summarise_proxies
-from .keys import scoring_quantization, step_eval_key, train_key
+from .keys import base_eval_key, scoring_quantization, step_eval_key, train_key
 from .methods import build, get_method, linear_targets
 from .methods.init import lora_layers, subtract_adapter
 from .methods.quantized import base_quantization
@@ -204,6 +205,36 @@ def evaluate_step(profile: Profile, spec: TrainSpec, step: int | None = None, fo
                 "provenance": provenance()}
 
     return store.cached("eval", step_eval_key(profile, spec, step), compute, force=force)
+
+
+def evaluate_base(profile: Profile, force: bool = False, split: str = "test", method: str | None = None) -> dict:
+    """The base model's scores on the profile's suite, or on its validation split (the alpha = 0 end of every
+    rewinding path); cached: every chapter shares one base evaluation per split and starting base. With ``method``,
+    the base that method started from and is compared against (``scoring_quantization``): a method that falls back
+    to full precision under an nf4 profile is compared with the full-precision base, never with the nf4 one."""
+
+    spec = profile.model
+    quantization = scoring_quantization(profile, method)
+    key = base_eval_key(profile, split, method)
+
+    def compute(folder):
+        start = time.perf_counter()
+        model, tokenizer = load_base(spec, quantization)
+        result = evaluate(model, tokenizer, profile, split=split)
+        return {**result, "variant": "base", "quantization": quantization, "wall_s": time.perf_counter() - start,
+                **peak_memory_mb(), "provenance": provenance()}
+
+    return store.cached("eval", key, compute, force=force)
+
+
+def starting_bases(profile: Profile, methods, split: str = "test") -> dict:
+    """``{quantization: base evaluation}`` of every base the ``methods`` start from (the profile's always first)."""
+    bases = {scoring_quantization(profile): evaluate_base(profile, split=split)}
+    for m in methods:
+        q = scoring_quantization(profile, m)
+        if q not in bases:
+            bases[q] = evaluate_base(profile, split=split, method=m)
+    return bases
 
 
 def stored_run(profile: Profile, spec: TrainSpec) -> tuple[dict, dict] | None:

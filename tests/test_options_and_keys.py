@@ -85,13 +85,13 @@ def test_the_validation_split_is_keyed_by_its_own_sizes():
                                          ("validation", {"variant": "base", "split": "validation"})])
 def test_base_evaluation_keys_are_the_stored_ones(monkeypatch, split, what):
     """The base scores of both splits come from one function; their keys are the ones earlier runs stored under."""
-    from arena import keys, pipeline, store
+    from arena import keys, runs, store
     from arena.models import model_identity
 
     profile = get_profile("smoke")
     seen = {}
     monkeypatch.setattr(store, "cached", lambda kind, key, compute, force=False: seen.update(kind=kind, key=key))
-    pipeline.evaluate_base(profile, split=split)
+    runs.evaluate_base(profile, split=split)
     assert seen == {"kind": "eval", "key": keys.eval_key(profile, model_identity(profile.model), what)}
 
 

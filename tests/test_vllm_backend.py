@@ -114,7 +114,7 @@ def test_without_vllm_the_error_names_the_install():
 @pytest.mark.embedded
 def test_vllm_scores_the_embedded_base_like_hf():
     """The two backends run the same tasks: on the embedded base their General scores agree within noise."""
-    from arena.pipeline import evaluate_base
+    from arena.runs import evaluate_base
 
     hf = evaluate_base(get_profile("embedded"))
     vllm = evaluate_base(get_profile("embedded", eval_backend="vllm"))

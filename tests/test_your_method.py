@@ -71,14 +71,14 @@ def toy_module(tmp_path, monkeypatch):
 @pytest.mark.e2e
 def test_a_method_from_outside_arena_reaches_the_pareto_data(toy_module, monkeypatch):
     import arena.benchmark as benchmark
-    from arena import pipeline, report, weight_analysis
+    from arena import report, runs, weight_analysis
     from arena.methods.registry import source_module
     from arena.methods import get_method
     from arena.profiles import get_profile
     from arena.train import TrainSpec
 
     profile = get_profile("smoke")
-    base = pipeline.evaluate_base(profile)
+    base = runs.evaluate_base(profile)
     others = benchmark.run_benchmark(profile, analyse=False, log=lambda *_: None)  # the cached "paper" methods
     assert source_module(get_method("toy-subspace")) == "toy_methods"
     expected = 1 if torch.cuda.is_available() else min(2, os.cpu_count() or 1)  # an importable method is not forced

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import asdict
+from typing import TypedDict
 
 from . import activation_analysis, store, weight_analysis
 from .errors import ArenaError
@@ -29,8 +30,33 @@ from .suite import build_suite, build_validation
 from .train import TrainSpec
 
 
+class _Timed(TypedDict, total=False):
+    run_wall_s: float  # wall time of run_method (absent from stored_records)
+
+
+class RunRecord(_Timed):
+    """What the chapters read about one method's run (``run_method``, ``stored_records``); report and verdicts take
+    lists of these. Scores are the evaluation records of ``runs.evaluate_base`` / ``runs.evaluate_step``: ``general``,
+    ``target`` and their ``_se``, ``groups``, per-item ``items`` (paired with the base's), ``proxies``."""
+
+    method: str
+    label: str  # the sized method, "lora-r8"
+    family: str  # the registry's: "full", "additive", "multiplicative", "scaling"
+    size: int | None
+    count: int  # trainable parameters at that size
+    budget: int  # the profile's parameter budget (book/definitions.md A5)
+    matched: bool  # whether the size was chosen by budget matching
+    lr: float
+    spec: dict  # the TrainSpec, as a dict
+    train: dict  # the training record: losses, tokens/s, wall time, provenance, folder
+    eval: dict  # the final checkpoint's scores
+    base_eval: dict  # the scores of the base it started from: Forgetting and Target gain are against it
+    base_quantization: str | None  # that base's quantisation (None: full precision)
+    base_note: str | None  # why it is not the profile's 4-bit base, when it is not
+
+
 def run_method(profile: Profile | str, method: str, size: int | None = None, lr: float | None = None,
-               force: bool = False, stored_only: bool = False) -> dict | None:
+               force: bool = False, stored_only: bool = False) -> RunRecord | None:
     """Train (cached) and evaluate (cached) one method at the profile's budget; the benchmark's unit of work.
     ``stored_only`` returns None instead of computing a run that is not finished."""
     profile = get_profile(profile) if isinstance(profile, str) else profile
@@ -51,17 +77,17 @@ def run_method(profile: Profile | str, method: str, size: int | None = None, lr:
     return _record(profile, sized, spec, trained, scored, base) | {"run_wall_s": time.perf_counter() - start}
 
 
-def _record(profile: Profile, sized, spec: TrainSpec, trained: dict, scored: dict, base: dict) -> dict:
+def _record(profile: Profile, sized, spec: TrainSpec, trained: dict, scored: dict, base: dict) -> RunRecord:
     """What the chapters read about one method's run: size and budget, training and scores, and its own base."""
     method = sized.method
-    return {"method": method, "base_quantization": scoring_quantization(profile, method), "base_eval": base,
+    return RunRecord(**{"method": method, "base_quantization": scoring_quantization(profile, method), "base_eval": base,
             "base_note": base_quantization(profile, method)[1], "label": sized.label, "size": sized.size,
             "count": sized.count, "budget": sized.budget, "matched": sized.matched,
             "family": get_method(method).family, "lr": spec.lr, "spec": asdict(spec),
-            "train": {k: v for k, v in trained.items() if k != "key"}, "eval": scored}
+            "train": {k: v for k, v in trained.items() if k != "key"}, "eval": scored})
 
 
-def stored_records(profile: Profile | str, methods=None) -> list[dict]:
+def stored_records(profile: Profile | str, methods=None) -> list[RunRecord]:
     """The stored runs of ``methods`` (default: the profile's), for chapters that only read: nothing is trained or
     scored here. A missing run is one ArenaError naming the command that computes it."""
 
@@ -91,7 +117,7 @@ def _worker_init() -> None:
     configure_torch()
 
 
-def _run_in_worker(args) -> dict:
+def _run_in_worker(args) -> RunRecord:
     profile, method, force, analyse, module = args
     if module:  # a user's method: importing its module registers it in this process too
         import importlib
@@ -125,7 +151,7 @@ def default_workers(methods) -> int:
 
 
 def run_benchmark(profile: Profile | str, methods=None, workers: int | None = None, force: bool = False,
-                  log=print, analyse: bool = True) -> list[dict]:
+                  log=print, analyse: bool = True) -> list[RunRecord]:
     """Every method of the profile (or ``methods``), in the given order; cached runs return at once. ``analyse``
     also stores the spectral and activation analyses of each new run (chapters 03-04)."""
     quiet_libraries()

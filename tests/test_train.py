@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from arena import store
-from arena.benchmark import run_method
+from arena.benchmark import RunRecord, run_method
 from arena.runs import load_trained, sized_method, train_method, train_spec
 from arena.errors import ArenaError
 from arena.models import smoke_tokenizer
@@ -97,6 +97,7 @@ def test_a_finished_run_is_not_recomputed(monkeypatch):
     monkeypatch.setattr(runs, "evaluate", boom)  # the name the run scores through
     again = run_method(profile, "lora")
     assert again["eval"]["general"] == first["eval"]["general"]
+    assert set(first) == set(RunRecord.__required_keys__) | set(RunRecord.__optional_keys__)  # the typed record
     assert again["train"]["losses"] == first["train"]["losses"]
 
 

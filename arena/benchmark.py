@@ -110,6 +110,14 @@ def stored_records(profile: Profile | str, methods=None) -> list[RunRecord]:
     return records
 
 
+def analyses_of(profile: Profile, records: list[RunRecord], kind: str) -> dict:
+    """``{run label: its analysis}`` of each record's final checkpoint: ``kind`` "spectra" (``weight_analysis``) or
+    "geometry" (``activation_analysis``). Stored by the benchmark's workers; computed here only when missing (and
+    not at all under ``store.read_only``)."""
+    analyse = {"spectra": weight_analysis, "geometry": activation_analysis}[kind].analyse_checkpoint
+    return {r["label"]: analyse(profile, TrainSpec(**r["spec"])) for r in records}
+
+
 def _worker_init() -> None:
     os.environ.setdefault("ARENA_QUIET", "1")
 

@@ -523,3 +523,116 @@ def stored_throughput() -> "pd.DataFrame | None":
                          "peak memory MB": r[mem], "memory kind": mem.replace("peak_", "").replace("_mb", ""),
                          "memory vs LoRA": r[mem] / lora[mem]})
     return pd.DataFrame(rows).set_index(["setting", "method"]) if rows else None
+
+
+def labels_of(records: list[dict], methods=None) -> list[str]:
+    """The run labels (``lora-r8``) of ``records``, or of those whose method is in ``methods``, in that order."""
+    if methods is None:
+        return [r["label"] for r in records]
+    by_method = {r["method"]: r["label"] for r in records}
+    return [by_method[m] for m in methods if m in by_method]
+
+
+def fluctuation_table(frame: "pd.DataFrame", figure: str) -> "pd.DataFrame":
+    """Chapter 03: the fluctuation scores, stable rank and intruder count at the figure matrix, beside their means over
+    every analysed matrix (book/definitions.md B3-B6)."""
+    cols = ["fluctuation_retention", "fluctuation_adaptation", "fluctuation_scale_free_retention",
+            "fluctuation_scale_free_adaptation", "stable_rank", "intruders"]
+    at_figure = frame[frame["name"] == figure].set_index("method")
+    return at_figure[cols].join(frame.groupby("method")[cols].mean().add_suffix(" (all matrices)"))
+
+
+def intruder_table(frame: "pd.DataFrame") -> "pd.DataFrame":
+    """Chapter 03: per method, intruder dimensions summed over matrices, the share of matrices with any, and the mean
+    relative update ||dW||/||W0|| (book/definitions.md B7)."""
+    return frame.groupby("method").agg(intruders_total=("intruders", "sum"),
+                                       matrices_with_intruders=("intruders", lambda s: float((s > 0).mean())),
+                                       relative_update=("relative_dW", "mean"))
+
+
+def paper_fluctuation_beside(records: list[dict], frame: "pd.DataFrame", figure: str) -> "pd.DataFrame":
+    """Chapter 03: this run's fluctuation scores at the figure matrix beside the paper's (B6, read off its chart)."""
+    import pandas as pd
+
+    at_figure = frame[frame["name"] == figure].set_index("method")
+    rows = []
+    for r in records:
+        if r["label"] in at_figure.index:
+            p = PAPER_B6_FLUCTUATION.get(r["method"], (None, None))
+            here = at_figure.loc[r["label"]]
+            rows.append({"method": r["label"], "retention (this run)": here["fluctuation_retention"],
+                         "adaptation (this run)": here["fluctuation_adaptation"],
+                         "retention (paper, SFT)": p[0], "adaptation (paper, SFT)": p[1]})
+    return pd.DataFrame(rows).set_index("method")
+
+
+def analysis_costs(analyses: dict, count: str = "rows") -> "pd.DataFrame":
+    """What each stored analysis cost: how many matrices (or rows) it covers, its wall time and peak memory."""
+    import pandas as pd
+
+    rows = [{"method": k, count: len(a["rows"]), "wall s": a["wall_s"]}
+            | ({"peak RSS (MB)": a.get("peak_rss_mb")} if any("peak_rss_mb" in b for b in analyses.values()) else {})
+            for k, a in analyses.items()]
+    return pd.DataFrame(rows).set_index("method").round(1)
+
+
+def geometry_rows(analyses: dict) -> "pd.DataFrame":
+    """Long table of the activation analyses (one row per method, dataset and module); ``analyses`` maps a run label
+    to ``activation_analysis.analyse_checkpoint``."""
+    import pandas as pd
+
+    return pd.DataFrame([{"method": k, **row} for k, a in analyses.items() for row in a["rows"]])
+
+
+def ranking_beside_paper(ranking: "pd.DataFrame", paper: dict) -> "pd.DataFrame":
+    """Chapter 07: this run's trade-off ranking with the paper's TargetGain - Forgetting (E1) for the same methods;
+    ``paper`` maps a setting to ``paper_ranking``."""
+    side = ranking[["TargetGain - Forgetting", "se", "Target gain", "Forgetting", "frontier"]].round(2)
+    for setting, name in (("qwen_math", "paper, Qwen math"), ("llama_math", "paper, Llama math")):
+        side[name] = [paper[setting]["TargetGain - Forgetting"].get(m.split("-")[0]) for m in side.index]
+    return side.round(2)
+
+
+def provenance_table(records: list[dict]) -> "pd.DataFrame":
+    """Chapter 08: per run, seed, steps and learning rate, and when, where and at which commit it was trained and
+    scored (read from the stored records)."""
+    import pandas as pd
+
+    rows = []
+    for r in records:
+        tp, ep = r["train"].get("provenance", {}), r["eval"].get("provenance", {})
+        rows.append({"method": r["label"], "seed": r["spec"]["seed"], "steps": r["spec"]["steps"], "lr": r["lr"],
+                     "trained at": tp.get("time"), "trained on": (tp.get("device") or {}).get("device"),
+                     "train commit": (tp.get("git") or {}).get("commit", "")[:10],
+                     "scored at": ep.get("time"), "eval commit": (ep.get("git") or {}).get("commit", "")[:10]})
+    return pd.DataFrame(rows).set_index("method")
+
+
+def speed_table(records: list[dict]) -> "pd.DataFrame":
+    """Chapter 08: training tokens/s per run, as a ratio to LoRA's measured in the same run, with wall times and peak
+    memory (the first run stands in when LoRA is absent)."""
+    import pandas as pd
+
+    lora = next((r for r in records if r["method"] == "lora"), records[0])
+    return pd.DataFrame([{"method": r["label"], "train tokens/s": r["train"]["train_tokens_per_s"],
+                          "vs LoRA": r["train"]["train_tokens_per_s"] / lora["train"]["train_tokens_per_s"],
+                          "train s": r["train"]["train_wall_s"], "peak RSS MB": r["train"].get("peak_rss_mb"),
+                          "peak GPU MB": r["train"].get("peak_gpu_mb"), "eval s": r["eval"].get("eval_wall_s")}
+                         for r in records]).set_index("method")
+
+
+def chapter_times(folder) -> "pd.DataFrame | None":
+    """Chapter 08: each executed chapter's papermill duration and end time in ``folder``, or None when there are none
+    (the notebook was run outside make reproduce)."""
+    import json
+    from pathlib import Path
+
+    import pandas as pd
+
+    times = []
+    for nb in sorted(Path(folder).glob("[0-9]*.ipynb")):
+        if nb.name.endswith(".partial.ipynb"):
+            continue
+        meta = json.loads(nb.read_text()).get("metadata", {}).get("papermill", {})
+        times.append({"chapter": nb.stem, "seconds": meta.get("duration"), "finished": meta.get("end_time")})
+    return pd.DataFrame(times).set_index("chapter") if times else None

@@ -1,4 +1,4 @@
-"""The sentences and verdict tables the chapters print, computed from the run's numbers (chapters 01, 03, 04, 05).
+"""The sentences and verdict tables the chapters print, computed from the run's numbers (chapters 01 and 03-07).
 
 Every verdict follows one rule (book/definitions.md S): a change is "within noise" unless it is more than two
 standard errors from zero (``report.verdict``); a correlation across methods is confirmed only when its bootstrap
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .report import PAPER_C5_CORRELATION, deltas, dominance, verdict
+from .report import compare, deltas, dominance, overshoot, PAPER_C5_CORRELATION, PAPER_D6, PAPER_E1, verdict
 from .stats import correlations, rank_correlation
 
 FORGETTING, CE = "forgetting (General, pts)", "CE drift"
@@ -141,4 +141,103 @@ def selection_sentences(result: dict, shoot: dict) -> list[str]:
                      + (f"changes General by {g['general']:+.1f} ± {g['general_se']:.1f} and Target by "
                         f"{g['target']:+.1f} ± {g['target_se']:.1f} pts: it {dominance(g)}." if chosen != "final" else
                         "is the final checkpoint itself: rewinding found no better point."))
+    return lines
+
+
+def trained_summary(record: dict) -> str:
+    """Chapter 06: one line per newly trained method: its size, training time and scores."""
+    r = record
+    return (f"{r['label']}: {r['train']['trained_parameters']:,} trainable, trained in "
+            f"{r['train']['train_wall_s']:.0f} s, General {r['eval']['general']:.1f} ± {r['eval']['general_se']:.1f}, "
+            f"Target {r['eval']['target']:.1f} ± {r['eval']['target_se']:.1f}")
+
+
+def your_method_sentences(mine: list[dict], others: list[dict], frame: pd.DataFrame, base: dict) -> list[str]:
+    """Chapter 06: per new method, its Forgetting and Target gain, whether it is on the frontier (``pareto_frame``),
+    and its paired difference from LoRA on the same items when LoRA is among ``others``."""
+    ranked = frame[frame["method"] != "base"].set_index("method")
+    lora = next((o for o in others if o["method"] == "lora"), None)
+    lines = []
+    for r in mine:
+        d = deltas(r, base)
+        versus = ""
+        if lora:
+            c = compare(r, lora)
+            versus = (f"; against {lora['label']} on the same items: General {c['General diff']:+.1f} ± "
+                      f"{c['General diff se']:.1f}, Target {c['Target diff']:+.1f} ± {c['Target diff se']:.1f}")
+        lines.append(f"- {r['label']}: forgetting {d['forgetting']:+.1f} ± {d['forgetting_se']:.1f}, target gain "
+                     f"{d['target_gain']:+.1f} ± {d['target_gain_se']:.1f} pts; "
+                     + ("on the non-dominated frontier" if ranked.loc[r["label"], "frontier"]
+                        else "dominated by another method") + versus)
+    return lines
+
+
+def headline_sentences(profile, records: list[dict], ranking: pd.DataFrame, best: dict, paper: dict) -> list[str]:
+    """Chapter 07: the best trade-off of this run with its margin over the runner-up, where OFT ranks here and in the
+    paper (E1), and the non-dominated methods; ``ranking`` is ``tradeoff_ranking``, ``best`` ``best_margin``,
+    ``paper`` maps a setting to ``paper_ranking``."""
+    oft = next((r["label"] for r in records if r["method"] == "oft"), None)
+    budget_note = (f"{records[0]['budget']:,} trainable parameters"
+                   + (" (the size of LoRA r8)" if profile.budget is None else ""))
+    lines = [f"In this run ({profile.model.name}, {len(records)} methods matched to a budget of {budget_note}; full FT "
+             f"and the fixed-size methods at their own size; {profile.steps} steps), the best trade-off is "
+             f"{best['best']}: TargetGain - Forgetting = {ranking.iloc[0]['TargetGain - Forgetting']:+.1f} "
+             f"± {ranking.iloc[0]['se']:.1f} points, {best['margin']:+.1f} ± {best['margin_se']:.1f} ahead of "
+             f"{best['runner_up']} on the same items ({best['verdict']})."]
+    if oft:
+        place = list(ranking.index).index(oft) + 1
+        paper_best = {s: p.index[0] for s, p in paper.items()}
+        paper_oft = {s: list(p.index).index("oft") + 1 for s, p in paper.items()}
+        lines.append(f"OFT ranks {place} of {len(ranking)} here. In the paper (table E1, same formula) the best is "
+                     f"{paper_best['qwen_math']} on Qwen2.5-7B math and {paper_best['llama_math']} on Llama-3.2-3B "
+                     f"math; OFT ranks {paper_oft['qwen_math']} and {paper_oft['llama_math']} of "
+                     f"{len(paper['qwen_math'])}.")
+    front = [m for m in ranking.index if ranking.loc[m, "frontier"]]
+    lines.append(f"Non-dominated in this run: {', '.join(front)}.")
+    return lines
+
+
+def oft_lora_sentences(records: list[dict]) -> list[str]:
+    """Chapter 07: OFT - LoRA on both axes in this run (paired, with verdicts) beside the paper's differences (E1);
+    empty when either method is missing."""
+    by = {r["method"]: r for r in records}
+    if "oft" not in by or "lora" not in by:
+        return []
+    cmp = compare(by["oft"], by["lora"])
+    lines = [f"This run: OFT - LoRA = General {cmp['General diff']:+.1f} ± {cmp['General diff se']:.1f} "
+             f"({cmp['General verdict']}), Target {cmp['Target diff']:+.1f} ± {cmp['Target diff se']:.1f} "
+             f"({cmp['Target verdict']}), at {cmp['trainable a / b']:.2f}x the trainable parameters."]
+    for s, name in (("qwen_math", "Qwen2.5-7B"), ("llama_math", "Llama-3.2-3B")):
+        lines.append(f"Paper, {name} math: General {PAPER_E1['oft'][s][1] - PAPER_E1['lora'][s][1]:+.1f}, "
+                     f"Target {PAPER_E1['oft'][s][0] - PAPER_E1['lora'][s][0]:+.1f} (no errors reported).")
+    return lines
+
+
+def correlation_sentences(general: pd.DataFrame, metrics=("proc_residual", "cka")) -> list[str]:
+    """Chapter 07: Pearson r of each metric with forgetting across methods (``geometry_vs_forgetting``), with its
+    bootstrap interval and the paper's value (C5)."""
+    lines = []
+    for metric in metrics:
+        cc = correlations(general[metric], general[FORGETTING])
+        lines.append(f"{metric} vs forgetting across {len(general)} methods: Pearson r = {cc['pearson']:+.2f} "
+                     f"[{cc['pearson_low']:+.2f}, {cc['pearson_high']:+.2f}]; paper (C5): "
+                     f"{PAPER_C5_CORRELATION[metric][0]:+.2f}")
+    return lines
+
+
+def rewinding_summary(result: dict) -> list[str]:
+    """Chapter 07: per rewound method, the overshoot verdict on the validation split and what the selected point
+    changes on the test split, then the paper's uniform-0.4 gain (D6)."""
+    shoot = overshoot(result)
+    lines = []
+    for method, rec in result["methods"].items():
+        g = rec["gain_test"]
+        lines.append(f"- {method}: " + ("overshoot" if shoot[method]["overshoot"] else "no overshoot beyond noise")
+                     + f" on the validation split; selected {rec['selected']['label']}: test General "
+                     f"{g['general']:+.1f} ± {g['general_se']:.1f}, Target {g['target']:+.1f} ± {g['target_se']:.1f} "
+                     f"vs the final ({dominance(g)})")
+    d6 = PAPER_D6
+    lines.append(f"Paper (D6, OFT-b32, Qwen math): uniform 0.4 gains "
+                 f"{d6['uniform 0.4']['math'][1] - d6['final']['math'][1]:+.2f} General and "
+                 f"{d6['uniform 0.4']['math'][0] - d6['final']['math'][0]:+.2f} Target over the final.")
     return lines

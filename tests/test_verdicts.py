@@ -90,3 +90,78 @@ def test_the_paper_base_rows_come_from_the_papers_table():
 
     table = card.paper_base_beside({"general": 30.0, "target": 5.0}, "m")
     assert list(table["General"]) == [PAPER_E1["base"]["qwen_math"][1], PAPER_E1["base"]["llama_math"][1], 30.0]
+
+
+def _full(label, method, general, target, ce=0.1):
+    r = _record(label, general, target, ce)
+    r["method"] = method
+    r["train"] |= {"trained_parameters": 1234, "train_wall_s": 12.0}
+    r["spec"], r["lr"], r["family"], r["count"], r["budget"] = {"seed": 0, "steps": 30}, 1e-3, "additive", 100, 100
+    return r
+
+
+def test_the_chapter_sentences_are_computed_from_the_records():
+    from arena import report
+
+    lora, oft = _full("lora-r8", "lora", 0.45, 0.3), _full("oft-b32", "oft", 0.3, 0.25)
+    mine = _full("x-r4", "x", 0.55, 0.4)
+    assert (verdicts.trained_summary(mine)
+            == "x-r4: 1,234 trainable, trained in 12 s, General 55.0 ± 0.0, Target 40.0 ± 0.0")
+    frame = report.pareto_frame([lora, oft, mine], BASE)
+    line, = verdicts.your_method_sentences([mine], [lora, oft], frame, BASE)
+    assert line.startswith("- x-r4: forgetting -5.0 ± 0.0, target gain +20.0 ± 0.0 pts; on the non-dominated "
+                           "frontier")
+    assert "against lora-r8 on the same items: General +10.0" in line
+    cmp = verdicts.oft_lora_sentences([lora, oft])
+    assert cmp[0].startswith("This run: OFT - LoRA = General -15.0") and "Paper, Qwen2.5-7B math" in cmp[1]
+    assert verdicts.oft_lora_sentences([lora]) == []
+
+
+def test_headline_sentences_place_oft_here_and_in_the_paper():
+    from types import SimpleNamespace
+
+    from arena import report
+
+    records = [_full("lora-r8", "lora", 0.45, 0.3), _full("oft-b32", "oft", 0.3, 0.25)]
+    ranking, best = report.tradeoff_ranking(records, BASE), report.best_margin(records, BASE)
+    paper = {s: report.paper_ranking(s) for s in ("qwen_math", "llama_math")}
+    profile = SimpleNamespace(model=SimpleNamespace(name="m"), budget=None, steps=30)
+    first, oft, front = verdicts.headline_sentences(profile, records, ranking, best, paper)
+    assert "the best trade-off is lora-r8" in first and "(the size of LoRA r8)" in first
+    assert oft.startswith("OFT ranks 2 of 2 here.")
+    assert front == "Non-dominated in this run: lora-r8."
+
+
+def test_the_report_joins_by_label():
+    from arena import report
+
+    records = [_full("lora-r8", "lora", 0.45, 0.3), _full("oft-b32", "oft", 0.3, 0.25)]
+    assert report.labels_of(records) == ["lora-r8", "oft-b32"]
+    assert report.labels_of(records, ["oft", "full", "lora"]) == ["oft-b32", "lora-r8"]
+    frame = pd.DataFrame([{"method": m, "name": n, "fluctuation_retention": v, "fluctuation_adaptation": 2 * v,
+                           "fluctuation_scale_free_retention": v, "fluctuation_scale_free_adaptation": v,
+                           "stable_rank": 1.0, "intruders": i, "relative_dW": v}
+                          for m, v in (("lora-r8", 1.0), ("oft-b32", 3.0)) for n, i in (("fig", 0), ("other", 2))])
+    fluct = report.fluctuation_table(frame, "fig")
+    assert fluct.loc["oft-b32", "fluctuation_adaptation"] == 6.0
+    assert fluct.loc["lora-r8", "intruders (all matrices)"] == 1
+    intr = report.intruder_table(frame)
+    assert intr.loc["lora-r8", "intruders_total"] == 2 and intr.loc["lora-r8", "matrices_with_intruders"] == 0.5
+    beside = report.paper_fluctuation_beside(records, frame, "fig")
+    assert beside.loc["oft-b32", "retention (this run)"] == 3.0
+    assert beside.loc["oft-b32", "retention (paper, SFT)"] == report.PAPER_B6_FLUCTUATION["oft"][0]
+    speed = report.speed_table([*records, _full("x", "x", 0.1, 0.1)])
+    assert speed["vs LoRA"].tolist() == [1.0, 1.0, 1.0]
+    assert report.provenance_table(records).loc["lora-r8", "seed"] == 0
+
+
+def test_chapter_times_read_papermills_metadata(tmp_path):
+    import json
+
+    from arena import report
+
+    assert report.chapter_times(tmp_path) is None
+    for name, seconds in (("00_base", 10.0), ("01_bench", 50.0)):
+        (tmp_path / f"{name}.ipynb").write_text(json.dumps({"metadata": {"papermill": {"duration": seconds}}}))
+    (tmp_path / "02_x.partial.ipynb").write_text("{}")
+    assert report.chapter_times(tmp_path)["seconds"].to_dict() == {"00_base": 10.0, "01_bench": 50.0}

@@ -202,7 +202,7 @@ def paper_beside_ours(records: list[dict], base: dict) -> "pd.DataFrame":
         paper = PAPER_E1.get(method)
         row = {"method": method, "this run": labels[method], "Target (this run)": t, "General (this run)": g}
         if paper:
-            size = get_method(method).paper_size or ""
+            size = (get_method(method).paper_size or "") if method != "base" else ""
             row |= {"paper config": f"{method} {size}".strip(),
                     "Target (paper, Qwen math)": paper["qwen_math"][0],
                     "General (paper, Qwen math)": paper["qwen_math"][1],

@@ -165,3 +165,11 @@ def test_chapter_times_read_papermills_metadata(tmp_path):
         (tmp_path / f"{name}.ipynb").write_text(json.dumps({"metadata": {"papermill": {"duration": seconds}}}))
     (tmp_path / "02_x.partial.ipynb").write_text("{}")
     assert report.chapter_times(tmp_path)["seconds"].to_dict() == {"00_base": 10.0, "01_bench": 50.0}
+
+
+def test_the_paper_rows_beside_this_runs_name_the_papers_configuration():
+    from arena import report
+
+    table = report.paper_beside_ours([_full("oft-b32", "oft", 0.3, 0.25)], BASE)
+    assert table.loc["oft", "paper config"] == "oft b32" and table.loc["base", "paper config"] == "base"
+    assert table.loc["base", "General (paper, Qwen math)"] == report.PAPER_E1["base"]["qwen_math"][1]

@@ -19,13 +19,14 @@ BOOK_SRC := $(wildcard book/*.md book/*.yml book/*.bib book/_ext/*.py)
 HTML := $(OUT)/book/_build/html/index.html
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
+PLAN_ARGS ?=
 
-.PHONY: help install reproduce book test test-fast test-gpu browser assets bench clean distclean
+.PHONY: help install reproduce plan book test test-fast test-gpu browser assets bench clean distclean
 .DEFAULT_GOAL := help
 
 help: ## List targets and the notebooks' parameters
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
-	@echo "  Variables: PROFILE=smoke|embedded|paper (default embedded), QUANT=auto|nf4|none (default: the profile's;"
+	@echo "  Variables: PROFILE=smoke|embedded|onegpu|paper (default embedded), QUANT=auto|nf4|none (default: the profile's;"
 	@echo "             auto = nf4 on CUDA, none on CPU), PARAMS='-p name value ...',"
 	@echo "             PEFT_ARENA_CACHE (assets and results cache, default ~/.cache/peft-arena)"
 	@if [ -x $(BIN)/papermill ]; then for nb in $(NOTEBOOKS); do $(BIN)/papermill --help-notebook $$nb \
@@ -91,6 +92,9 @@ test-fast: install ## Unit tests only (no end-to-end pipeline)
 
 test-gpu: install ## GPU / bitsandbytes tests (skip without CUDA)
 	$(BIN)/python -m pytest -m "gpu or bnb" $(PYTEST_ARGS)
+
+plan: install ## Print what PROFILE will cost (work, GPU memory, time estimates) before anything downloads or trains
+	$(BIN)/python -m arena plan --profile $(PROFILE) $(if $(QUANT),--quantization $(QUANT)) $(PLAN_ARGS)
 
 bench: install ## Print training tokens/s and peak memory per method as ratios to LoRA (a measurement, not a test)
 	$(BIN)/python benchmarks/train_throughput.py --profile $(PROFILE) $(if $(QUANT),--quantization $(QUANT)) $(BENCH_ARGS)

@@ -5,7 +5,7 @@ from its own layer or the layers below it (``tests/test_layers.py`` fails on an 
 
     7 reports        report  verdicts  card  charts
                         ^
-    6 orchestration  benchmark  export  __main__          (many runs, workers, the CLI)
+    6 orchestration  benchmark  export  plan  __main__    (many runs, workers, the cost plan, the CLI)
                         ^
     5 analyses       weight_analysis  activation_analysis  rewind
                         ^
@@ -37,7 +37,7 @@ LAYERS = {
     3: ("train", "evaluate", "vllm_backend", "forgetting"),
     4: ("keys", "runs"),
     5: ("weight_analysis", "activation_analysis", "rewind"),
-    6: ("benchmark", "export", "__main__"),
+    6: ("benchmark", "export", "plan", "__main__"),
     7: ("report", "card", "charts", "verdicts"),
 }
 

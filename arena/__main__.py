@@ -1,4 +1,4 @@
-"""Command line: ``python -m arena {profile,assets,train,evaluate,benchmark,export} ...`` runs the same code the
+"""Command line: ``python -m arena {profile,assets,plan,train,evaluate,benchmark,export} ...`` runs the same code the
 notebooks call.
 
 Examples::
@@ -8,6 +8,7 @@ Examples::
     python -m arena evaluate                                 # score the base model
     python -m arena benchmark --methods lora,oft --steps 40  # a sweep, two CPU workers
     python -m arena export --method lora --out my-lora       # a peft adapter folder (PeftModel.from_pretrained)
+    python -m arena plan --profile paper --gpu-memory 24     # work, GPU memory and time estimates, before a run
 
 Every ArenaError is printed as one line (``error: ...``) with exit code 2, never as a traceback.
 """
@@ -27,6 +28,7 @@ from .distributed import is_main, main_first, world_size
 from .errors import ArenaError
 from .export import export_run
 from .pipeline import ensure_assets
+from .plan import format_plan, plan, require_fit
 from .profiles import as_dict, CLI_FIELDS, get_profile
 from .runs import evaluate_base, sized_method, train_method, train_spec
 from .scores import paired_difference
@@ -42,6 +44,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--quantization", default=None, help="auto | nf4 | none")
     p = sub.add_parser("assets", help="fetch, verify (and rebuild if corrupt) what a profile needs")
     p.add_argument("--profile", default=None)
+    p = sub.add_parser("plan", help="what a profile will cost (work, GPU memory, time estimates), before anything runs")
+    p.add_argument("--profile", default=None)
+    p.add_argument("--gpu-memory", type=float, default=None, help="GiB of the GPU to plan for (default: the one here)")
+    p.add_argument("--methods", default=None, help="comma-separated method names")
+    p.add_argument("--json", action="store_true", help="print the plan as JSON instead of tables")
+    for field, kind in CLI_FIELDS.items():
+        p.add_argument("--" + field.replace("_", "-"), dest=field, type=kind, default=None)
     for name, text in [("train", "train one method along its checkpointed path"),
                        ("evaluate", "score the base (no --method) or a trained method (trains it if needed)"),
                        ("benchmark", "train and score several methods (the profile's list by default)"),
@@ -100,6 +109,12 @@ def _run(args, out) -> int:
         if args.command == "export":  # reads a stored run: no assets to fetch, nothing to train
             print(json.dumps(export_run(get_profile(args.profile, **overrides), args.method, args.out, args.size,
                                         args.lr, args.step), indent=1))
+            return 0
+        if args.command == "plan":  # before anything downloads or trains
+            methods = {"methods": args.methods} if args.methods else {}
+            result = plan(get_profile(args.profile, **overrides, **methods), args.gpu_memory)
+            print(json.dumps(result, indent=1, default=str) if args.json else format_plan(result))
+            require_fit(result)
             return 0
         profile = get_profile(args.profile, **overrides)
 

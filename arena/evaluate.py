@@ -48,10 +48,12 @@ def hf_language_model(model, tokenizer, batch_size: int):
                 mixed_precision_dtype=torch.bfloat16 if bf16 else None)
 
 
-def run_tasks(lm, tokenizer, tasks: list[str], data_dir: Path, chat: bool, gen_kwargs: dict | None = None) -> dict:
+def run_tasks(lm, tokenizer, tasks: list[str], data_dir: Path, chat: bool, gen_kwargs: dict | None = None,
+              limit: int | None = None) -> dict:
     """lm-eval on the given task names with the language model ``lm`` (HFLM or VLLM). Returns ``{task: [per-item
     score, ...]}`` (IFEval items: mean over its instructions; its instruction-level lists are kept under
-    ``<task>:inst``). ``gen_kwargs`` update the tasks' generation settings (lm-eval's ``gen_kwargs``)."""
+    ``<task>:inst``). ``gen_kwargs`` update the tasks' generation settings (lm-eval's ``gen_kwargs``); ``limit`` scores
+    only each (sub)task's first items (lm-eval's ``limit``)."""
     import lm_eval
 
     use_shipped_nltk_data()  # before IFEval's import, which downloads punkt_tab when NLTK cannot find it
@@ -61,7 +63,7 @@ def run_tasks(lm, tokenizer, tasks: list[str], data_dir: Path, chat: bool, gen_k
         out = lm_eval.simple_evaluate(model=lm, tasks=tasks, task_manager=_task_manager(Path(data_dir), stock),
                                       log_samples=True, apply_chat_template=chat and bool(tokenizer.chat_template),
                                       bootstrap_iters=0, random_seed=0, numpy_random_seed=0, torch_random_seed=0,
-                                      fewshot_random_seed=0, gen_kwargs=gen_kwargs)
+                                      fewshot_random_seed=0, gen_kwargs=gen_kwargs, limit=limit)
     items = {}
     for task, samples in out["samples"].items():
         samples = sorted(samples, key=lambda s: s["doc_id"])
@@ -111,7 +113,8 @@ def _evaluate(lm, tokenizer, profile, split: str) -> dict:
         items = {}
         for task in [*chat, *plain]:  # one call per task: each at the paper's generation length
             items |= run_tasks(lm, tokenizer, [task], Path("."), chat=task in chat,
-                               gen_kwargs={"max_gen_toks": STOCK_GEN_TOKENS[task]})
+                               gen_kwargs={"max_gen_toks": STOCK_GEN_TOKENS[task]},
+                               limit=profile.stock_limits.get(task))
         return {"items": items, "split": split, **summarise(items)}
     chat, plain = CHAT_TASKS, PLAIN_TASKS
     data_dir = build_suite(profile) if split == "test" else build_validation(profile)

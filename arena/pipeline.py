@@ -13,6 +13,6 @@ def ensure_assets(profile: Profile) -> None:
     for spec in profile.models:
         if spec.source == "embedded":
             smollm2_dir()
-    if profile.name != "paper":
-        set_offline()
-        build_suite(profile)
+    if not any(spec.source == "hub" for spec in profile.models):
+        set_offline()  # the hub profiles (paper, onegpu) download their bases and stock datasets on first use
+    build_suite(profile)  # a stock-task profile's suite is only the general text of the CE proxy

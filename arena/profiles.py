@@ -2,7 +2,9 @@
 
 - ``smoke``: a tiny random Llama built in code (seconds; tests and CI).
 - ``embedded`` (default): SmolLM2-135M-Instruct shipped inside a PyPI wheel, BIG-bench data from the PyPI sdist; offline.
-- ``paper``: Qwen2.5-7B and Llama-3.2-3B-Instruct from the hub, nf4 on CUDA (book/definitions.md A1, A6).
+- ``paper``: Qwen2.5-7B and Llama-3.2-3B-Instruct from the hub, nf4 on CUDA, at the paper's sizes
+  (book/definitions.md A1, A6): weeks of GPU time, and more memory than one 24 GB card has.
+- ``onegpu``: the same bases in nf4, sized to finish overnight on one 24 GB GPU (``python -m arena plan``).
 
 Profiles are frozen dataclasses; ``get_profile(name, **overrides)`` validates overrides against the fields.
 """
@@ -89,6 +91,9 @@ class Profile:
     # "hf": lm-eval's HFLM on the model object (4-bit bases scored unmerged); "vllm": lm-eval's vLLM backend on a bf16
     # merge into the full-precision base, as the paper scores (arena/vllm_backend.py; needs CUDA and vllm).
     eval_backend: str = "hf"
+    # Stock-task profiles: items scored per task (per subtask for BBH), the first ones in lm-eval's order; a task left
+    # out is scored whole (the paper profile scores every task whole).
+    stock_limits: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
 
     @property
@@ -148,6 +153,29 @@ PROFILES: dict[str, Profile] = {
         save_every=91,
         rewind_alphas=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),  # D2's 11-point grid
         methods=("full", "lora", "dora", "pissa", "milora", "oft", "ia3", "vera", "miss", "adalora", "keeplora"),
+        eval_batch_size=8,
+        peft_lr=2e-4,
+        full_lr=5e-5,
+    ),
+    "onegpu": Profile(
+        name="onegpu",
+        description="Qwen2.5-7B and Llama-3.2-3B-Instruct in nf4 on one 24 GB GPU, sized to finish overnight "
+                    "(python -m arena plan --profile onegpu)",
+        models=(QWEN25_7B, LLAMA32_3B),
+        quantization="nf4",
+        n_train=2_000,  # SFT rows read; 60 steps x 16 use 960 of those that fit max_length
+        n_target_ood=0,
+        bbh_per_task=0,  # lm-eval's stock tasks, the first items of each (README "On one GPU" gives the sizes)
+        stock_limits={"bbh_cot_fewshot": 10, "ifeval": 300, "nq_open": 300, "minerva_math500": 64},
+        n_ce_docs=50,
+        steps=60,
+        batch_size=1,
+        grad_accum=16,
+        max_length=2048,  # the paper's SFT rows longer than this are dropped, not truncated (A2)
+        save_every=20,
+        gradient_checkpointing="on",
+        methods=("lora", "dora", "pissa", "oft", "ia3", "vera", "miss"),
+        rewind_methods=("lora", "oft"),
         eval_batch_size=8,
         peft_lr=2e-4,
         full_lr=5e-5,

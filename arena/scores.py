@@ -25,6 +25,10 @@ STOCK_TARGET = {"math500": ("minerva_math500", "math_verify"), "aime24": ("aime2
 PREFERRED_METRIC = {"minerva_math500": "math_verify"}  # symbolic answer checking, as the paper's math_equal
 # The paper's generation lengths per stock task (A3: 8192 new tokens for math; A4: BBH 512, IFEval 1025, NQ 50); the
 # stock YAMLs differ (minerva_math500 sets none, so HFLM stops at 256; aime24 asks for 32768).
+# Items in each stock task (lm-eval 0.4.13's test splits) and its number of subtasks: a profile's ``stock_limits``
+# count items per subtask (BBH's 27 subtasks share 6,511 items).
+STOCK_ITEMS = {"bbh_cot_fewshot": (6511, 27), "ifeval": (541, 1), "nq_open": (3610, 1), "minerva_math500": (500, 1),
+               "aime24": (30, 1)}
 STOCK_GEN_TOKENS = {"bbh_cot_fewshot": 512, "ifeval": 1025, "nq_open": 50, "minerva_math500": 8192, "aime24": 8192}
 
 

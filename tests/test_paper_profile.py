@@ -126,12 +126,25 @@ def test_stock_tasks_are_scored_one_by_one_at_the_papers_generation_lengths(monk
 
     calls = []
 
-    def fake_run(lm, tokenizer, tasks, data_dir, chat, gen_kwargs=None):
-        calls.append((tasks, gen_kwargs))
+    def fake_run(lm, tokenizer, tasks, data_dir, chat, gen_kwargs=None, limit=None):
+        calls.append((tasks, gen_kwargs, limit))
         names = [t + "_boolean_expressions" if t.startswith("bbh") else t for t in tasks]  # BBH scores per subtask
         return {t: [1.0, 0.0] for t in names} | ({"ifeval:inst": [[1.0], [0.0]]} if "ifeval" in tasks else {})
 
     monkeypatch.setattr(evaluate, "run_tasks", fake_run)
     evaluate._evaluate(None, None, get_profile("paper"), "test")
-    assert {tuple(t): g["max_gen_toks"] for t, g in calls} == {(t,): n for t, n in STOCK_GEN_TOKENS.items()}
+    assert {tuple(t): g["max_gen_toks"] for t, g, _ in calls} == {(t,): n for t, n in STOCK_GEN_TOKENS.items()}
     assert STOCK_GEN_TOKENS["minerva_math500"] == STOCK_GEN_TOKENS["aime24"] == 8192  # A3
+    assert all(limit is None for *_, limit in calls)  # the paper profile scores every item
+    calls.clear()
+    onegpu = get_profile("onegpu")
+    evaluate._evaluate(None, None, onegpu, "test")
+    assert {t[0]: limit for t, _, limit in calls} == {t: onegpu.stock_limits.get(t) for t in STOCK_GEN_TOKENS}
+
+
+def test_a_stock_subsample_has_its_own_evaluation_keys():
+    from arena import keys
+
+    onegpu, paper = get_profile("onegpu"), get_profile("paper")
+    assert keys.eval_key(onegpu, "m", {})["stock_limits"] == dict(sorted(onegpu.stock_limits.items()))
+    assert "stock_limits" not in keys.eval_key(paper, "m", {})  # the full-size keys are as before

@@ -145,7 +145,7 @@ def analyse_record(profile: Profile, record: dict, force: bool = False) -> None:
     spec = TrainSpec(**record["spec"])
     weight_analysis.analyse_checkpoint(profile, spec, force=force)
     activation_analysis.analyse_checkpoint(profile, spec, force=force)
-    if record["method"] in profile.rewind_methods and not profile.uses_stock_tasks:  # chapter 05 (needs a split)
+    if record["method"] in profile.rewind_methods:  # chapter 05
         rewind_method(profile, spec, force=force)
 
 
@@ -171,7 +171,7 @@ def run_benchmark(profile: Profile | str, methods=None, workers: int | None = No
     build_suite(profile)  # once, here: two workers must not both write it
     starting_bases(profile, methods)  # every base a method starts from is scored once, here, not in two workers
     rewound = [m for m in methods if m in profile.rewind_methods]
-    if analyse and not profile.uses_stock_tasks and rewound:
+    if analyse and rewound:
         build_validation(profile)  # the rewinding studies' split, likewise written once
         starting_bases(profile, rewound, split="validation")  # alpha = 0 of their paths (chapter 05 reads it)
     done = {} if force else {m: r for m in methods if (r := run_method(profile, m, stored_only=True))}

@@ -16,10 +16,12 @@ from pathlib import Path
 
 import torch
 
+from .errors import ArenaError
 from .models import bf16_compute
 from .offline_nltk import use_shipped_nltk_data
 from .progress import console_to_buffer, quiet_libraries
-from .scores import CHAT_TASKS, PLAIN_TASKS, PREFERRED_METRIC, STOCK_GEN_TOKENS, stock_task_lists, summarise
+from .scores import (CHAT_TASKS, PLAIN_TASKS, PREFERRED_METRIC, STOCK_GEN_TOKENS, stock_slices, stock_task_lists,
+                     summarise)
 from .suite import build_suite, build_validation
 from .updates import is_quantized
 from .vllm_backend import score_with_vllm
@@ -49,11 +51,11 @@ def hf_language_model(model, tokenizer, batch_size: int):
 
 
 def run_tasks(lm, tokenizer, tasks: list[str], data_dir: Path, chat: bool, gen_kwargs: dict | None = None,
-              limit: int | None = None) -> dict:
+              samples: dict | None = None) -> dict:
     """lm-eval on the given task names with the language model ``lm`` (HFLM or VLLM). Returns ``{task: [per-item
     score, ...]}`` (IFEval items: mean over its instructions; its instruction-level lists are kept under
-    ``<task>:inst``). ``gen_kwargs`` update the tasks' generation settings (lm-eval's ``gen_kwargs``); ``limit`` scores
-    only each (sub)task's first items (lm-eval's ``limit``)."""
+    ``<task>:inst``). ``gen_kwargs`` update the tasks' generation settings (lm-eval's ``gen_kwargs``); ``samples`` names
+    the items to score per (sub)task (lm-eval's ``samples``: ``{task: [doc ids]}``), default all."""
     import lm_eval
 
     use_shipped_nltk_data()  # before IFEval's import, which downloads punkt_tab when NLTK cannot find it
@@ -63,7 +65,7 @@ def run_tasks(lm, tokenizer, tasks: list[str], data_dir: Path, chat: bool, gen_k
         out = lm_eval.simple_evaluate(model=lm, tasks=tasks, task_manager=_task_manager(Path(data_dir), stock),
                                       log_samples=True, apply_chat_template=chat and bool(tokenizer.chat_template),
                                       bootstrap_iters=0, random_seed=0, numpy_random_seed=0, torch_random_seed=0,
-                                      fewshot_random_seed=0, gen_kwargs=gen_kwargs, limit=limit)
+                                      fewshot_random_seed=0, gen_kwargs=gen_kwargs, samples=samples)
     items = {}
     for task, samples in out["samples"].items():
         samples = sorted(samples, key=lambda s: s["doc_id"])
@@ -107,14 +109,16 @@ def _scoring_copy(model):
 
 def _evaluate(lm, tokenizer, profile, split: str) -> dict:
     if profile.uses_stock_tasks:
-        if split != "test":
-            raise ValueError("lm-eval's stock tasks have no validation split")
         chat, plain = stock_task_lists(profile.model.instruct)
         items = {}
         for task in [*chat, *plain]:  # one call per task: each at the paper's generation length
+            slices = stock_slices(task, profile.seed, profile.stock_validation.get(task, 0),
+                                  profile.stock_limits.get(task))
+            samples = {name: s[split] for name, s in slices.items()}
+            if not all(samples.values()):
+                raise ArenaError(f"the {split} split of {task} is empty: set stock_validation for it in the profile")
             items |= run_tasks(lm, tokenizer, [task], Path("."), chat=task in chat,
-                               gen_kwargs={"max_gen_toks": STOCK_GEN_TOKENS[task]},
-                               limit=profile.stock_limits.get(task))
+                               gen_kwargs={"max_gen_toks": STOCK_GEN_TOKENS[task]}, samples=samples)
         return {"items": items, "split": split, **summarise(items)}
     chat, plain = CHAT_TASKS, PLAIN_TASKS
     data_dir = build_suite(profile) if split == "test" else build_validation(profile)

@@ -61,8 +61,9 @@ def eval_key(profile: Profile, model_id: str, what: dict) -> dict:
     split = {"validation": validation_name(profile)} if what.get("split") == "validation" else {}
     backend = {"backend": profile.eval_backend} if profile.eval_backend != "hf" else {}  # hf: stored keys stay valid
     stock = {"generation": STOCK_GEN_TOKENS} if profile.uses_stock_tasks else {}  # the kit's suite: keys as before
-    if profile.stock_limits:  # a subsample of the stock tasks (a profile without limits keeps its keys)
-        stock["stock_limits"] = dict(sorted(profile.stock_limits.items()))
+    if profile.uses_stock_tasks:  # which items of each stock task each split scores (scores.stock_slices)
+        stock |= {"stock_validation": dict(sorted(profile.stock_validation.items())),
+                  "stock_limits": dict(sorted(profile.stock_limits.items())), "stock_seed": profile.seed}
     return {**stock, "base": model_id, "suite": suite_dir(profile).name, "suite_version": SUITE_VERSION,
             "quantization": scoring_quantization(profile), "compute": compute_precision(), **split, **backend,
             **what}

@@ -30,7 +30,7 @@ from .models import base_config, resolve_quantization
 from .profiles import Profile
 from .rewind import variants
 from .runs import sized_method, train_spec
-from .scores import STOCK_GEN_TOKENS, STOCK_ITEMS
+from .scores import STOCK_GEN_TOKENS, stock_slices
 
 GIB = 1024 ** 3
 NF4_BYTES = 4.127 / 8  # per weight, with double quantisation (module docstring)
@@ -119,32 +119,36 @@ def memory(profile: Profile, method: str, model_index: int = 0, checkpointing: b
             "parameters": counts["total"]}
 
 
-def scoring_pass(profile: Profile) -> list[dict]:
-    """The prompts and the generation cap of one scoring pass, per task (stock tasks at the profile's limits)."""
+def scoring_pass(profile: Profile, split: str = "test") -> list[dict]:
+    """The prompts and the generation cap of one scoring pass on ``split``, per task (stock tasks: the profile's
+    slices, ``scores.stock_slices``)."""
     if profile.uses_stock_tasks:
-        limits = profile.stock_limits or {}
         rows = []
-        for task, (n, subtasks) in STOCK_ITEMS.items():
-            per = limits.get(task)
-            items = n if per is None else min(n, per * subtasks)
-            rows.append({"task": task, "prompts": items, "max new tokens": STOCK_GEN_TOKENS[task]})
+        for task in STOCK_GEN_TOKENS:
+            slices = stock_slices(task, profile.seed, profile.stock_validation.get(task, 0),
+                                  profile.stock_limits.get(task))
+            rows.append({"task": task, "prompts": sum(len(s[split]) for s in slices.values()),
+                         "max new tokens": STOCK_GEN_TOKENS[task]})
         return rows
-    return [{"task": "embedded suite", "prompts": profile.bbh_per_task * 24 + profile.n_ifeval + profile.n_qa
-             + profile.n_target_test + 3 * profile.n_target_ood, "max new tokens": 256}]
+    if split == "validation":
+        n = (profile.val_bbh_per_task * 24 + profile.val_n_ifeval + profile.val_n_qa + profile.val_n_target
+             + 3 * profile.val_n_ood)
+    else:
+        n = (profile.bbh_per_task * 24 + profile.n_ifeval + profile.n_qa + profile.n_target_test
+             + 3 * profile.n_target_ood)
+    return [{"task": "embedded suite", "prompts": n, "max new tokens": 256}]
 
 
 def scoring_passes(profile: Profile, methods) -> dict:
-    """How many times each base is scored: the base itself, every method's final checkpoint, and (profiles with a
-    validation split) each rewound method's points on validation plus the chosen point on test."""
-    test = 1 + len(methods)
-    validation = 0
-    if not profile.uses_stock_tasks:
-        for method in methods:
-            if method in profile.rewind_methods:
-                spec = train_spec(profile, sized_method(profile, method))
-                validation += len(variants(profile, spec)) + 1
-                test += 1
-        validation += 1 if validation else 0  # the base on validation
+    """How many times each base is scored: the base itself, every method's final checkpoint, and each rewound
+    method's points on the validation split (with its final and the base's) plus its chosen point on test."""
+    test, validation = 1 + len(methods), 0
+    for method in methods:
+        if method in profile.rewind_methods:
+            spec = train_spec(profile, sized_method(profile, method))
+            validation += len(variants(profile, spec)) + 1
+            test += 1
+    validation += 1 if validation else 0  # the base on validation
     return {"test": test, "validation": validation}
 
 
@@ -168,11 +172,11 @@ def plan(profile: Profile, gpu_memory_gib: float | None = None) -> dict:
         passes = scoring_passes(one, runnable)
         pass_rows = scoring_pass(one)
         cap_tokens = sum(r["prompts"] * r["max new tokens"] for r in pass_rows)
-        generated = cap_tokens * ASSUMED["generated / cap"]
+        val_cap = sum(r["prompts"] * r["max new tokens"] for r in scoring_pass(one, "validation"))
         gen_rate = ASSUMED[f"generate tokens/s ({backend})"] * scale
-        val_share = _validation_share(one)
         train_h = len(runnable) * tokens / (ASSUMED["train tokens/s"] * scale) / 3600
-        score_h = (passes["test"] + passes["validation"] * val_share) * generated / gen_rate / 3600
+        generated = (passes["test"] * cap_tokens + passes["validation"] * val_cap) * ASSUMED["generated / cap"]
+        score_h = generated / gen_rate / 3600
         checkpoints = len(spec0.save_steps()) if spec0 else 0
         disk = sum(r["trainable"] * 4 * checkpoints for r in rows if r["fits"])
         out["bases"].append({"base": spec.name, "methods": rows, "runnable": runnable,
@@ -180,6 +184,7 @@ def plan(profile: Profile, gpu_memory_gib: float | None = None) -> dict:
                              "training tokens per method (at most)": tokens, "checkpoints per method": checkpoints,
                              "scoring pass": pass_rows, "scoring passes": passes,
                              "generated tokens per pass (at the cap)": cap_tokens,
+                             "generated tokens per validation pass (at the cap)": val_cap,
                              "checkpoint disk": disk, "base SVD cache disk": svd_cache_bytes(base_config(spec)),
                              "training hours (estimate)": train_h,
                              "scoring hours (estimate)": score_h, "hours (estimate)": train_h + score_h})
@@ -191,16 +196,6 @@ def _on_gpu(profile: Profile, spec) -> Profile:
     """``profile`` for one base, as it runs on a CUDA GPU: quantisation "auto" means nf4 there."""
     quantization = "nf4" if profile.quantization == "auto" else profile.quantization
     return dataclasses.replace(profile, models=(spec,), quantization=quantization)
-
-
-def _validation_share(profile: Profile) -> float:
-    """The size of the validation split relative to the test suite (the kit's suite; stock profiles have none)."""
-    if profile.uses_stock_tasks:
-        return 0.0
-    test = scoring_pass(profile)[0]["prompts"]
-    val = (profile.val_bbh_per_task * 24 + profile.val_n_ifeval + profile.val_n_qa + profile.val_n_target
-           + 3 * profile.val_n_ood)
-    return val / test
 
 
 def _why_not(row: dict, gpu: float) -> str:
@@ -257,7 +252,8 @@ def format_plan(result: dict) -> str:
                   f"validation passes; a test pass is "
                   + ", ".join(f"{r['task']} {r['prompts']:,} prompts ≤ {r['max new tokens']} tokens"
                               for r in b["scoring pass"])
-                  + f" ({b['generated tokens per pass (at the cap)']:,} tokens at the cap) | "
+                  + f" ({b['generated tokens per pass (at the cap)']:,} tokens at the cap; a validation pass "
+                  f"{b['generated tokens per validation pass (at the cap)']:,}) | "
                   f"{b['scoring hours (estimate)']:.1f} h |"]
     lines += ["", f"Total: {result['hours (estimate)']:.1f} h (estimate)."]
     return "\n".join(lines)

@@ -91,14 +91,17 @@ class Profile:
     # "hf": lm-eval's HFLM on the model object (4-bit bases scored unmerged); "vllm": lm-eval's vLLM backend on a bf16
     # merge into the full-precision base, as the paper scores (arena/vllm_backend.py; needs CUDA and vllm).
     eval_backend: str = "hf"
-    # Stock-task profiles: items scored per task (per subtask for BBH), the first ones in lm-eval's order; a task left
-    # out is scored whole (the paper profile scores every task whole).
+    # Stock-task profiles (scores.stock_slices): items held out per task (per subtask for BBH) as the validation split
+    # of rewinding's selection, and items scored on test (a task left out: every item not held out), both drawn from
+    # a seeded permutation, so the two splits never share an item.
+    stock_validation: dict = field(default_factory=dict)
     stock_limits: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
 
     @property
     def uses_stock_tasks(self) -> bool:
-        """The paper profile scores lm-eval's stock tasks: it builds no embedded suite, so no validation split."""
+        """The hub profiles score lm-eval's stock tasks (their validation split is a held-out slice of each), not the
+        embedded suite."""
         return self.bbh_per_task == 0
 
     @property
@@ -152,6 +155,8 @@ PROFILES: dict[str, Profile] = {
         max_length=8192,
         save_every=91,
         rewind_alphas=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),  # D2's 11-point grid
+        # held out for rewinding's selection; test scores the rest (the paper scores every item: 2-16 % fewer here)
+        stock_validation={"bbh_cot_fewshot": 5, "ifeval": 50, "nq_open": 100, "minerva_math500": 50, "aime24": 5},
         methods=("full", "lora", "dora", "pissa", "milora", "oft", "ia3", "vera", "miss", "adalora", "keeplora"),
         eval_batch_size=8,
         peft_lr=2e-4,
@@ -165,17 +170,19 @@ PROFILES: dict[str, Profile] = {
         quantization="nf4",
         n_train=2_000,  # SFT rows read; 60 steps x 16 use 960 of those that fit max_length
         n_target_ood=0,
-        bbh_per_task=0,  # lm-eval's stock tasks, the first items of each (README "On one GPU" gives the sizes)
-        stock_limits={"bbh_cot_fewshot": 10, "ifeval": 300, "nq_open": 300, "minerva_math500": 64},
+        bbh_per_task=0,  # lm-eval's stock tasks, a seeded sample of each (README "On one GPU" gives the sizes)
+        stock_limits={"bbh_cot_fewshot": 10, "ifeval": 300, "nq_open": 300, "minerva_math500": 40},
+        stock_validation={"bbh_cot_fewshot": 1, "ifeval": 30, "nq_open": 30, "minerva_math500": 8, "aime24": 3},
         n_ce_docs=50,
         steps=60,
         batch_size=1,
         grad_accum=16,
         max_length=2048,  # the paper's SFT rows longer than this are dropped, not truncated (A2)
-        save_every=20,
+        save_every=30,
         gradient_checkpointing="on",
-        methods=("lora", "dora", "pissa", "oft", "ia3", "vera", "miss"),
+        methods=("lora", "dora", "pissa", "oft", "vera", "miss"),
         rewind_methods=("lora", "oft"),
+        rewind_alphas=(0.3, 0.6),
         eval_batch_size=8,
         peft_lr=2e-4,
         full_lr=5e-5,

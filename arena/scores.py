@@ -29,7 +29,34 @@ PREFERRED_METRIC = {"minerva_math500": "math_verify"}  # symbolic answer checkin
 # count items per subtask (BBH's 27 subtasks share 6,511 items).
 STOCK_ITEMS = {"bbh_cot_fewshot": (6511, 27), "ifeval": (541, 1), "nq_open": (3610, 1), "minerva_math500": (500, 1),
                "aime24": (30, 1)}
+# BBH's 27 subtasks and their items (lm-eval's bbh/cot_fewshot, the paper's 6,511): the unit a stock slice is drawn in.
+BBH_SUBTASK_ITEMS = {name: 250 for name in (
+    "boolean_expressions", "date_understanding", "disambiguation_qa", "dyck_languages", "formal_fallacies",
+    "geometric_shapes", "hyperbaton", "logical_deduction_five_objects", "logical_deduction_seven_objects",
+    "logical_deduction_three_objects", "movie_recommendation", "multistep_arithmetic_two", "navigate",
+    "object_counting", "reasoning_about_colored_objects", "ruin_names", "salient_translation_error_detection",
+    "sports_understanding", "temporal_sequences", "tracking_shuffled_objects_five_objects",
+    "tracking_shuffled_objects_seven_objects", "tracking_shuffled_objects_three_objects", "web_of_lies",
+    "word_sorting")} | {"causal_judgement": 187, "penguins_in_a_table": 146, "snarks": 178}
 STOCK_GEN_TOKENS = {"bbh_cot_fewshot": 512, "ifeval": 1025, "nq_open": 50, "minerva_math500": 8192, "aime24": 8192}
+
+
+def stock_slices(task: str, seed: int, validation: int = 0, limit: int | None = None) -> dict[str, dict]:
+    """The items of stock ``task`` each split scores, per lm-eval (sub)task: ``{name: {"test": [doc ids],
+    "validation": [doc ids]}}``. A seeded permutation of each (sub)task's items: its first ``validation`` items are the
+    validation split (rewinding's selection, book/definitions.md D5), the next ``limit`` (default: all the rest) the
+    test split, so the two never share an item."""
+    import random
+
+    prefix = STOCK_GENERAL["bbh"][0]
+    sizes = ({f"{prefix}_{k}": n for k, n in BBH_SUBTASK_ITEMS.items()} if task == prefix
+             else {task: STOCK_ITEMS[task][0]})
+    out = {}
+    for name, n in sizes.items():
+        order = random.Random(f"{seed}:{name}").sample(range(n), n)
+        test = order[validation:] if limit is None else order[validation:validation + limit]
+        out[name] = {"validation": sorted(order[:validation]), "test": sorted(test)}
+    return out
 
 
 def stock_task_lists(instruct: bool) -> tuple[list[str], list[str]]:

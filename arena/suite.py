@@ -21,7 +21,6 @@ import re
 from pathlib import Path
 
 from .assets import bigbench_tasks, cache_dir, load_bigbench
-from .errors import ArenaError
 from .offline_nltk import ifeval_module
 from .profiles import Profile
 from .wordproblems import make_problems
@@ -115,6 +114,8 @@ def validation_name(profile: Profile) -> str:
     """The validation split's folder name: keyed by its sizes (the test suite's key covers the rest)."""
     key = json.dumps([profile.val_bbh_per_task, profile.val_n_ifeval, profile.val_n_qa, profile.val_n_target,
                       profile.val_n_ood])
+    if profile.uses_stock_tasks:
+        key = json.dumps(sorted(profile.stock_validation.items()))
     return "validation-" + hashlib.sha256(key.encode()).hexdigest()[:8]
 
 
@@ -123,12 +124,11 @@ def build_validation(profile: Profile) -> Path:
     use: same file names and lm-eval tasks as the test suite, every item drawn from the same sources but disjoint from it
     (checked by normalised input text) and, for word problems, from the training set too."""
     test = build_suite(profile)
+    if profile.uses_stock_tasks:
+        return test  # a held-out slice of each stock task (scores.stock_slices): nothing to write
     out = test / validation_name(profile)
     if (out / "DONE").exists():
         return out
-    if profile.uses_stock_tasks:
-        raise ArenaError("the paper profile scores lm-eval's stock tasks, which have no validation split built in; "
-                         "rewinding's selection runs on the embedded or smoke profile (or pass validation files)")
     (out / "bbh").mkdir(parents=True, exist_ok=True)
     rng = random.Random(profile.seed + 7919)  # a different stream from the test suite's
     for name in BBH_TASKS:

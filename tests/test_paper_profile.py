@@ -126,8 +126,8 @@ def test_stock_tasks_are_scored_one_by_one_at_the_papers_generation_lengths(monk
 
     calls = []
 
-    def fake_run(lm, tokenizer, tasks, data_dir, chat, gen_kwargs=None, limit=None):
-        calls.append((tasks, gen_kwargs, limit))
+    def fake_run(lm, tokenizer, tasks, data_dir, chat, gen_kwargs=None, samples=None):
+        calls.append((tasks, gen_kwargs, samples))
         names = [t + "_boolean_expressions" if t.startswith("bbh") else t for t in tasks]  # BBH scores per subtask
         return {t: [1.0, 0.0] for t in names} | ({"ifeval:inst": [[1.0], [0.0]]} if "ifeval" in tasks else {})
 
@@ -135,11 +135,36 @@ def test_stock_tasks_are_scored_one_by_one_at_the_papers_generation_lengths(monk
     evaluate._evaluate(None, None, get_profile("paper"), "test")
     assert {tuple(t): g["max_gen_toks"] for t, g, _ in calls} == {(t,): n for t, n in STOCK_GEN_TOKENS.items()}
     assert STOCK_GEN_TOKENS["minerva_math500"] == STOCK_GEN_TOKENS["aime24"] == 8192  # A3
-    assert all(limit is None for *_, limit in calls)  # the paper profile scores every item
+    paper = get_profile("paper")
+    for (task,), _, samples in calls:  # test: every item the validation slice does not hold
+        held = paper.stock_validation.get(task, 0)
+        assert all(len(ids) == n - held for ids, n in zip(samples.values(), _sizes(task)))
     calls.clear()
     onegpu = get_profile("onegpu")
-    evaluate._evaluate(None, None, onegpu, "test")
-    assert {t[0]: limit for t, _, limit in calls} == {t: onegpu.stock_limits.get(t) for t in STOCK_GEN_TOKENS}
+    evaluate._evaluate(None, None, onegpu, "validation")
+    assert {t[0]: len(next(iter(s.values()))) for t, _, s in calls} == onegpu.stock_validation
+
+
+def _sizes(task):
+    from arena.scores import BBH_SUBTASK_ITEMS, STOCK_ITEMS
+
+    return list(BBH_SUBTASK_ITEMS.values()) if task.startswith("bbh") else [STOCK_ITEMS[task][0]]
+
+
+def test_stock_slices_are_seeded_disjoint_and_sized():
+    from arena.scores import stock_slices
+
+    bbh = stock_slices("bbh_cot_fewshot", seed=1, validation=2, limit=10)
+    assert len(bbh) == 27 and sum(250 >= max(s["test"]) for s in bbh.values()) == 27
+    for s in bbh.values():
+        assert len(s["validation"]) == 2 and len(s["test"]) == 10 and not set(s["validation"]) & set(s["test"])
+    assert bbh == stock_slices("bbh_cot_fewshot", seed=1, validation=2, limit=10)
+    assert bbh != stock_slices("bbh_cot_fewshot", seed=2, validation=2, limit=10)
+    whole = stock_slices("aime24", seed=1, validation=3)["aime24"]
+    assert len(whole["test"]) == 27 and sorted(whole["test"] + whole["validation"]) == list(range(30))
+    # a larger validation slice keeps the same first items: the test slice of a profile never overlaps it
+    assert set(stock_slices("ifeval", 1, 10)["ifeval"]["validation"]) >= set(
+        stock_slices("ifeval", 1, 5)["ifeval"]["validation"])
 
 
 def test_a_stock_subsample_has_its_own_evaluation_keys():
@@ -147,4 +172,5 @@ def test_a_stock_subsample_has_its_own_evaluation_keys():
 
     onegpu, paper = get_profile("onegpu"), get_profile("paper")
     assert keys.eval_key(onegpu, "m", {})["stock_limits"] == dict(sorted(onegpu.stock_limits.items()))
-    assert "stock_limits" not in keys.eval_key(paper, "m", {})  # the full-size keys are as before
+    assert keys.eval_key(paper, "m", {})["stock_validation"] == dict(sorted(paper.stock_validation.items()))
+    assert "stock_limits" not in keys.eval_key(get_profile("embedded"), "m", {})  # the embedded keys are as before

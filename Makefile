@@ -9,9 +9,11 @@ BIN := $(VENV)/bin
 PROFILE ?= embedded
 PARAMS ?=
 QUANT ?=
+DRY_RUN ?=
 NOTEBOOK_TIMEOUT ?= 7200
-OUT := build/$(PROFILE)$(if $(QUANT),-$(QUANT))
-QUANT_PARAM := $(if $(QUANT),-p quantization $(QUANT))
+OUT := build/$(PROFILE)$(if $(QUANT),-$(QUANT))$(if $(DRY_RUN),-dryrun)
+QUANT_PARAM := $(if $(QUANT),-p quantization $(QUANT))$(if $(DRY_RUN), -p dry_run True)
+DRY_FLAG := $(if $(DRY_RUN),--dry-run)
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
 EXECUTED := $(patsubst notebooks/%.ipynb,$(OUT)/book/chapters/%.ipynb,$(NOTEBOOKS))
 ARENA_SRC := $(shell find arena -name '*.py' -o -name '*.yaml' -o -name '_arena_*' 2>/dev/null) pyproject.toml
@@ -26,6 +28,8 @@ PLAN_ARGS ?=
 
 help: ## List targets and the notebooks' parameters
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@echo "  DRY_RUN=1: a hub profile (onegpu, paper) on random 2-layer bases of the exact architectures and local data"
+	@echo "             fixtures, on the CPU with no hub: checks every chapter and the book, never a number"
 	@echo "  Variables: PROFILE=smoke|embedded|onegpu|paper (default embedded), QUANT=auto|nf4|none (default: the profile's;"
 	@echo "             auto = nf4 on CUDA, none on CPU), PARAMS='-p name value ...',"
 	@echo "             PEFT_ARENA_CACHE (assets and results cache, default ~/.cache/peft-arena)"
@@ -44,8 +48,8 @@ $(VENV)/.installed: pyproject.toml
 
 $(OUT)/.profile: FORCE | install
 	@mkdir -p $(OUT)
-	@$(BIN)/python -m arena profile $(PROFILE) $(if $(QUANT),--quantization $(QUANT)) > /dev/null
-	@echo "$(PROFILE) $(QUANT) $(PARAMS)" | cmp -s - $@ || echo "$(PROFILE) $(QUANT) $(PARAMS)" > $@
+	@$(BIN)/python -m arena profile $(PROFILE) $(if $(QUANT),--quantization $(QUANT)) $(DRY_FLAG) > /dev/null
+	@echo "$(PROFILE) $(QUANT) $(DRY_RUN) $(PARAMS)" | cmp -s - $@ || echo "$(PROFILE) $(QUANT) $(DRY_RUN) $(PARAMS)" > $@
 
 FORCE:
 
@@ -55,7 +59,7 @@ NB_PARAMS_08_reproducibility = -p chapters_dir $(abspath $(OUT))/book/chapters
 # Notebooks run in numeric order: each depends on the one before it.
 $(OUT)/book/chapters/%.ipynb: notebooks/%.ipynb $(ARENA_SRC) $(OUT)/.profile | install
 	@mkdir -p $(@D)
-	@$(BIN)/python -m arena assets --profile $(PROFILE)
+	@$(BIN)/python -m arena assets --profile $(PROFILE) $(DRY_FLAG)
 	ARENA_QUIET=1 $(BIN)/papermill $< $(@:.ipynb=.partial.ipynb) -p profile $(PROFILE) $(QUANT_PARAM) $(NB_PARAMS_$*) $(PARAMS) \
 	  --cwd notebooks -k python3 \
 	  --execution-timeout $(NOTEBOOK_TIMEOUT) --log-level WARNING --no-progress-bar
@@ -94,7 +98,7 @@ test-gpu: install ## GPU / bitsandbytes tests (skip without CUDA)
 	$(BIN)/python -m pytest -m "gpu or bnb" $(PYTEST_ARGS)
 
 plan: install ## Print what PROFILE will cost (work, GPU memory, time estimates) before anything downloads or trains
-	$(BIN)/python -m arena plan --profile $(PROFILE) $(if $(QUANT),--quantization $(QUANT)) $(PLAN_ARGS)
+	$(BIN)/python -m arena plan --profile $(PROFILE) $(if $(QUANT),--quantization $(QUANT)) $(DRY_FLAG) $(PLAN_ARGS)
 
 bench: install ## Print training tokens/s and peak memory per method as ratios to LoRA (a measurement, not a test)
 	$(BIN)/python benchmarks/train_throughput.py --profile $(PROFILE) $(if $(QUANT),--quantization $(QUANT)) $(BENCH_ARGS)

@@ -15,7 +15,8 @@ from its own layer or the layers below it (``tests/test_layers.py`` fails on an 
                         ^
     2 models         models  methods/  budget  updates
                         ^
-    1 setup, data    profiles  assets  pipeline  distributed  provenance  store  suite  paper_data  scores  tasks/
+    1 setup, data    profiles  assets  pipeline  distributed  provenance  store  suite  paper_data  scores
+                     stock_fixtures  tasks/
                         ^
     0 pure maths     tensors  spectra  geometry  oft_path  stats  wordproblems  errors  progress  offline_nltk
 
@@ -31,7 +32,7 @@ import warnings as _warnings
 LAYERS = {
     0: ("tensors", "spectra", "geometry", "oft_path", "stats", "wordproblems", "errors", "progress", "offline_nltk"),
     1: ("profiles", "assets", "pipeline", "distributed", "provenance", "store", "suite", "paper_data", "scores",
-        "tasks.utils"),
+        "stock_fixtures", "tasks.utils"),
     2: ("models", "methods", "methods.registry", "methods.init", "methods.builtin", "methods.quantized", "budget",
         "updates"),
     3: ("train", "evaluate", "vllm_backend", "forgetting"),

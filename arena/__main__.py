@@ -34,6 +34,9 @@ from .runs import evaluate_base, sized_method, train_method, train_spec
 from .scores import paired_difference
 
 
+DRY_RUN_HELP = "a hub profile on random architecture-exact bases and local fixtures (CPU, no hub)"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m arena", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split(
@@ -42,13 +45,16 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("profile", help="validate a profile and print it as JSON")
     p.add_argument("name", nargs="?", default=None)
     p.add_argument("--quantization", default=None, help="auto | nf4 | none")
+    p.add_argument("--dry-run", action="store_true", help=DRY_RUN_HELP)
     p = sub.add_parser("assets", help="fetch, verify (and rebuild if corrupt) what a profile needs")
     p.add_argument("--profile", default=None)
+    p.add_argument("--dry-run", action="store_true", help=DRY_RUN_HELP)
     p = sub.add_parser("plan", help="what a profile will cost (work, GPU memory, time estimates), before anything runs")
     p.add_argument("--profile", default=None)
     p.add_argument("--gpu-memory", type=float, default=None, help="GiB of the GPU to plan for (default: the one here)")
     p.add_argument("--methods", default=None, help="comma-separated method names")
     p.add_argument("--json", action="store_true", help="print the plan as JSON instead of tables")
+    p.add_argument("--dry-run", action="store_true", help=DRY_RUN_HELP)
     for field, kind in CLI_FIELDS.items():
         p.add_argument("--" + field.replace("_", "-"), dest=field, type=kind, default=None)
     for name, text in [("train", "train one method along its checkpointed path"),
@@ -69,6 +75,7 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--out", required=True, help="a new, empty folder")
         for field, kind in CLI_FIELDS.items():
             p.add_argument("--" + field.replace("_", "-"), dest=field, type=kind, default=None)
+        p.add_argument("--dry-run", action="store_true", help=DRY_RUN_HELP)
         p.add_argument("--force", action="store_true", help="recompute even if a finished result exists")
     return parser
 
@@ -97,7 +104,8 @@ def _run(args, out) -> int:
     print = functools.partial(builtins.print, file=out)  # noqa: A001  (results to the real stdout)
     try:
         if args.command == "profile":
-            print(json.dumps(as_dict(get_profile(args.name, quantization=args.quantization)), indent=1))
+            print(json.dumps(as_dict(get_profile(args.name, quantization=args.quantization,
+                                                 dry_run=args.dry_run or None)), indent=1))
             return 0
 
         if world_size() > 1 and args.command != "train":
@@ -106,6 +114,7 @@ def _run(args, out) -> int:
         if not is_main():
             print = functools.partial(builtins.print, file=open(os.devnull, "w"))  # noqa: A001  (one report)
         overrides = {f: getattr(args, f) for f in CLI_FIELDS if getattr(args, f, None) is not None}
+        overrides |= {"dry_run": True} if getattr(args, "dry_run", False) else {}
         if args.command == "export":  # reads a stored run: no assets to fetch, nothing to train
             print(json.dumps(export_run(get_profile(args.profile, **overrides), args.method, args.out, args.size,
                                         args.lr, args.step), indent=1))

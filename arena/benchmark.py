@@ -180,6 +180,8 @@ def run_benchmark(profile: Profile | str, methods=None, workers: int | None = No
     todo = sorted((m for m in methods if m not in done),
                   key=lambda m: (m not in profile.rewind_methods, not is_oft(m)))
     workers = min(workers or default_workers(todo), max(1, len(todo)))
+    if profile.dry_run:
+        workers = 1  # a 7B-wide random base in fp32 is ~6 GB, and scoring holds it twice: one process at a time
     start = time.perf_counter()
     if workers == 1:
         for m in todo:

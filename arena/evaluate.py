@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from . import stock_fixtures
 from .errors import ArenaError
 from .models import bf16_compute
 from .offline_nltk import use_shipped_nltk_data
@@ -60,7 +61,7 @@ def run_tasks(lm, tokenizer, tasks: list[str], data_dir: Path, chat: bool, gen_k
 
     use_shipped_nltk_data()  # before IFEval's import, which downloads punkt_tab when NLTK cannot find it
     quiet_libraries()
-    stock = not all(t.startswith("arena_") for t in tasks)
+    stock = not all(isinstance(t, str) and t.startswith("arena_") for t in tasks)  # dict: a stock task's fixture
     with console_to_buffer():  # lm-eval's per-request bars would fill an executed notebook
         out = lm_eval.simple_evaluate(model=lm, tasks=tasks, task_manager=_task_manager(Path(data_dir), stock),
                                       log_samples=True, apply_chat_template=chat and bool(tokenizer.chat_template),
@@ -114,11 +115,15 @@ def _evaluate(lm, tokenizer, profile, split: str) -> dict:
         for task in [*chat, *plain]:  # one call per task: each at the paper's generation length
             slices = stock_slices(task, profile.seed, profile.stock_validation.get(task, 0),
                                   profile.stock_limits.get(task))
+            specs = stock_fixtures.task_specs(task) if profile.dry_run else [task]
+            if profile.dry_run:
+                slices = {spec["task"]: slices[spec["task"]] for spec in specs}
             samples = {name: s[split] for name, s in slices.items()}
             if not all(samples.values()):
                 raise ArenaError(f"the {split} split of {task} is empty: set stock_validation for it in the profile")
-            items |= run_tasks(lm, tokenizer, [task], Path("."), chat=task in chat,
-                               gen_kwargs={"max_gen_toks": STOCK_GEN_TOKENS[task]}, samples=samples)
+            tokens = profile.extra.get("max_gen_toks") or STOCK_GEN_TOKENS[task]
+            items |= run_tasks(lm, tokenizer, specs, Path("."), chat=task in chat,
+                               gen_kwargs={"max_gen_toks": tokens}, samples=samples)
         return {"items": items, "split": split, **summarise(items)}
     chat, plain = CHAT_TASKS, PLAIN_TASKS
     data_dir = build_suite(profile) if split == "test" else build_validation(profile)

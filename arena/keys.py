@@ -64,6 +64,8 @@ def eval_key(profile: Profile, model_id: str, what: dict) -> dict:
     if profile.uses_stock_tasks:  # which items of each stock task each split scores (scores.stock_slices)
         stock |= {"stock_validation": dict(sorted(profile.stock_validation.items())),
                   "stock_limits": dict(sorted(profile.stock_limits.items())), "stock_seed": profile.seed}
+        if profile.dry_run:  # fixtures instead of the stock datasets, and short answers
+            stock |= {"dry_run": True, "generation": profile.extra.get("max_gen_toks")}
     return {**stock, "base": model_id, "suite": suite_dir(profile).name, "suite_version": SUITE_VERSION,
             "quantization": scoring_quantization(profile), "compute": compute_precision(), **split, **backend,
             **what}

@@ -100,6 +100,8 @@ def model_identity(spec: ModelSpec) -> str:
         return f"smoke-llama@{digest}-seed0"
     if spec.source == "embedded":
         return SMOLLM2_IDENTITY
+    if spec.source == "architecture":
+        return f"random:{spec.repo_id}@layers{spec.layers}-seed0"
     return f"{spec.repo_id}@{spec.revision or 'main'}"
 
 
@@ -168,8 +170,12 @@ def load_base(spec: ModelSpec, quantization: str | None = None, dtype: str = "au
         model, tokenizer = _from_pretrained(str(smollm2_dir()), None, quantization, torch_dtype)
     elif spec.source == "hub":
         model, tokenizer = _from_pretrained(spec.repo_id, spec.revision, quantization, torch_dtype)
+    elif spec.source == "architecture":  # a dry run: the real architecture, random weights, a stand-in tokenizer
+        model, tokenizer = random_base(spec.repo_id, quantization, spec.layers), smoke_tokenizer()
+        if not quantization:
+            model.to(dtype=torch_dtype)
     else:
-        raise ArenaError(f"unknown model source {spec.source!r}; use smoke, embedded or hub")
+        raise ArenaError(f"unknown model source {spec.source!r}; use smoke, embedded, hub or architecture")
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     model.eval()
@@ -357,6 +363,8 @@ def base_config(spec: ModelSpec):
         return _smoke_config()
     if spec.source == "embedded":
         return AutoConfig.from_pretrained(str(smollm2_dir()))
+    if spec.source == "architecture":
+        return architecture_config(spec.repo_id, spec.layers)
     if spec.repo_id in PUBLIC_CONFIGS:
         return architecture_config(spec.repo_id)
     return AutoConfig.from_pretrained(spec.repo_id, revision=spec.revision)

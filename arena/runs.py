@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from . import store
+from . import stock_fixtures, store
 from .budget import at_size, match, Sized
 from .distributed import is_main, main_first
 from .errors import ArenaError
@@ -49,7 +49,10 @@ def train_spec(profile: Profile, sized: Sized, lr: float | None = None) -> Train
 def _training_rows(profile: Profile) -> list[dict]:
     """The profile's SFT rows: the paper's data (hub or a local file) for the paper profile, else the suite's."""
     if profile.uses_stock_tasks:
-        return load_training_rows(profile.domain, profile.extra.get("train_file"), profile.n_train)
+        local = profile.extra.get("train_file")
+        if local == "fixture":  # a dry run: the release's schema, generated word problems
+            local = str(stock_fixtures.sft_file())
+        return load_training_rows(profile.domain, local, profile.n_train)
 
     return read_jsonl(build_suite(profile) / "wordproblems_train.jsonl")
 

@@ -7,7 +7,9 @@ from pathlib import Path
 
 from .models import count_parameters
 from .report import PAPER_E1
+from .runs import training_rows
 from .scores import chance_level, GENERAL, is_stock, STOCK_GENERAL, STOCK_TARGET
+from .suite import ifeval_items, read_jsonl, suite_dir
 
 
 def architecture(model) -> dict:
@@ -73,6 +75,22 @@ def paper_base_beside(result: dict, model_name: str):
              "protocol": "kit offline suite on lm-eval (BIG-bench BBH, kit IFEval prompts, qa_wikidata; word problems)",
              "General": round(result["general"], 2), "Target (math)": round(result["target"], 2)}]
     return pd.DataFrame(rows).set_index("source")
+
+
+def sample_prompts(profile) -> list[tuple[str, str | None]]:
+    """Chapter 00: ``(prompt, expected answer or None)`` to show the base answering: a question of the target task
+    (a held-out word problem; for a stock-task profile, the first SFT question, whose answer is long, so cut to its
+    end) and an instruction-following prompt (the suite's first; for a stock-task profile, one IFEval-format prompt
+    the kit writes from lm-eval's instruction registry)."""
+    import random
+
+    if profile.uses_stock_tasks:
+        row = training_rows(profile)[0]
+        answer = row["answer"] if len(row["answer"]) <= 200 else "..." + row["answer"][-200:]
+        return [(row["question"], answer), (ifeval_items(1, random.Random(profile.seed))[0]["prompt"], None)]
+    folder = suite_dir(profile)
+    problem = read_jsonl(folder / "wordproblems_test.jsonl")[0]
+    return [(problem["question"], problem["target"]), (read_jsonl(folder / "ifeval.jsonl")[0]["prompt"], None)]
 
 
 def generate(model, tokenizer, prompt: str, max_new_tokens: int = 64, chat: bool = True) -> str:

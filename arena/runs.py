@@ -46,7 +46,7 @@ def train_spec(profile: Profile, sized: Sized, lr: float | None = None) -> Train
                      save_every=profile.save_every, seed=profile.seed, optimizer=profile.optimizer)
 
 
-def _training_rows(profile: Profile) -> list[dict]:
+def training_rows(profile: Profile) -> list[dict]:
     """The profile's SFT rows: the paper's data (hub or a local file) for the paper profile, else the suite's."""
     if profile.uses_stock_tasks:
         local = profile.extra.get("train_file")
@@ -72,7 +72,7 @@ def _prepare(profile: Profile, spec: TrainSpec):
     model, tokenizer = load_base(profile.model, quantization,
                                  dtype=training_dtype(get_method(spec.method), quantization, note, device()))
     model = prepare_for_training(model, quantization, gradient_checkpointing(profile))
-    examples = encode_dataset(tokenizer, _training_rows(profile), spec.max_length)
+    examples = encode_dataset(tokenizer, training_rows(profile), spec.max_length)
     return model, tokenizer, examples
 
 

@@ -20,8 +20,8 @@ def _private_results(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("PEFT_ARENA_RESULTS", str(tmp_path_factory.getbasetemp() / "results"))
 
 
-def _guarded_reproduce(tmp_path_factory, name: str, *make_args: str):
-    """`make reproduce PROFILE=smoke ...` under the network guard (tests/netguard): (output folder, finished process,
+def _guarded_reproduce(tmp_path_factory, name: str, *make_args: str, profile: str = "smoke"):
+    """`make reproduce PROFILE=<profile> ...` under the network guard (tests/netguard): (output folder, finished process,
     wall seconds). Assets are fetched first, outside the guard: package downloads are allowed."""
     import os
     import subprocess
@@ -40,8 +40,8 @@ def _guarded_reproduce(tmp_path_factory, name: str, *make_args: str):
     env |= {"ARENA_NETGUARD_LOG": str(log),
             "PYTHONPATH": os.pathsep.join(p for p in (guard, env.get("PYTHONPATH")) if p)}
     start = time.perf_counter()
-    proc = subprocess.run(["make", "reproduce", "PROFILE=smoke", f"OUT={out}", *make_args], cwd=root,
-                          capture_output=True, text=True, timeout=1800, env=env)
+    proc = subprocess.run(["make", "reproduce", f"PROFILE={profile}", f"OUT={out}", *make_args], cwd=root,
+                          capture_output=True, text=True, timeout=3600, env=env)
     return out, proc, time.perf_counter() - start
 
 

@@ -174,3 +174,37 @@ def test_a_stock_subsample_has_its_own_evaluation_keys():
     assert keys.eval_key(onegpu, "m", {})["stock_limits"] == dict(sorted(onegpu.stock_limits.items()))
     assert keys.eval_key(paper, "m", {})["stock_validation"] == dict(sorted(paper.stock_validation.items()))
     assert "stock_limits" not in keys.eval_key(get_profile("embedded"), "m", {})  # the embedded keys are as before
+
+
+def test_the_stock_path_runs_on_local_fixtures_in_each_tasks_schema():
+    """Every stock task reads its fixture (lm-eval's own configs, dataset pointed at a local file in the hub
+    dataset's schema) and is scored on both splits: the path a hub profile takes, with no hub."""
+    from arena.evaluate import evaluate
+    from arena.models import smoke_model, smoke_tokenizer
+    from arena.stock_fixtures import DRY_RUN_BBH
+
+    profile = get_profile("onegpu", dry_run=True)
+    for split in ("test", "validation"):
+        out = evaluate(smoke_model(), smoke_tokenizer(), profile, split=split)
+        tasks = set(out["items"])
+        assert {"ifeval", "ifeval:inst", "nq_open", "minerva_math500", "aime24"} <= tasks
+        assert len([t for t in tasks if t.startswith("bbh_cot_fewshot_")]) == DRY_RUN_BBH
+        assert all(len(v) == 1 for v in out["items"].values())  # one item per (sub)task and split
+        assert set(out["groups"]) == {"bbh", "ifeval", "qa", "math500", "aime24"} and out["split"] == split
+
+
+def test_a_dry_run_swaps_each_hub_base_for_its_architecture_and_says_so_in_its_command():
+    from arena.errors import ArenaError
+    from arena.models import architecture_config, base_config, model_identity
+    from arena.profiles import command, dry_run_of
+
+    dry = get_profile("paper", dry_run=True)
+    assert [m.source for m in dry.models] == ["architecture", "architecture"] and dry.methods == ("lora", "oft")
+    assert dry.models[0].repo_id == QWEN25_7B.repo_id and dry.models[1].instruct is True
+    config, public = base_config(dry.models[0]), architecture_config(QWEN25_7B.repo_id)
+    assert config.num_hidden_layers == 2 and config.hidden_size == public.hidden_size
+    assert config.intermediate_size == public.intermediate_size and config.vocab_size == public.vocab_size
+    assert model_identity(dry.models[0]) != model_identity(QWEN25_7B)  # its results never mix with a real run's
+    assert command("benchmark", dry) == "python -m arena benchmark --profile paper --dry-run"
+    with pytest.raises(ArenaError, match="needs no dry run"):
+        dry_run_of(get_profile("embedded"))

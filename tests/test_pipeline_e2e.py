@@ -132,3 +132,20 @@ def test_the_readme_methods_parameter_trains_exactly_those_methods(smoke_build, 
                           env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "lora" in before and trained() - before == {"ia3"}
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("profile", ["onegpu", "paper"])
+def test_a_dry_run_of_each_hub_profile_builds_every_chapter_and_the_book(profile, tmp_path_factory):
+    """make reproduce PROFILE=onegpu|paper DRY_RUN=1: each hub profile's whole pipeline (its bases' exact
+    architectures cut to 2 layers, the stock tasks on both splits, the rewinding study, the book) on the CPU, under
+    the network guard."""
+    from conftest import _guarded_reproduce
+
+    out, proc, _ = _guarded_reproduce(tmp_path_factory, f"{profile}-dry", "DRY_RUN=1", profile=profile)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert not (out.parent / "network-attempts.log").read_text()
+    pages = {p.stem: p.read_text() for p in (out / "book" / "_build" / "html" / "chapters").glob("*.html")}
+    assert len(pages) == len(list((ROOT / "notebooks").glob("[0-9]*.ipynb")))
+    assert all("Traceback" not in page for page in pages.values())
+    assert "(random, 2 layers)" in pages["00_base_model"]

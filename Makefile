@@ -23,7 +23,7 @@ PYTEST_ARGS ?=
 BENCH_ARGS ?=
 PLAN_ARGS ?=
 
-.PHONY: help install reproduce plan book test test-fast test-gpu browser assets bench clean distclean
+.PHONY: help install reproduce plan book test test-fast test-dryrun test-gpu browser assets bench clean distclean
 .DEFAULT_GOAL := help
 
 help: ## List targets and the notebooks' parameters
@@ -93,6 +93,9 @@ browser: ## Install Debian's Chromium and ChromeDriver for the browser test (onc
 
 test-fast: install ## Unit tests only (no end-to-end pipeline)
 	$(BIN)/python -m pytest -m "not e2e" $(PYTEST_ARGS)
+
+test-dryrun: install ## Dry runs of the hub profiles (onegpu, paper) through every chapter and the book, on CPU
+	$(BIN)/python -m pytest -m dryrun $(PYTEST_ARGS)
 
 test-gpu: install ## GPU / bitsandbytes tests (skip without CUDA)
 	$(BIN)/python -m pytest -m "gpu or bnb" $(PYTEST_ARGS)

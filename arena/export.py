@@ -21,7 +21,7 @@ from .assets import smollm2_dir
 from .errors import ArenaError
 from .methods import get_method
 from .methods.quantized import base_quantization
-from .models import smoke_folder
+from .models import random_base_folder, smoke_folder
 from .runs import load_trained, sized_method, train_spec
 from .updates import custom_layers
 
@@ -32,6 +32,8 @@ def base_path(spec) -> str:
         return str(smoke_folder())
     if spec.source == "embedded":
         return str(smollm2_dir())
+    if spec.source == "architecture":
+        return str(random_base_folder(spec.repo_id, spec.layers))
     return spec.repo_id
 
 

@@ -171,9 +171,9 @@ def load_base(spec: ModelSpec, quantization: str | None = None, dtype: str = "au
     elif spec.source == "hub":
         model, tokenizer = _from_pretrained(spec.repo_id, spec.revision, quantization, torch_dtype)
     elif spec.source == "architecture":  # a dry run: the real architecture, random weights, a stand-in tokenizer
-        model, tokenizer = random_base(spec.repo_id, quantization, spec.layers), smoke_tokenizer()
-        if not quantization:
-            model.to(dtype=torch_dtype)
+        folder = random_base_folder(spec.repo_id, spec.layers)
+        model, _ = _from_pretrained(str(folder), None, quantization, torch_dtype, tokenizer=False)
+        tokenizer = smoke_tokenizer()
     else:
         raise ArenaError(f"unknown model source {spec.source!r}; use smoke, embedded, hub or architecture")
     if tokenizer.pad_token is None:
@@ -233,8 +233,9 @@ def bnb_config():
     )
 
 
-def _from_pretrained(path: str, revision: str | None, quantization: str | None, torch_dtype):
-    """Load a folder or hub id. Network and missing-file failures become one-line errors naming the fix."""
+def _from_pretrained(path: str, revision: str | None, quantization: str | None, torch_dtype, tokenizer: bool = True):
+    """Load a folder or hub id (and its tokenizer unless ``tokenizer`` is False: a dry run's random base has none).
+    Network and missing-file failures become one-line errors naming the fix."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     kwargs = {"revision": revision, "dtype": torch_dtype}
@@ -243,7 +244,7 @@ def _from_pretrained(path: str, revision: str | None, quantization: str | None, 
     elif torch_dtype is not None and "cuda" == device():
         kwargs["device_map"] = local_device_map()
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path, revision=revision)
+        tokenizer = AutoTokenizer.from_pretrained(path, revision=revision) if tokenizer else None
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
         if quantization:
             keep_4bit_layout(model)
@@ -313,6 +314,33 @@ def architecture_config(name: str, layers: int | None = None):
     return config
 
 
+def random_base_folder(name: str, layers: int | None = None, seed: int = 0) -> Path:
+    """A random model of architecture ``name`` (``layers`` decoder layers) written once as bf16 safetensors under the
+    cache: what a dry run loads as its base and reads W0 from, like a downloaded checkpoint."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    config = architecture_config(name, layers)
+    slug = name.replace("/", "--")
+    folder = cache_dir() / "random-bases" / f"{slug}-layers{config.num_hidden_layers}-seed{seed}"
+    if not (folder / "model.safetensors.index.json").exists() and not (folder / "model.safetensors").exists():
+        cuda = torch.cuda.is_available()
+        tmp = folder.with_name(folder.name + ".tmp")
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            with torch.device("cuda" if cuda else "cpu"):  # 7B random weights: seconds on a GPU, minutes on a CPU
+                model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+        model.save_pretrained(tmp)
+        del model
+        if cuda:
+            torch.cuda.empty_cache()
+        import shutil
+
+        shutil.rmtree(folder, ignore_errors=True)
+        tmp.rename(folder)
+    return folder
+
+
 def random_base(name: str, quantization: str | None = None, layers: int | None = None, seed: int = 0):
     """A randomly initialised model with the exact architecture ``name`` (no download): for measuring speed and memory
     at the paper's scale, never for results. Unquantised it is built in place (fp32 on CPU, bf16 on CUDA); for nf4 it
@@ -332,22 +360,7 @@ def random_base(name: str, quantization: str | None = None, layers: int | None =
                 model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16 if cuda else torch.float32)
         return model.eval()
 
-    slug = name.replace("/", "--")
-    folder = cache_dir() / "random-bases" / f"{slug}-layers{config.num_hidden_layers}-seed{seed}"
-    if not (folder / "model.safetensors.index.json").exists() and not (folder / "model.safetensors").exists():
-        tmp = folder.with_name(folder.name + ".tmp")
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            with torch.device("cuda" if cuda else "cpu"):  # 7B random weights: seconds on a GPU, minutes on a CPU
-                model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
-        model.save_pretrained(tmp)
-        del model
-        if cuda:
-            torch.cuda.empty_cache()
-        import shutil
-
-        shutil.rmtree(folder, ignore_errors=True)
-        tmp.rename(folder)
+    folder = random_base_folder(name, layers, seed)
     model = AutoModelForCausalLM.from_pretrained(folder, quantization_config=bnb_config(), dtype=torch.bfloat16,
                                                  device_map=local_device_map())
     keep_4bit_layout(model)

@@ -21,7 +21,7 @@ from . import store
 from .assets import cache_dir, smollm2_dir
 from .keys import spectra_key, train_key
 from .methods import get_method, linear_targets
-from .models import model_identity, smoke_model
+from .models import model_identity, random_base_folder, smoke_model
 from .profiles import Profile
 from .progress import progress
 from .provenance import peak_memory_mb
@@ -40,6 +40,8 @@ def pretrained_source(profile: Profile) -> Callable[[str], torch.Tensor]:
         return lambda name: state[name].float()
     if spec.source == "embedded":
         files = [smollm2_dir() / "model.safetensors"]
+    elif spec.source == "architecture":  # a dry run's random base, written like a checkpoint
+        files = sorted(random_base_folder(spec.repo_id, spec.layers).glob("*.safetensors"))
     else:
         from huggingface_hub import snapshot_download
 

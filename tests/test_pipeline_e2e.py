@@ -135,6 +135,7 @@ def test_the_readme_methods_parameter_trains_exactly_those_methods(smoke_build, 
 
 
 @pytest.mark.e2e
+@pytest.mark.dryrun
 @pytest.mark.parametrize("profile", ["onegpu", "paper"])
 def test_a_dry_run_of_each_hub_profile_builds_every_chapter_and_the_book(profile, tmp_path_factory):
     """make reproduce PROFILE=onegpu|paper DRY_RUN=1: each hub profile's whole pipeline (its bases' exact

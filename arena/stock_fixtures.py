@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 
 from .assets import cache_dir
+from .offline_nltk import use_shipped_nltk_data
 from .scores import BBH_SUBTASK_ITEMS, STOCK_GENERAL, STOCK_ITEMS
 from .wordproblems import make_problems
 
@@ -67,6 +68,7 @@ def _config(name: str) -> dict:
     as a dict is taken as the whole config, not as overrides of the registered one."""
     from lm_eval.tasks._factory import load_yaml
 
+    use_shipped_nltk_data()  # resolving IFEval's functions imports it, which downloads punkt_tab if NLTK lacks it
     return dict(load_yaml(_registered()[name].yaml_path, resolve_func=True))
 
 

@@ -193,6 +193,26 @@ def test_the_stock_path_runs_on_local_fixtures_in_each_tasks_schema():
         assert set(out["groups"]) == {"bbh", "ifeval", "qa", "math500", "aime24"} and out["split"] == split
 
 
+def test_the_fixture_configs_load_without_the_network(tmp_path):
+    """Resolving the stock tasks' configs imports lm-eval's IFEval module: in a fresh interpreter under the network
+    guard, with an empty NLTK path, nothing may reach for punkt_tab."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    log = tmp_path / "attempts.log"
+    log.write_text("")
+    env = {**os.environ, "PYTHONPATH": str(root / "tests" / "netguard"), "ARENA_NETGUARD_LOG": str(log),
+           "NLTK_DATA": str(tmp_path / "no-nltk"), "HOME": str(tmp_path)}
+    code = "from arena import stock_fixtures; print(len(stock_fixtures.task_specs('ifeval')))"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert log.read_text() == "" and "[nltk_data]" not in proc.stdout + proc.stderr
+
+
 def test_a_dry_run_swaps_each_hub_base_for_its_architecture_and_says_so_in_its_command():
     from arena.errors import ArenaError
     from arena.models import architecture_config, base_config, model_identity

@@ -25,8 +25,8 @@ import dataclasses
 from .errors import ArenaError
 from .methods import get_method
 from .methods.quantized import base_quantization
-from .methods.registry import _skeleton
-from .models import base_config, resolve_quantization
+from .methods.registry import skeleton
+from .models import base_config
 from .profiles import Profile
 from .rewind import variants
 from .runs import sized_method, train_spec
@@ -46,7 +46,7 @@ def _counts(config) -> dict:
     """Parameters of the base by role: quantisable linears, the LM head and embeddings (bf16 under nf4), the rest."""
     import torch
 
-    model = _skeleton(config)
+    model = skeleton(config)
     head = model.get_output_embeddings()
     counts = {"linear": 0, "head_embed": 0, "other": 0}
     seen = set()
@@ -69,7 +69,7 @@ def svd_cache_bytes(config) -> int:
     """Disk of the base-SVD cache the weight analysis keeps (fp32 U, S, Vh of every adapted linear, chapter 03)."""
     import torch
 
-    model = _skeleton(config)
+    model = skeleton(config)
     head = model.get_output_embeddings()
     total = 0
     for module in model.modules():
@@ -95,7 +95,7 @@ def memory(profile: Profile, method: str, model_index: int = 0, checkpointing: b
     config = base_config(spec)
     counts = _counts(config)
     m = get_method(method)
-    quantization = base_quantization(one, method)[0] if resolve_quantization(one) else None
+    quantization = base_quantization(one, method)[0]
     full = m.config is None and m.wrap is None
     trainable = sized_method(one, method).count
     if full:

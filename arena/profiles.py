@@ -15,6 +15,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from .errors import ArenaError
+from .scores import STOCK_GEN_TOKENS
 
 
 @dataclass(frozen=True)
@@ -246,7 +247,7 @@ def dry_run_of(profile: Profile) -> Profile:
                              spec.revision, spec.instruct, DRY_RUN_LAYERS) if spec.source == "hub" else spec
                    for spec in profile.models)
     methods = tuple(m for m in profile.methods if m in DRY_RUN_METHODS) or DRY_RUN_METHODS
-    tasks = ("bbh_cot_fewshot", "ifeval", "nq_open", "minerva_math500", "aime24")
+    tasks = tuple(STOCK_GEN_TOKENS)  # every stock task
     return dataclasses.replace(
         profile, models=models, methods=methods, rewind_methods=tuple(m for m in methods
                                                                        if m in profile.rewind_methods),

@@ -570,9 +570,9 @@ def analysis_costs(analyses: dict, count: str = "rows") -> "pd.DataFrame":
     """What each stored analysis cost: how many matrices (or rows) it covers, its wall time and peak memory."""
     import pandas as pd
 
+    memory = any("peak_rss_mb" in a for a in analyses.values())  # the spectra record it, the geometry does not
     rows = [{"method": k, count: len(a["rows"]), "wall s": a["wall_s"]}
-            | ({"peak RSS (MB)": a.get("peak_rss_mb")} if any("peak_rss_mb" in b for b in analyses.values()) else {})
-            for k, a in analyses.items()]
+            | ({"peak RSS (MB)": a.get("peak_rss_mb")} if memory else {}) for k, a in analyses.items()]
     return pd.DataFrame(rows).set_index("method").round(1)
 
 

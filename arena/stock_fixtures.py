@@ -11,6 +11,7 @@ never a number.
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 from pathlib import Path
@@ -63,13 +64,19 @@ def _registered() -> dict:
     return TaskManager(include_defaults=True).task_index
 
 
-def _config(name: str) -> dict:
-    """The registered task's whole config (its YAML with includes and functions resolved): an lm-eval task spec given
-    as a dict is taken as the whole config, not as overrides of the registered one."""
+@functools.cache
+def _resolved(name: str) -> dict:
     from lm_eval.tasks._factory import load_yaml
 
     use_shipped_nltk_data()  # resolving IFEval's functions imports it, which downloads punkt_tab if NLTK lacks it
     return dict(load_yaml(_registered()[name].yaml_path, resolve_func=True))
+
+
+def _config(name: str) -> dict:
+    """The registered task's whole config (its YAML with includes and functions resolved), read once per process; a
+    copy, since lm-eval updates a task's generation settings in place. An lm-eval task spec given as a dict is taken
+    as the whole config, not as overrides of the registered one."""
+    return copy.deepcopy(_resolved(name))
 
 
 DRY_RUN_BBH = 3  # BBH subtasks a dry run scores (each is an lm-eval task of its own)

@@ -144,9 +144,8 @@ def selection_sentences(result: dict, shoot: dict) -> list[str]:
     return lines
 
 
-def trained_summary(record: dict) -> str:
-    """Chapter 06: one line per newly trained method: its size, training time and scores."""
-    r = record
+def trained_summary(r: dict) -> str:
+    """Chapter 06: one line per newly trained method (a run record): its size, training time and scores."""
     return (f"{r['label']}: {r['train']['trained_parameters']:,} trainable, trained in "
             f"{r['train']['train_wall_s']:.0f} s, General {r['eval']['general']:.1f} ± {r['eval']['general_se']:.1f}, "
             f"Target {r['eval']['target']:.1f} ± {r['eval']['target_se']:.1f}")

@@ -228,3 +228,34 @@ def test_a_dry_run_swaps_each_hub_base_for_its_architecture_and_says_so_in_its_c
     assert command("benchmark", dry) == "python -m arena benchmark --profile paper --dry-run"
     with pytest.raises(ArenaError, match="needs no dry run"):
         dry_run_of(get_profile("embedded"))
+
+
+def test_a_dry_runs_sft_fixture_and_sample_prompts_follow_the_releases_schema():
+    from arena import card
+    from arena.paper_data import load_training_rows
+    from arena.stock_fixtures import sft_file
+
+    rows = load_training_rows("math", str(sft_file()))
+    assert len(rows) == 64 and rows[0]["answer"].split("#### ")[-1].isdigit()
+    (question, answer), (instruction, none) = card.sample_prompts(get_profile("onegpu", dry_run=True))
+    assert question == rows[0]["question"] and answer.endswith(rows[0]["answer"][-20:]) and none is None
+    assert instruction and instruction != question
+
+
+def test_an_architecture_base_loads_the_checkpoint_it_was_written_as(tmp_path, monkeypatch):
+    """A dry run's base: random weights of the named architecture, written once and loaded back from that folder,
+    so what the analyses read as W0 is the model that was scored."""
+    import torch
+    from safetensors.torch import load_file
+
+    from arena.models import base_config, load_base, model_identity, random_base_folder
+    from arena.profiles import ModelSpec
+
+    monkeypatch.setenv("PEFT_ARENA_CACHE", str(tmp_path))
+    spec = ModelSpec("smoke (random, 1 layer)", "architecture", "smoke", layers=1)
+    model, tokenizer = load_base(spec)
+    assert model.config.num_hidden_layers == base_config(spec).num_hidden_layers == 1
+    written = load_file(str(random_base_folder("smoke", 1) / "model.safetensors"))
+    name = "model.layers.0.mlp.down_proj.weight"
+    assert torch.equal(model.state_dict()[name], written[name].float())
+    assert model_identity(spec) == "random:smoke@layers1-seed0" and tokenizer is not None

@@ -173,3 +173,35 @@ def test_the_paper_rows_beside_this_runs_name_the_papers_configuration():
     table = report.paper_beside_ours([_full("oft-b32", "oft", 0.3, 0.25)], BASE)
     assert table.loc["oft", "paper config"] == "oft b32" and table.loc["base", "paper config"] == "base"
     assert table.loc["base", "General (paper, Qwen math)"] == report.PAPER_E1["base"]["qwen_math"][1]
+
+
+def test_the_analysis_tables_and_the_ranking_beside_the_paper():
+    from arena import report
+
+    spectra = {"lora-r8": {"rows": [{}, {}], "wall_s": 3.0, "peak_rss_mb": 10.0},
+               "oft-b32": {"rows": [{}], "wall_s": 1.0}}
+    costs = report.analysis_costs(spectra, "matrices")
+    assert costs.loc["lora-r8", "matrices"] == 2 and costs.loc["lora-r8", "peak RSS (MB)"] == 10.0
+    assert "peak RSS (MB)" not in report.analysis_costs({"a": {"rows": [], "wall_s": 1.0}}).columns
+    rows = report.geometry_rows({"a": {"rows": [{"dataset": "general", "cka": 0.5},
+                                                {"dataset": "target", "cka": 0.7}]}})
+    assert rows.to_dict("records") == [{"method": "a", "dataset": "general", "cka": 0.5},
+                                       {"method": "a", "dataset": "target", "cka": 0.7}]
+    records = [_full("lora-r8", "lora", 0.45, 0.3), _full("oft-b32", "oft", 0.3, 0.25)]
+    paper = {s: report.paper_ranking(s) for s in ("qwen_math", "llama_math")}
+    side = report.ranking_beside_paper(report.tradeoff_ranking(records, BASE), paper)
+    assert side.loc["oft-b32", "paper, Qwen math"] == round(paper["qwen_math"].loc["oft", "TargetGain - Forgetting"], 2)
+
+
+def test_correlation_and_rewinding_sentences():
+    from test_report import _study
+
+    from arena import report
+
+    general = pd.DataFrame({"proc_residual": [0.1, 0.2, 0.3, 0.4], verdicts.FORGETTING: [1.0, 2.0, 3.0, 4.5]})
+    line, = verdicts.correlation_sentences(general, ("proc_residual",))
+    assert line.startswith("proc_residual vs forgetting across 4 methods: Pearson r = +0.99")
+    assert line.endswith(f"paper (C5): {report.PAPER_C5_CORRELATION['proc_residual'][0]:+.2f}")
+    oft, paper = verdicts.rewinding_summary(_study())
+    assert oft.startswith("- oft: ") and "selected dense a=0.3: test General +4.0 ± 1.0, Target +1.0 ± 1.0" in oft
+    assert paper.startswith("Paper (D6, OFT-b32, Qwen math): uniform 0.4 gains +3.16 General")

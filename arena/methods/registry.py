@@ -236,8 +236,8 @@ def count_trainable(name: str | Method, config, size: int | None = None) -> int:
     on a meta-device skeleton: no weights are allocated, so this is instant also for a 7B config."""
     method = get_method(name)
     size = _check_size(method, size)
-    skeleton = _skeleton(config)
-    model = copy.deepcopy(skeleton)
+    model_skeleton = skeleton(config)
+    model = copy.deepcopy(model_skeleton)
     if method.wrap is not None:
         model = _wrapped(method, model, size)
     elif method.config is None:
@@ -257,7 +257,8 @@ def count_trainable(name: str | Method, config, size: int | None = None) -> int:
 _SKELETONS: dict[str, object] = {}
 
 
-def _skeleton(config):
+def skeleton(config):
+    """The model of ``config`` on the meta device (no weights allocated), built once per config."""
     import torch
     from transformers import AutoModelForCausalLM
 

@@ -60,3 +60,16 @@ def test_the_paper_profile_does_not_fit_one_24_gib_gpu_and_the_cli_says_the_fix(
     assert proc.returncode == 2 and "| lora | nf4 |" in proc.stdout
     assert proc.stderr.strip().splitlines()[-1].startswith("error: no method of profile 'paper' fits 24 GiB")
     assert "--max-length" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_the_scoring_work_is_counted_by_hand():
+    """onegpu: a test pass holds each task's test slice (BBH 10 x 27, IFEval 300, NQ 300, MATH500 40, AIME24 30 - 3
+    held out); passes are the base, 6 methods and the 2 rewound methods' chosen points on test, and on validation
+    LoRA's 4 points (step 30, dense 0.3 / 0.6, final), OFT's 9 (+ generator 0.3 / 0.6 and 3 layer-wise rules) and
+    the base."""
+    profile = plan._on_gpu(get_profile("onegpu"), get_profile("onegpu").model)
+    assert {r["task"]: r["prompts"] for r in plan.scoring_pass(profile)} == {
+        "bbh_cot_fewshot": 270, "ifeval": 300, "nq_open": 300, "minerva_math500": 40, "aime24": 27}
+    assert {r["task"]: r["prompts"] for r in plan.scoring_pass(profile, "validation")} == {
+        "bbh_cot_fewshot": 27, "ifeval": 30, "nq_open": 30, "minerva_math500": 8, "aime24": 3}
+    assert plan.scoring_passes(profile, profile.methods) == {"test": 9, "validation": 14}

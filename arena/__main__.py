@@ -18,12 +18,13 @@ from __future__ import annotations
 import argparse
 import builtins
 import contextlib
+import dataclasses
 import functools
 import json
 import os
 import sys
 
-from .benchmark import run_benchmark, run_method
+from .benchmark import run_benchmark, run_method, run_other_bases
 from .distributed import is_main, main_first, world_size
 from .errors import ArenaError
 from .export import export_run
@@ -147,9 +148,13 @@ def _run(args, out) -> int:
                 print(json.dumps(_summary(record, record["base_eval"]), indent=1))  # against its own starting base
         elif args.command == "benchmark":
             methods = args.methods.split(",") if args.methods else None
-            records = run_benchmark(profile, methods, workers=args.workers, force=args.force,
-                                    log=lambda line: builtins.print(line, file=sys.stderr))
-            print(json.dumps([_summary(r, r["base_eval"]) for r in records], indent=1))
+            log = lambda line: builtins.print(line, file=sys.stderr)  # noqa: E731
+            records = run_benchmark(profile, methods, workers=args.workers, force=args.force, log=log)
+            summaries = [{"base": profile.model.name, **_summary(r, r["base_eval"])} for r in records]
+            every = dataclasses.replace(profile, methods=tuple(methods)) if methods else profile
+            for other, _, more in run_other_bases(every, workers=args.workers, force=args.force, log=log):
+                summaries += [{"base": other.model.name, **_summary(r, r["base_eval"])} for r in more]
+            print(json.dumps(summaries, indent=1))
     except ArenaError as err:
         builtins.print(f"error: {err}", file=sys.stderr)
         return 2

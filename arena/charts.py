@@ -53,6 +53,13 @@ def pareto(frame, title: str):
     return (vline + hline + front + xerr + yerr + points + labels).properties(title=title, width=520, height=380)
 
 
+def stack(charts: list):
+    """Several charts one above another (a single chart is returned as it is)."""
+    import altair as alt
+
+    return charts[0] if len(charts) == 1 else alt.vconcat(*charts)
+
+
 def loss_curves(records, title: str):
     """Training loss per step for every method."""
     import altair as alt

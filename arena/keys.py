@@ -93,8 +93,10 @@ def point_key(profile: Profile, spec, point: dict, split: str) -> dict:
 
 
 def spectra_key(profile: Profile, spec, step: int) -> dict:
-    """One checkpoint's weight-space analysis (``weight_analysis``)."""
-    return {"train": store.key_hash(train_key(profile, spec)), "step": step, "analysis_version": SPECTRA_VERSION}
+    """One checkpoint's weight-space analysis (``weight_analysis``), over ``Profile.spectra_modules`` when set."""
+    modules = {"modules": list(profile.spectra_modules)} if profile.spectra_modules else {}  # all: keys as before
+    return {"train": store.key_hash(train_key(profile, spec)), "step": step, "analysis_version": SPECTRA_VERSION,
+            **modules}
 
 
 def default_modules(profile: Profile) -> list[str]:

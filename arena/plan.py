@@ -139,12 +139,13 @@ def scoring_pass(profile: Profile, split: str = "test") -> list[dict]:
     return [{"task": "embedded suite", "prompts": n, "max new tokens": 256}]
 
 
-def scoring_passes(profile: Profile, methods) -> dict:
-    """How many times each base is scored: the base itself, every method's final checkpoint, and each rewound
-    method's points on the validation split (with its final and the base's) plus its chosen point on test."""
+def scoring_passes(profile: Profile, methods, rewinding: bool = True) -> dict:
+    """How many times each base is scored: the base itself, every method's final checkpoint, and (``rewinding``:
+    the first base only, ``benchmark.run_other_bases``) each rewound method's points on the validation split (with
+    its final and the base's) plus its chosen point on test."""
     test, validation = 1 + len(methods), 0
     for method in methods:
-        if method in profile.rewind_methods:
+        if rewinding and method in profile.rewind_methods:
             spec = train_spec(profile, sized_method(profile, method))
             validation += len(variants(profile, spec)) + 1
             test += 1
@@ -169,7 +170,7 @@ def plan(profile: Profile, gpu_memory_gib: float | None = None) -> dict:
         runnable = [r["method"] for r in rows if r["fits"]]
         spec0 = train_spec(one, sized_method(one, runnable[0])) if runnable else None
         tokens = profile.steps * profile.batch_size * profile.grad_accum * profile.max_length
-        passes = scoring_passes(one, runnable)
+        passes = scoring_passes(one, runnable, rewinding=index == 0)
         pass_rows = scoring_pass(one)
         cap_tokens = sum(r["prompts"] * r["max new tokens"] for r in pass_rows)
         val_cap = sum(r["prompts"] * r["max new tokens"] for r in scoring_pass(one, "validation"))
@@ -185,7 +186,9 @@ def plan(profile: Profile, gpu_memory_gib: float | None = None) -> dict:
                              "scoring pass": pass_rows, "scoring passes": passes,
                              "generated tokens per pass (at the cap)": cap_tokens,
                              "generated tokens per validation pass (at the cap)": val_cap,
-                             "checkpoint disk": disk, "base SVD cache disk": svd_cache_bytes(base_config(spec)),
+                             "checkpoint disk": disk,
+                             # chapters 03-05 analyse the first base only (benchmark.run_other_bases)
+                             "base SVD cache disk": svd_cache_bytes(base_config(spec)) if index == 0 else 0,
                              "training hours (estimate)": train_h,
                              "scoring hours (estimate)": score_h, "hours (estimate)": train_h + score_h})
     out["hours (estimate)"] = sum(b["hours (estimate)"] for b in out["bases"])
@@ -245,9 +248,11 @@ def format_plan(result: dict) -> str:
         lines += ["", "| stage | work | estimate |", "|---|---|---|",
                   f"| training | {len(b['runnable'])} methods × {b['training tokens per method (at most)']:,} tokens "
                   f"(at most), {b['checkpoints per method']} checkpoints each, "
-                  f"{b['checkpoint disk'] / GIB:.2f} GiB of checkpoints; base SVD cache for chapter 03 "
-                  f"{b['base SVD cache disk'] / GIB:.1f} GiB | "
-                  f"{b['training hours (estimate)']:.1f} h |",
+                  f"{b['checkpoint disk'] / GIB:.2f} GiB of checkpoints; "
+                  + (f"base SVD cache for chapter 03 {b['base SVD cache disk'] / GIB:.1f} GiB | "
+                     if b["base SVD cache disk"] else "no analyses or rewinding on this base (chapters 03-05 read "
+                     "the first) | ")
+                  + f"{b['training hours (estimate)']:.1f} h |",
                   f"| scoring | {b['scoring passes']['test']} test passes + {b['scoring passes']['validation']} "
                   f"validation passes; a test pass is "
                   + ", ".join(f"{r['task']} {r['prompts']:,} prompts ≤ {r['max new tokens']} tokens"

@@ -100,6 +100,9 @@ class Profile:
     # a seeded permutation, so the two splits never share an item.
     stock_validation: dict = field(default_factory=dict)
     stock_limits: dict = field(default_factory=dict)
+    # The module kinds the weight-space analysis covers (e.g. ("k_proj", "v_proj")); () = every adapted matrix. Its
+    # figure matrix is mlp.down_proj when covered, else the first kind listed (weight_analysis.figure_matrix).
+    spectra_modules: tuple[str, ...] = ()
     # A dry run of a hub profile on a CPU with no hub (``dry_run_of``): the same chapters, methods' code paths and
     # stock tasks on architecture-exact random bases cut to two layers, local data fixtures, a few steps and items.
     dry_run: bool = False
@@ -232,13 +235,17 @@ def get_profile(name: str | None = None, **overrides) -> Profile:
 
 DRY_RUN_LAYERS = 2
 DRY_RUN_METHODS = ("lora", "oft")
+# The weight analysis of a dry run covers the key/value projections only: one SVD of a 7B's 3584 x 18944 MLP matrix
+# takes a minute on two CPU cores, and a dry run checks the code path, not the spectrum.
+DRY_RUN_SPECTRA = ("k_proj", "v_proj")
 
 
 def dry_run_of(profile: Profile) -> Profile:
     """``profile`` as a dry run: every hub base replaced by random weights of its exact architecture cut to
     ``DRY_RUN_LAYERS`` layers (with the kit's byte-level stand-in tokenizer), the SFT data and the stock tasks read
     from local fixtures (``stock_fixtures``), and sizes cut to minutes on a CPU: 2 steps, one item per stock
-    (sub)task and split, 4 generated tokens, LoRA and OFT (those of the profile's methods, else both). Everything
+    (sub)task and split, 4 generated tokens, LoRA and OFT (those of the profile's methods, else both), the weight
+    analysis on ``DRY_RUN_SPECTRA``. Everything
     else (chapters, code paths, quantisation, the rewinding study) is the profile's. Only hub profiles have one."""
     if not any(spec.source == "hub" for spec in profile.models):
         raise ArenaError(f"profile {profile.name!r} needs no dry run: it runs offline already (dry runs are for the "
@@ -252,10 +259,19 @@ def dry_run_of(profile: Profile) -> Profile:
         profile, models=models, methods=methods, rewind_methods=tuple(m for m in methods
                                                                        if m in profile.rewind_methods),
         quantization="auto", rewind_alphas=(0.5,), steps=2, batch_size=1, grad_accum=2, max_length=160,
-        save_every=1, n_train=16,
+        save_every=1, n_train=16, spectra_modules=DRY_RUN_SPECTRA,
         n_ce_docs=2, eval_batch_size=8, optimizer="adamw", gradient_checkpointing="off",
         stock_limits={t: 1 for t in tasks}, stock_validation={t: 1 for t in tasks},
         extra={**profile.extra, "train_file": "fixture", "max_gen_toks": 4})
+
+
+def on_base(profile: Profile, index: int) -> Profile:
+    """``profile`` with ``models[index]`` first: the base every chapter and key reads (``Profile.model``), so a
+    profile's other bases run through the same code (``benchmark.run_other_bases``)."""
+    if not 0 <= index < len(profile.models):
+        raise ArenaError(f"profile {profile.name!r} has {len(profile.models)} base(s); choose an index below that")
+    models = profile.models
+    return dataclasses.replace(profile, models=(models[index],) + models[:index] + models[index + 1:])
 
 
 def _as_field(default, value):

@@ -117,6 +117,17 @@ def verdict(value: float, se: float, positive: str, negative: str) -> str:
     return positive if value > 0 else negative
 
 
+def other_bases_table(others: list) -> "pd.DataFrame | None":
+    """``results_table`` of each other base (``benchmark.run_other_bases``), stacked under the base's name; None for
+    a one-base profile."""
+    import pandas as pd
+
+    if not others:
+        return None
+    return pd.concat({other.model.name: results_table(records, base) for other, base, records in others},
+                     names=["base"]).round(2)
+
+
 def results_table(records: list[dict], base: dict) -> "pd.DataFrame":
     """One row per method: scores with standard errors, the base it started from and that base's scores, paired
     changes against that base, the proxies, cost (``base_precision_table`` compares the bases themselves)."""

@@ -139,26 +139,28 @@ def fluctuation_scale_free(x, window: int = 5, padding: str = "reflect") -> floa
     return 0.0 if scale == 0 else fluctuation(x, window, padding) / scale
 
 
-def singular_vector_alignment(W0_svd: BaseSVD, W1: torch.Tensor) -> torch.Tensor:
+def singular_vector_alignment(W0_svd: BaseSVD, W1: torch.Tensor, W1_svd: BaseSVD | None = None) -> torch.Tensor:
     """SVA (B2): |cos(v_i^pre, v_i^ft)| for each index i, with W1's SVD taken separately; shape (k,).
 
     Singular vectors are unit norm, so the cosine is the row-wise dot product of the two Vh's; the absolute value
-    removes the SVD's arbitrary sign.
+    removes the SVD's arbitrary sign. ``W1_svd`` (``base_svd(W1)``) saves a second SVD when the caller has one.
     """
     W1 = _check(W1, W0_svd)
-    Vh1 = torch.linalg.svd(W1, full_matrices=False).Vh
+    Vh1 = (W1_svd or base_svd(W1)).Vh
     return (W0_svd.Vh * Vh1).sum(dim=1).abs()
 
 
-def intruder_dimensions(W0_svd: BaseSVD, W1: torch.Tensor, top: int = 10, threshold: float = 0.5) -> dict:
+def intruder_dimensions(W0_svd: BaseSVD, W1: torch.Tensor, top: int = 10, threshold: float = 0.5,
+                        W1_svd: BaseSVD | None = None) -> dict:
     """Intruder dimensions (Shuttleworth et al. 2024, "LoRA vs Full Fine-tuning: An Illusion of Equivalence").
 
     For each of the ``top`` leading left singular vectors u_j^ft of W1, max_i |cos(u_j^ft, u_i^pre)| over all k
     pretrained left singular vectors; an intruder is one whose max similarity is below ``threshold``.
-    Returns ``{"count": int, "max_similarity": Tensor[top]}`` (``top`` is clipped to k).
+    Returns ``{"count": int, "max_similarity": Tensor[top]}`` (``top`` is clipped to k). ``W1_svd`` as in
+    ``singular_vector_alignment``.
     """
     W1 = _check(W1, W0_svd)
-    U1 = torch.linalg.svd(W1, full_matrices=False).U[:, :top]
+    U1 = (W1_svd or base_svd(W1)).U[:, :top]
     max_sim = (U1.mT @ W0_svd.U).abs().amax(dim=1)
     return {"count": int((max_sim < threshold).sum()), "max_similarity": max_sim}
 

@@ -26,10 +26,11 @@ from .profiles import Profile
 from .progress import progress
 from .provenance import peak_memory_mb
 from .runs import load_trained
-from .spectra import cached_base_svd, intruder_dimensions, singular_vector_alignment, update_profile
+from .spectra import base_svd, cached_base_svd, intruder_dimensions, singular_vector_alignment, update_profile
 from .updates import adapted_layers, custom_layers, module_update, start_weight
 
 _LAYER = re.compile(r"layers\.(\d+)\.")
+MLP_KINDS = ("gate_proj", "up_proj", "down_proj")
 
 
 def pretrained_source(profile: Profile) -> Callable[[str], torch.Tensor]:
@@ -73,6 +74,13 @@ def figure_layer(n_layers: int) -> int:
     return round(18 / 28 * n_layers)
 
 
+def figure_matrix(n_layers: int, modules: tuple[str, ...] = ()) -> str:
+    """The matrix whose full profiles are kept: the paper's ``mlp.down_proj`` at ``figure_layer``, or, when the
+    analysis covers only ``modules`` (``Profile.spectra_modules``) and not down_proj, the first of them there."""
+    kind = "down_proj" if not modules or "down_proj" in modules else modules[0]
+    return f"model.layers.{figure_layer(n_layers)}.{'mlp' if kind in MLP_KINDS else 'self_attn'}.{kind}"
+
+
 def updates_of(model, method_is_full: bool, targets: list[str]):
     """(name, updated module) for each analysed matrix: peft layers; a plain-torch method's layers that expose
     ``delta_weight()``; or every targeted linear for full FT."""
@@ -90,13 +98,15 @@ def updates_of(model, method_is_full: bool, targets: list[str]):
 
 
 def analyse_model(model, read_w0, base_id: str, full: bool, targets: list[str], figure: str | None,
-                  progress_desc: str = "spectra") -> dict:
-    """Per-matrix spectral summaries of ``model`` against the pretrained weights (see module docstring)."""
+                  progress_desc: str = "spectra", modules: tuple[str, ...] = ()) -> dict:
+    """Per-matrix spectral summaries of ``model`` against the pretrained weights (see module docstring), over the
+    matrices whose module kind is in ``modules`` (every adapted matrix when empty)."""
 
     svd_dir = cache_dir() / "svd" / re.sub(r"[^A-Za-z0-9_.-]", "_", base_id)
     device = "cuda" if torch.cuda.is_available() else "cpu"  # SVDs on the GPU when there is one
     rows, curves = [], None
-    items = list(updates_of(model, full, targets))
+    items = [(name, module) for name, module in updates_of(model, full, targets)
+             if not modules or name.rsplit(".", 1)[-1] in modules]
     for name, module in progress(items, desc=progress_desc, unit="matrix"):
         pretrained = read_w0(name + ".weight")
         W0 = start_weight(module, pretrained)  # deq(Q(W0)) on a 4-bit base: the weight the method started from
@@ -106,7 +116,8 @@ def analyse_model(model, read_w0, base_id: str, full: bool, targets: list[str], 
         svd = cached_base_svd(W0, svd_dir, name)
         prof = update_profile(W0, dW, svd)
         W1 = W0 + dW
-        intruders = intruder_dimensions(svd, W1)
+        W1_svd = base_svd(W1)  # one SVD of the finetuned matrix serves intruders and SVA
+        intruders = intruder_dimensions(svd, W1, W1_svd=W1_svd)
         layer, kind = _layer_module(name)
         prof = {k: (v.cpu() if torch.is_tensor(v) else v) for k, v in prof.items()}
         row = {"name": name, "layer": layer, "module": kind, "stable_rank": prof["stable_rank"],
@@ -118,7 +129,7 @@ def analyse_model(model, read_w0, base_id: str, full: bool, targets: list[str], 
                     "adaptation_max"):
             row[key] = prof[key]
         if hasattr(module, "oft_R"):
-            sva = singular_vector_alignment(svd, W1)
+            sva = singular_vector_alignment(svd, W1, W1_svd)
             row["sva_mean"], row["sva_min"] = float(sva.mean()), float(sva.min())
         rows.append(row)
         if name == figure:
@@ -140,11 +151,11 @@ def analyse_checkpoint(profile: Profile, spec, step: int | None = None, force: b
         full = get_method(spec.method).config is None
         targets = linear_targets(model)
         n_layers = model.config.num_hidden_layers
-        figure = f"model.layers.{figure_layer(n_layers)}.mlp.down_proj"
+        figure = figure_matrix(n_layers, profile.spectra_modules)
         start_id = model_identity(profile.model) + (f"-{tkey['quantization']}" if tkey["quantization"] else "")
         with torch.no_grad():  # the SVD cache is keyed by the starting weights: a 4-bit base has its own
             out = analyse_model(model, pretrained_source(profile), start_id, full, targets, figure,
-                                progress_desc=f"spectra {spec.method}")
+                                progress_desc=f"spectra {spec.method}", modules=profile.spectra_modules)
         return {**out, "method": spec.method, "step": step, "n_layers": n_layers,
                 "wall_s": time.perf_counter() - start, **peak_memory_mb()}
 

@@ -73,3 +73,11 @@ def test_the_scoring_work_is_counted_by_hand():
     assert {r["task"]: r["prompts"] for r in plan.scoring_pass(profile, "validation")} == {
         "bbh_cot_fewshot": 27, "ifeval": 30, "nq_open": 30, "minerva_math500": 8, "aime24": 3}
     assert plan.scoring_passes(profile, profile.methods) == {"test": 9, "validation": 14}
+    assert plan.scoring_passes(profile, profile.methods, rewinding=False) == {"test": 7, "validation": 0}
+
+
+def test_the_second_base_is_benchmarked_without_analyses_or_rewinding():
+    """benchmark.run_other_bases runs no rewinding and no analyses on Llama, so its plan counts neither."""
+    second = plan.plan(get_profile("onegpu"))["bases"][1]
+    assert second["base"] == "Llama-3.2-3B-Instruct"
+    assert second["scoring passes"] == {"test": 7, "validation": 0} and second["base SVD cache disk"] == 0

@@ -40,3 +40,20 @@ def test_analysis_is_stored_and_not_recomputed(monkeypatch):
     monkeypatch.setattr(weight_analysis, "analyse_model", lambda *a, **k: pytest.fail("recomputed"))
     again = weight_analysis.analyse_checkpoint(profile, spec)
     assert again["rows"] == first["rows"]
+
+
+def test_spectra_modules_limit_the_analysis_and_move_the_figure_matrix():
+    from dataclasses import replace
+
+    from arena import keys, store
+
+    profile, spec, whole = _analysis("lora")
+    some = replace(profile, spectra_modules=("k_proj", "v_proj"))
+    out = weight_analysis.analyse_checkpoint(some, spec)
+    assert {r["module"] for r in out["rows"]} == {"k_proj", "v_proj"} and len(out["rows"]) == 4 * 2
+    assert out["figure"] == "model.layers.3.self_attn.k_proj" and out["curves"]["retention"]
+    # the same matrices, the same numbers as in the whole-model analysis
+    same = {r["name"]: r["stable_rank"] for r in whole["rows"]}
+    assert all(r["stable_rank"] == pytest.approx(same[r["name"]]) for r in out["rows"])
+    assert store.key_hash(keys.spectra_key(some, spec, 3)) != store.key_hash(keys.spectra_key(profile, spec, 3))
+    assert weight_analysis.figure_matrix(28, ("down_proj", "q_proj")) == "model.layers.18.mlp.down_proj"

@@ -40,6 +40,7 @@ from .weight_analysis import pretrained_source
 
 SCHEDULES = ("sqrt", "linear")
 LAYER_RULES = ("uniform", "safe", "min")
+UNIFORM_ALPHA = 0.4  # D4/D6's "uniform 0.4", read as a position on the generator path
 
 
 # ---------------------------------------------------------------------------------------------------- dense path
@@ -201,6 +202,15 @@ def generator_scale(alpha: float, schedule: str = "sqrt") -> float:
     return math.sqrt(alpha) if schedule == "sqrt" else alpha
 
 
+def uniform_scale(point: dict) -> float | None:
+    """The generator scale of a layer-wise "uniform" point: ``generator_scale(alpha, schedule)`` when it names a
+    path position (so "uniform 0.4" is the same model as the generator path at alpha = 0.4), else its raw
+    ``value``."""
+    if "alpha" in point:
+        return generator_scale(point["alpha"], point.get("schedule", "sqrt"))
+    return point.get("value")
+
+
 def _require_oft(model, adapter: str) -> list:
     layers = list(iter_oft_layers(model, adapter))
     if not layers:
@@ -278,7 +288,10 @@ def variants(profile, spec) -> list[dict]:
     points += [{"path": "dense", "alpha": a} for a in profile.rewind_alphas]
     if is_oft(spec.method):
         points += [{"path": "generator", "schedule": "sqrt", "alpha": a} for a in profile.rewind_alphas]
-        points += [{"path": "layerwise", "rule": "uniform", "value": 0.4}, {"path": "layerwise", "rule": "safe"},
+        # "uniform 0.4" is the generator path's alpha = 0.4 (generators scaled by sqrt(0.4) = 0.63): the paper's
+        # figure shows the two as one model (D4)
+        points += [{"path": "layerwise", "rule": "uniform", "alpha": UNIFORM_ALPHA, "schedule": "sqrt"},
+                   {"path": "layerwise", "rule": "safe"},
                    {"path": "layerwise", "rule": "min"}]
     return points
 
@@ -295,7 +308,8 @@ def point_label(point: dict) -> str:
     if path in ("dense", "generator"):
         return f"{path} a={point['alpha']:g}"
     if path == "layerwise":
-        return {"uniform": f"uniform {point.get('value', 0):g}", "safe": "SafeScale", "min": "MinScale"}[point["rule"]]
+        uniform = point.get("alpha", point.get("value", 0))
+        return {"uniform": f"uniform {uniform:g}", "safe": "SafeScale", "min": "MinScale"}[point["rule"]]
     return path
 
 
@@ -346,7 +360,7 @@ class _Loaded:
             with generator_path(model, point["alpha"], point.get("schedule", "sqrt")) as m, merged_view(m) as v:
                 yield v
         elif path == "layerwise":
-            with layerwise(model, point["rule"], point.get("value")) as m, merged_view(m) as v:
+            with layerwise(model, point["rule"], uniform_scale(point)) as m, merged_view(m) as v:
                 yield v
         else:
             raise ArenaError(f"unknown rewinding path {path!r}")
@@ -404,7 +418,8 @@ def rewind_method(profile, spec, force: bool = False, log=None) -> dict:
     if "generator" in {p["path"] for p in rows}:
         model = loaded.model
         record["rotation_errors"] = rotation_errors(model, sorted({0.3, 0.5, 0.6, 1.0, *profile.rewind_alphas}))
-        scales = {rule: layer_scales(model, rule, 0.4 if rule == "uniform" else None) for rule in LAYER_RULES}
+        uniform = uniform_scale({"alpha": UNIFORM_ALPHA, "schedule": "sqrt"})
+        scales = {rule: layer_scales(model, rule, uniform if rule == "uniform" else None) for rule in LAYER_RULES}
         record["layers"] = [{"layer": k, "strength": v, **{f"scale_{r}": scales[r][k] for r in LAYER_RULES}}
                             for k, v in layer_strength(model).items()]
     return record

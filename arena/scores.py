@@ -9,7 +9,7 @@ import json
 import math
 from pathlib import Path
 
-from .stats import mean_se
+from .stats import cluster_mean_se, mean_se, stratified_se
 
 GENERAL = {"bbh": ("arena_bbh", "acc"), "ifeval": ("arena_ifeval", "inst_level_strict_acc"),
            "qa": ("arena_qa", "exact_match")}
@@ -68,15 +68,16 @@ def stock_task_lists(instruct: bool) -> tuple[list[str], list[str]]:
 
 
 def group_score(items: dict, group: str) -> tuple[float, float]:
-    """(score, standard error) of one group, on a 0-1 scale. BBH: mean of subtask means; IFEval: instruction level."""
+    """(score, standard error) of one group, on a 0-1 scale. BBH: mean of subtask means, its error pooled over
+    subtasks where one has a single item (``stats.stratified_se``); IFEval: instruction level, its error clustered
+    by prompt (``stats.cluster_mean_se``)."""
     stock = _is_stock(items)
     if group == "bbh":
         prefix = STOCK_GENERAL["bbh"][0] + "_" if stock else "arena_bbh_"
-        subs = [mean_se(v) for k, v in sorted(items.items()) if k.startswith(prefix)]
-        return sum(m for m, _ in subs) / len(subs), math.sqrt(sum(se**2 for _, se in subs)) / len(subs)
+        subs = [v for k, v in sorted(items.items()) if k.startswith(prefix)]
+        return sum(sum(v) / len(v) for v in subs) / len(subs), stratified_se(subs)
     if group == "ifeval":
-        flat = [x for prompt in items[("ifeval" if stock else "arena_ifeval") + ":inst"] for x in prompt]
-        return mean_se(flat)
+        return cluster_mean_se(items[("ifeval" if stock else "arena_ifeval") + ":inst"])
     task = ({**STOCK_GENERAL, **STOCK_TARGET} if stock else {**GENERAL, **TARGET})[group][0]
     return mean_se(items[task])
 

@@ -18,6 +18,59 @@ def mean_se(values: list[float]) -> tuple[float, float]:
     return mean, math.sqrt(var / n)
 
 
+def stratified_se(strata: list[list[float]]) -> float:
+    """Standard error of the mean of stratum means (BBH's score: the mean of its subtask means, A3).
+
+    se = sqrt(sum_s v_s / n_s) / S over the S strata, with v_s the stratum's sample variance. A stratum with a single
+    item has no variance of its own: it takes the pooled within-stratum variance of the others,
+    sum_s sum_i (x_si - mean_s)^2 / sum_s (n_s - 1); when no stratum has two items, the variance of every item about
+    the grand mean ("collapsed strata", Cochran 1977 5A.12: conservative, as it includes the spread between strata).
+    Without this a one-item-per-subtask split would get se = 0.
+    """
+    if not strata or any(len(x) == 0 for x in strata):
+        raise ValueError("every stratum needs at least one value")
+    ss = sum(sum((v - sum(x) / len(x)) ** 2 for v in x) for x in strata)
+    dof = sum(len(x) - 1 for x in strata)
+    if dof:
+        pooled = ss / dof
+    else:
+        flat = [v for x in strata for v in x]
+        pooled = mean_se(flat)[1] ** 2 * len(flat) if len(flat) > 1 else 0.0
+    var = sum((mean_se(x)[1] ** 2 if len(x) > 1 else pooled / len(x)) for x in strata)
+    return math.sqrt(var) / len(strata)
+
+
+def cluster_mean_se(clusters: list[list[float]]) -> tuple[float, float]:
+    """Mean of every item of every cluster, with a cluster-robust standard error (IFEval's instruction-level score:
+    instructions cluster in prompts, and one prompt's instructions succeed or fail together).
+
+    mean = sum_c y_c / sum_c m_c (y_c the cluster's total, m_c its size); var = C / (C - 1) * sum_c (y_c - mean m_c)^2
+    / (sum_c m_c)^2, the linearised variance of a ratio estimator with the CR1 small-sample factor (Cameron & Miller
+    2015). With one item per cluster it is ``mean_se``'s. se = 0 for a single cluster.
+    """
+    clusters = [c for c in clusters if len(c)]
+    if not clusters:
+        raise ValueError("mean of no values")
+    n = sum(len(c) for c in clusters)
+    mean = sum(sum(c) for c in clusters) / n
+    k = len(clusters)
+    if k < 2:
+        return mean, 0.0
+    var = k / (k - 1) * sum((sum(c) - mean * len(c)) ** 2 for c in clusters) / n**2
+    return mean, math.sqrt(var)
+
+
+def family_threshold(candidates: int, z: float = 2.0) -> float:
+    """The z-threshold for "the best of ``candidates`` estimates is above noise": the one-sided Bonferroni bound that
+    keeps the chance of any false alarm at the single-test level of ``z``, Phi^-1(1 - (1 - Phi(z)) / k). One
+    candidate gives ``z`` itself; 10 candidates at z = 2 give 2.84."""
+    from scipy.stats import norm
+
+    if candidates < 1:
+        raise ValueError("candidates must be at least 1")
+    return float(norm.isf(norm.sf(z) / candidates))
+
+
 def non_dominated(points: list[tuple[float, float]]) -> list[int]:
     """Indices of the points no other point beats on both axes (higher is better on both), i.e. the Pareto frontier
     in (General, Target) (book/definitions.md A5), sorted by the first coordinate."""

@@ -125,7 +125,8 @@ def overshoot_sentences(shoot: dict) -> list[str]:
             lines.append(f"- {method}: every earlier point loses Target beyond noise: no overshoot")
             continue
         lines.append(f"- {method}: {o['point']} has General {o['general_gap']:+.1f} ± {o['general_gap_se']:.1f} pts "
-                     f"over the final with Target {o['target_change']:+.1f} ± {o['target_change_se']:.1f}: "
+                     f"over the final with Target {o['target_change']:+.1f} ± {o['target_change_se']:.1f}; as the best "
+                     f"of {o['candidates']} earlier points it needs {o['threshold']:.2f} standard errors: "
                      + ("the final overshoots" if o["overshoot"] else "no overshoot beyond noise"))
     return lines
 

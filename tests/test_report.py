@@ -190,3 +190,32 @@ def test_each_starting_base_is_listed_once_with_its_paired_gap_and_quantiser_err
     table = report.quantization_errors(frame)
     assert list(table.index) == ["lora"] and table.loc["lora", "quantisation_error_max"] == 0.3
     assert report.quantization_errors(frame.assign(quantization_error=0.0)) is None
+
+
+def test_overshoot_needs_the_family_threshold_for_the_best_of_its_points():
+    study = _study()
+    # two earlier points on the paths: the best of 2 needs 2.28 standard errors, not 2
+    study["methods"]["oft"]["gain_validation"]["dense a=0.3"] = {"general": 2.1, "general_se": 1.0,
+                                                                 "target": 0.0, "target_se": 1.0}
+    o = report.overshoot(study)["oft"]
+    assert o["candidates"] == 2 and o["threshold"] == pytest.approx(2.28, abs=0.01) and not o["overshoot"]
+
+
+def test_claims_are_decided_by_paired_verdicts_not_point_estimates():
+    def noisy(method, general, target):
+        """20 items per task; ``general`` / ``target``: how many of them are right."""
+        g, t = [1] * general + [0] * (20 - general), [1] * target + [0] * (20 - target)
+        items = {"arena_bbh_a": g, "arena_ifeval:inst": [[x] for x in g], "arena_ifeval": g, "arena_qa": g,
+                 "arena_wordproblems": t, "arena_arithmetic": t, "arena_emqa": t}
+        return {**_record(method, 0, 0), "eval": {**_record(method, 0, 0)["eval"], "items": items,
+                                                  **summarise(items)}}
+
+    records = [noisy("full", 2, 20), noisy("lora", 18, 10), noisy("oft", 19, 10)]
+    table = report.claims(records, BASE).set_index("claim")["holds here"]
+    assert table["full FT has the largest target gain"] == "yes"
+    assert table["full FT has the largest general loss"] == "yes"
+    # OFT above LoRA by one item of 20: a point estimate would say "holds"; the paired verdict says noise
+    assert table["OFT keeps more General than LoRA at a matched budget"] == "within noise"
+    assert table["OFT's Target is similar to or above LoRA's"] == "yes"
+    flipped = report.claims([noisy("full", 20, 2), noisy("lora", 2, 20)], BASE).set_index("claim")["holds here"]
+    assert flipped["full FT has the largest target gain"] == "no"

@@ -245,3 +245,22 @@ def test_smoke_rewinding_selects_on_validation_before_any_test_score(monkeypatch
     again = rewind.run_rewinding("smoke", ["lora"], log=lambda *_: None)  # cached: no new evaluation
     assert again["methods"]["lora"]["gain_test"] == out["methods"]["lora"]["gain_test"]
     assert events[n_events:] == ["select"]
+
+
+def test_uniform_04_is_the_generator_path_at_alpha_04():
+    """D4/D6's "uniform 0.4" and the generator path's alpha = 0.4 are one model (generators scaled by sqrt(0.4)), as
+    the paper's figure shows them."""
+    from arena.profiles import get_profile
+    from arena.rewind import point_alpha, point_label, uniform_scale
+    from arena.runs import sized_method, train_spec
+
+    profile = get_profile("smoke")
+    uniform = next(p for p in variants(profile, train_spec(profile, sized_method(profile, "oft")))
+                   if p.get("rule") == "uniform")
+    assert point_label(uniform) == "uniform 0.4" and point_alpha(uniform, 10) == 0.4
+    assert uniform_scale(uniform) == pytest.approx(0.4 ** 0.5)
+    model = _trained("oft", scale=0.05)
+    with generator_path(model, 0.4):
+        on_path = _logits(model)
+    with layerwise(model, "uniform", uniform_scale(uniform)):
+        assert torch.equal(_logits(model), on_path)

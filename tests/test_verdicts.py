@@ -57,9 +57,10 @@ def test_the_distortion_claim_is_confirmed_only_by_intervals_that_exclude_zero()
 def test_overshoot_and_selection_sentences():
     shoot = {"lora": {"point": None, "overshoot": False},
              "oft": {"point": "dense a=0.6", "overshoot": True, "general_gap": 4.0, "general_gap_se": 1.0,
-                     "target_change": -1.0, "target_change_se": 2.0}}
+                     "target_change": -1.0, "target_change_se": 2.0, "candidates": 4, "threshold": 2.53}}
     lines = verdicts.overshoot_sentences(shoot)
     assert "no overshoot" in lines[0] and "the final overshoots" in lines[1]
+    assert "best of 4 earlier points it needs 2.53 standard errors" in lines[1]
     gain = {"general": 4.0, "general_se": 1.0, "target": 0.5, "target_se": 1.0}
     result = {"methods": {"lora": {"gain_test": gain, "selected": {"label": "final"}},
                           "oft": {"gain_test": gain, "selected": {"label": "dense a=0.6"}}}}

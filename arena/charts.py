@@ -94,7 +94,7 @@ def spectral_profiles(frame, title: str):
         y=alt.Y("value:Q", scale=alt.Scale(type="log"), title=None),
         color=alt.Color("method:N"),
         strokeDash=alt.condition(alt.datum.method == "pretrained", alt.value([5, 4]), alt.value([1, 0])))
-    return line.properties(width=330, height=230).facet(column=alt.Column("panel:N", title=None)).properties(
+    return line.properties(width=260, height=220).facet(column=alt.Column("panel:N", title=None)).properties(
         title=title).resolve_scale(y="independent")
 
 

@@ -295,22 +295,30 @@ def spectra_frame(analyses: dict) -> "pd.DataFrame":
                          for label, a in analyses.items() for row in a["rows"]])
 
 
+RETENTION_RAW = "retention  |u_i^T dW v_i|  (raw: the paper's plots)"
+RETENTION_SCALED = "retention  |u_i^T dW v_i| / sigma_1"
+ADAPTATION = "adaptation  ||dW v_i|| / sum"
+
+
 def profile_curves(analyses: dict, labels) -> "pd.DataFrame":
-    """The figure matrix's normalised profiles (book/definitions.md B4) for the given methods, plus the pretrained
-    references: retention ΔP/σ₁ against σ/σ₁, adaptation E/ΣE against σ/Σσ."""
+    """The figure matrix's profiles (book/definitions.md B4) for the given methods, plus the pretrained references,
+    one panel each: retention as raw ΔP, as the paper's plotting code draws it, and as ΔP/σ₁ (the kit's second,
+    scale-matched view), both against σ/σ₁; adaptation E/ΣE against σ/Σσ."""
     import pandas as pd
 
     rows = []
     for label in labels:
         curves = analyses[label]["curves"]
-        for i, (r, a) in enumerate(zip(curves["retention_normalised"], curves["adaptation_normalised"])):
-            rows.append({"method": label, "index": i + 1, "panel": "retention  |u_i^T dW v_i| / sigma_1", "value": r})
-            rows.append({"method": label, "index": i + 1, "panel": "adaptation  ||dW v_i|| / sum", "value": a})
+        for i, (raw, r, a) in enumerate(zip(curves["retention"], curves["retention_normalised"],
+                                            curves["adaptation_normalised"])):
+            rows += [{"method": label, "index": i + 1, "panel": RETENTION_RAW, "value": raw},
+                     {"method": label, "index": i + 1, "panel": RETENTION_SCALED, "value": r},
+                     {"method": label, "index": i + 1, "panel": ADAPTATION, "value": a}]
     curves = analyses[labels[0]]["curves"]
     for i, (s1, s2) in enumerate(zip(curves["sigma_over_max"], curves["sigma_over_sum"])):
-        rows.append({"method": "pretrained", "index": i + 1, "panel": "retention  |u_i^T dW v_i| / sigma_1",
-                     "value": s1})
-        rows.append({"method": "pretrained", "index": i + 1, "panel": "adaptation  ||dW v_i|| / sum", "value": s2})
+        rows += [{"method": "pretrained", "index": i + 1, "panel": panel, "value": s1}
+                 for panel in (RETENTION_RAW, RETENTION_SCALED)]
+        rows.append({"method": "pretrained", "index": i + 1, "panel": ADAPTATION, "value": s2})
     return pd.DataFrame(rows)
 
 

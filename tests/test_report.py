@@ -219,3 +219,15 @@ def test_claims_are_decided_by_paired_verdicts_not_point_estimates():
     assert table["OFT's Target is similar to or above LoRA's"] == "yes"
     flipped = report.claims([noisy("full", 20, 2), noisy("lora", 2, 20)], BASE).set_index("claim")["holds here"]
     assert flipped["full FT has the largest target gain"] == "no"
+
+
+def test_profile_curves_draw_raw_retention_as_the_papers_plots_and_the_scaled_view_beside():
+    curves = {"retention": [4.0, 2.0], "retention_normalised": [0.4, 0.2], "adaptation_normalised": [0.7, 0.3],
+              "sigma_over_max": [1.0, 0.5], "sigma_over_sum": [2 / 3, 1 / 3]}
+    frame = report.profile_curves({"lora": {"curves": curves}}, ["lora"])
+    panels = frame.pivot_table(index=["method", "index"], columns="panel", values="value")
+    assert panels.loc[("lora", 1), report.RETENTION_RAW] == 4.0
+    assert panels.loc[("lora", 1), report.RETENTION_SCALED] == 0.4
+    assert panels.loc[("pretrained", 2), report.RETENTION_RAW] == 0.5 == panels.loc[("pretrained", 2),
+                                                                                    report.RETENTION_SCALED]
+    assert panels.loc[("pretrained", 2), report.ADAPTATION] == pytest.approx(1 / 3)

@@ -13,7 +13,7 @@ import time
 from dataclasses import asdict
 from typing import TypedDict
 
-from . import activation_analysis, store, weight_analysis
+from . import activation_analysis, weight_analysis
 from .errors import ArenaError
 from .keys import base_eval_key, scoring_quantization
 from .methods import get_method
@@ -24,7 +24,7 @@ from .pipeline import ensure_assets
 from .profiles import command, get_profile, on_base, Profile
 from .progress import quiet_libraries
 from .rewind import is_oft, rewind_method
-from .runs import (evaluate_base, evaluate_step, sized_method, starting_bases, stored_run, train_method,
+from .runs import (evaluate_base, evaluate_step, found_eval, sized_method, starting_bases, stored_run, train_method,
                    train_spec)
 from .suite import build_suite, build_validation
 from .train import TrainSpec
@@ -99,7 +99,7 @@ def stored_records(profile: Profile | str, methods=None) -> list[RunRecord]:
         sized = sized_method(profile, m)
         spec = train_spec(profile, sized)
         found = stored_run(profile, spec)
-        base = store.find("eval", base_eval_key(profile, "test", m))
+        base = found_eval(base_eval_key(profile, "test", m))
         if found is None or base is None:
             missing.append(m)
         else:

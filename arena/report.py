@@ -8,7 +8,7 @@ from __future__ import annotations
 from .methods import get_method
 from .methods.quantized import four_bit_support
 from .scores import GENERAL, paired_difference, STOCK_GENERAL, TARGET
-from .stats import family_threshold, non_dominated
+from .stats import detectable_effect, family_threshold, non_dominated
 from .store import results_root
 
 Z = 2.0  # "above noise": the estimate is more than two standard errors from zero
@@ -148,6 +148,30 @@ def results_table(records: list[dict], base: dict) -> "pd.DataFrame":
                      "CE drift": p["ce_drift"], "CE drift se": p["ce_drift_se"], "KL": p["kl"], "KL se": p["kl_se"],
                      "train s": r["train"]["train_wall_s"], "eval s": e.get("eval_wall_s")})
     return pd.DataFrame(rows).set_index("method")
+
+
+# The power each verdict needs (points): the paired SE of Forgetting and of Target gain for every method, and the SE of
+# the base's General on the validation split (rewinding's selection).
+POWER_TARGETS = {"Forgetting": 2.0, "Target gain": 2.5, "validation General": 3.5}
+
+
+def power_table(table: "pd.DataFrame", validation_base: dict | None = None) -> "pd.DataFrame":
+    """How much each yardstick can see, from ``results_table``: per method and axis, the paired standard error
+    against ``POWER_TARGETS``, and the minimum detectable effect (``stats.detectable_effect``: 5 % two-sided, 80 %
+    power); plus the base's General SE on the validation split when it was scored."""
+    import pandas as pd
+
+    rows = []
+    for method, r in table.drop(index="base").iterrows():
+        for axis in ("Forgetting", "Target gain"):
+            se = r[f"{axis} se"]
+            rows.append({"method": method, "measure": axis, "se": se, "target se": POWER_TARGETS[axis],
+                         "meets target": se <= POWER_TARGETS[axis], "detectable effect": detectable_effect(se)})
+    if validation_base is not None:
+        se, target = validation_base["general_se"], POWER_TARGETS["validation General"]
+        rows.append({"method": "base", "measure": "validation General", "se": se, "target se": target,
+                     "meets target": se <= target, "detectable effect": detectable_effect(se)})
+    return pd.DataFrame(rows).set_index(["method", "measure"])
 
 
 def group_table(records: list[dict], base: dict) -> "pd.DataFrame":

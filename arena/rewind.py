@@ -23,7 +23,6 @@ from typing import Callable
 
 import torch
 
-from . import store
 from .errors import ArenaError
 from .evaluate import evaluate
 from .keys import point_key
@@ -33,7 +32,7 @@ from .oft_path import (
     scaled_generators,
 )
 from .profiles import get_profile
-from .runs import evaluate_base, evaluate_step, load_trained, sized_method, train_method, train_spec
+from .runs import cached_eval, evaluate_base, evaluate_step, load_trained, sized_method, train_method, train_spec
 from .scores import paired_difference
 from .updates import adapted_layers, custom_layers, is_quantized, module_update, start_weight
 from .weight_analysis import pretrained_source
@@ -382,7 +381,7 @@ def evaluate_point(profile, spec, point: dict, split: str = "validation", loaded
             result = evaluate(model, loaded.tokenizer, profile, split=split)
         return {**result, "point": point, "wall_s": time.perf_counter() - start}
 
-    return store.cached("eval", point_key(profile, spec, point, split), compute, force=force)
+    return cached_eval(point_key(profile, spec, point, split), compute, force=force)
 
 
 def _row(point: dict, scored: dict, steps: int, split: str) -> dict:

@@ -24,6 +24,7 @@ from .models import base_config, count_parameters, device, load_base
 from .paper_data import load_training_rows
 from .profiles import Profile
 from .provenance import peak_memory_mb, provenance
+from .scores import resummarised
 from .suite import build_suite, read_jsonl
 from .train import checkpoint_dir, encode_dataset, load_weights, micro_batch, StoppedEarly, train, TrainSpec
 
@@ -207,7 +208,7 @@ def evaluate_step(profile: Profile, spec: TrainSpec, step: int | None = None, fo
                 "variant": "trained", "eval_wall_s": time.perf_counter() - start, **peak_memory_mb(),
                 "provenance": provenance()}
 
-    return store.cached("eval", step_eval_key(profile, spec, step), compute, force=force)
+    return cached_eval(step_eval_key(profile, spec, step), compute, force=force)
 
 
 def evaluate_base(profile: Profile, force: bool = False, split: str = "test", method: str | None = None) -> dict:
@@ -227,7 +228,17 @@ def evaluate_base(profile: Profile, force: bool = False, split: str = "test", me
         return {**result, "variant": "base", "quantization": quantization, "wall_s": time.perf_counter() - start,
                 **peak_memory_mb(), "provenance": provenance()}
 
-    return store.cached("eval", key, compute, force=force)
+    return cached_eval(key, compute, force=force)
+
+
+def cached_eval(key: dict, compute, force: bool = False) -> dict:
+    """``store.cached`` for an evaluation; its summary is recomputed from the stored items (``scores.resummarised``)."""
+    return resummarised(store.cached("eval", key, compute, force=force))
+
+
+def found_eval(key: dict) -> dict | None:
+    """``store.find`` for an evaluation, likewise resummarised."""
+    return resummarised(store.find("eval", key))
 
 
 def starting_bases(profile: Profile, methods, split: str = "test") -> dict:
@@ -243,5 +254,5 @@ def starting_bases(profile: Profile, methods, split: str = "test") -> dict:
 def stored_run(profile: Profile, spec: TrainSpec) -> tuple[dict, dict] | None:
     """The finished training and final evaluation records of a run, if both are in the store."""
     trained = store.find("train", train_key(profile, spec), spec_label(spec))
-    scored = store.find("eval", step_eval_key(profile, spec, spec.steps))
+    scored = found_eval(step_eval_key(profile, spec, spec.steps))
     return (trained, scored) if trained and scored else None

@@ -117,6 +117,14 @@ def summarise(items: dict) -> dict:
             "general": g, "general_se": g_se, "target": t, "target_se": t_se}
 
 
+def resummarised(metrics: dict | None) -> dict | None:
+    """A stored evaluation with its summary recomputed from its per-item scores, so a change in how scores and their
+    errors are summarised (``summarise``) reaches stored runs without rescoring them."""
+    if not metrics or "items" not in metrics:
+        return metrics
+    return {**metrics, **summarise(metrics["items"])}
+
+
 def chance_level(items_file: Path) -> float:
     """Expected accuracy of uniform guessing on a JSONL task file: the mean of 1/#options, or 0 for free-form
     targets (guessing scores about nothing)."""

@@ -71,6 +71,14 @@ def family_threshold(candidates: int, z: float = 2.0) -> float:
     return float(norm.isf(norm.sf(z) / candidates))
 
 
+def detectable_effect(se: float, alpha: float = 0.05, power: float = 0.8) -> float:
+    """The minimum detectable effect of an estimate with standard error ``se``: the true difference a two-sided test
+    at level ``alpha`` finds with probability ``power``, (z_{1-alpha/2} + z_power) * se (2.80 se at the defaults)."""
+    from scipy.stats import norm
+
+    return float((norm.isf(alpha / 2) + norm.isf(1 - power)) * se)
+
+
 def non_dominated(points: list[tuple[float, float]]) -> list[int]:
     """Indices of the points no other point beats on both axes (higher is better on both), i.e. the Pareto frontier
     in (General, Target) (book/definitions.md A5), sorted by the first coordinate."""

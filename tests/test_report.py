@@ -231,3 +231,16 @@ def test_profile_curves_draw_raw_retention_as_the_papers_plots_and_the_scaled_vi
     assert panels.loc[("pretrained", 2), report.RETENTION_RAW] == 0.5 == panels.loc[("pretrained", 2),
                                                                                     report.RETENTION_SCALED]
     assert panels.loc[("pretrained", 2), report.ADAPTATION] == pytest.approx(1 / 3)
+
+
+def test_power_table_holds_each_se_to_its_target_with_the_detectable_effect():
+    import pandas as pd
+
+    table = pd.DataFrame([{"method": "base"},
+                          {"method": "lora", "Forgetting se": 1.5, "Target gain se": 3.0}]).set_index("method")
+    power = report.power_table(table, {"general_se": 4.0})
+    assert bool(power.loc[("lora", "Forgetting"), "meets target"]) and not power.loc[("lora", "Target gain"),
+                                                                                     "meets target"]
+    assert power.loc[("lora", "Forgetting"), "detectable effect"] == pytest.approx(2.8016 * 1.5, abs=1e-3)
+    assert not power.loc[("base", "validation General"), "meets target"]
+    assert list(report.power_table(table).index.get_level_values(0)) == ["lora", "lora"]

@@ -98,3 +98,13 @@ def test_the_family_threshold_is_quiet_on_noise_and_fires_on_a_planted_effect():
     planted = noise.copy()
     planted[:, 3] += 4.0
     assert (planted.max(axis=1) > threshold).mean() > 0.8
+
+
+def test_a_stored_evaluation_is_resummarised_from_its_items():
+    from arena.scores import resummarised
+
+    items = _items([1, 0], [[1, 1], [0]], [1, 0], [1], [1], [1])
+    stale = {"items": items, **summarise(items), "general_se": 99.0, "wall_s": 3.0}
+    fresh = resummarised(stale)
+    assert fresh["general_se"] == summarise(items)["general_se"] and fresh["wall_s"] == 3.0
+    assert resummarised(None) is None and resummarised({"wall_s": 1.0}) == {"wall_s": 1.0}

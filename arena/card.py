@@ -50,12 +50,39 @@ def task_table(result: dict, data_dir: Path):
     return pd.DataFrame(rows)
 
 
-def group_table(result: dict):
-    """The groups behind General and Target, with standard errors (%)."""
+def group_chance(result: dict, data_dir: Path | None) -> dict[str, float | None]:
+    """Each group's chance level (0-1): a multiple-choice group's mean over its items' 1/#options (BBH: the mean of
+    its subtasks'); 0 for free-form answers (a guess scores about nothing); None where unknown (lm-eval's stock
+    tasks, or no suite folder given)."""
+    if data_dir is None or is_stock(result["items"]):
+        return {g: None for g in result["groups"]}
+    bbh = [chance_level(p) for p in sorted((Path(data_dir) / "bbh").glob("*.jsonl"))]
+    out = {g: 0.0 for g in result["groups"]}
+    out["bbh"] = sum(bbh) / len(bbh) if bbh else None
+    for group, name in (("arithmetic", "arithmetic"), ("emqa", "emqa")):
+        if group in out:
+            out[group] = chance_level(Path(data_dir) / f"{name}.jsonl")
+    return out
+
+
+MARGIN = 3.0  # a yardstick "measures something at base" when its score is this many SEs above chance
+
+
+def group_table(result: dict, data_dir: Path | None = None):
+    """The groups behind General and Target, with standard errors (%), and, given the suite folder, each group's
+    chance level and the base's margin over it in standard errors (a group at chance or at floor cannot show a
+    change: it needs ``MARGIN`` SEs)."""
     import pandas as pd
 
     general = set(STOCK_GENERAL if is_stock(result["items"]) else GENERAL)
-    rows = [{"group": g, "role": "general" if g in general else "target", **v} for g, v in result["groups"].items()]
+    chance = group_chance(result, data_dir)
+    rows = []
+    for g, v in result["groups"].items():
+        row = {"group": g, "role": "general" if g in general else "target", **v}
+        if chance[g] is not None:
+            margin = (v["score"] - 100 * chance[g]) / v["se"] if v["se"] > 0 else float("nan")
+            row |= {"chance": 100 * chance[g], "margin (SE)": margin, f"above chance by {MARGIN:g} SE": margin > MARGIN}
+        rows.append(row)
     rows += [{"group": "General", "role": "composite", "score": result["general"], "se": result["general_se"]},
              {"group": "Target", "role": "composite", "score": result["target"], "se": result["target_se"]}]
     return pd.DataFrame(rows)

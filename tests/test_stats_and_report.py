@@ -108,3 +108,25 @@ def test_a_stored_evaluation_is_resummarised_from_its_items():
     fresh = resummarised(stale)
     assert fresh["general_se"] == summarise(items)["general_se"] and fresh["wall_s"] == 3.0
     assert resummarised(None) is None and resummarised({"wall_s": 1.0}) == {"wall_s": 1.0}
+
+
+def test_the_base_card_puts_each_group_against_its_chance_level(tmp_path):
+    import json
+
+    from arena import card
+
+    (tmp_path / "bbh").mkdir()
+    # two BBH subtasks with 2 and 4 options (chance 50 % and 25 %), emqa with 5 options, free-form arithmetic
+    (tmp_path / "bbh" / "a.jsonl").write_text(json.dumps({"choices": ["x", "y"]}) + "\n")
+    (tmp_path / "bbh" / "b.jsonl").write_text(json.dumps({"choices": ["w", "x", "y", "z"]}) + "\n")
+    (tmp_path / "emqa.jsonl").write_text(json.dumps({"choices": list("abcde")}) + "\n")
+    (tmp_path / "arithmetic.jsonl").write_text(json.dumps({"target": "4"}) + "\n")
+    items = _items([1, 1, 1, 1], [[1], [1], [0], [1]], [0, 0], [1, 0], [0, 0], [1, 0])
+    items["arena_bbh_b"] = [1, 1, 1, 0]
+    table = card.group_table({"items": items, **summarise(items)}, tmp_path).set_index("group")
+    assert table.loc["bbh", "chance"] == pytest.approx(37.5) and table.loc["emqa", "chance"] == pytest.approx(20)
+    assert table.loc["qa", "chance"] == 0 and table.loc["arithmetic", "chance"] == 0
+    bbh = table.loc["bbh"]
+    assert bbh["margin (SE)"] == pytest.approx((bbh["score"] - 37.5) / bbh["se"])
+    assert bool(table.loc["ifeval", "above chance by 3 SE"]) is False  # 75 ± 25: 3 SE
+    assert math.isnan(table.loc["qa", "margin (SE)"])  # at floor with no spread: nothing to measure

@@ -18,11 +18,13 @@ import time
 import torch
 
 from . import store
+from .evaluate import round_robin, stock_prompts
 from .geometry import capture_activations, csd, geometry_metrics
 from .keys import activations_key, default_modules, geometry_key, train_key
 from .models import load_base
 from .profiles import Profile
 from .runs import load_trained
+from .scores import STOCK_GENERAL, STOCK_TARGET
 from .suite import build_suite, read_jsonl
 from .updates import module_update, start_weight
 from .weight_analysis import pretrained_source
@@ -31,21 +33,22 @@ MAX_TOKENS = 1024  # per dataset (the paper caps at 4096, C1); 1024 tokens x 576
 
 
 def prompt_sets(profile: Profile) -> dict[str, list[str]]:
-    """The general and target prompt lists (in a fixed, seeded order)."""
+    """The general and target prompt lists (in a fixed, seeded order), interleaved so a token cap still samples
+    every source: the suite's BBH, IFEval and QA prompts and its held-out word problems; on the hub profiles, the
+    stock tasks' test items (``evaluate.stock_prompts``: BBH, IFEval, NQ; MATH500, AIME24)."""
 
+    if profile.uses_stock_tasks:
+        stock = stock_prompts(profile)
+        general = round_robin([stock[STOCK_GENERAL[g][0]] for g in STOCK_GENERAL])
+        target = round_robin([stock[STOCK_TARGET[g][0]] for g in STOCK_TARGET])
+        return {"general": [p for group in general for p in group], "target": [p for group in target for p in group]}
     folder = build_suite(profile)
     bbh = [r["input"] for f in sorted((folder / "bbh").glob("*.jsonl")) for r in read_jsonl(f)]
     ifeval = [r["prompt"] for r in read_jsonl(folder / "ifeval.jsonl")]
     qa = [r["input"] for r in read_jsonl(folder / "qa.jsonl")]
-    general = [p for group in _interleave(bbh, ifeval, qa) for p in group]
+    general = [p for group in round_robin([bbh, ifeval, qa]) for p in group]
     target = [r["question"] for r in read_jsonl(folder / "wordproblems_test.jsonl")]
     return {"general": general, "target": target}
-
-
-def _interleave(*lists):
-    """Round-robin over the lists, so a token cap still samples every source."""
-    longest = max(len(x) for x in lists)
-    return [[x[i] for x in lists if i < len(x)] for i in range(longest)]
 
 
 def base_activations_file(profile: Profile, modules: list[str], max_tokens: int = MAX_TOKENS,

@@ -80,6 +80,35 @@ def run_tasks(lm, tokenizer, tasks: list[str], data_dir: Path, chat: bool, gen_k
     return items
 
 
+def stock_prompts(profile, per_task: int = 16, split: str = "test") -> dict[str, list[str]]:
+    """``{stock task: prompt texts}``: lm-eval's own ``doc_to_text`` (zero-shot, no chat template) of the first
+    ``per_task`` items of each stock task's ``split`` slice (``scores.stock_slices``; the BBH subtasks pooled in
+    turn), read from the datasets scoring reads (a dry run's fixtures). The activation analysis's prompts on the hub
+    profiles (``activation_analysis.prompt_sets``)."""
+    from lm_eval.tasks import get_task_dict
+
+    use_shipped_nltk_data()
+    quiet_libraries()
+    out = {}
+    for task in STOCK_GEN_TOKENS:
+        slices = stock_slices(task, profile.seed, profile.stock_validation.get(task, 0), profile.stock_limits.get(task))
+        specs = stock_fixtures.task_specs(task) if profile.dry_run else list(slices)
+        with console_to_buffer():
+            tasks = get_task_dict(specs, _task_manager(Path("."), stock=True))
+        texts = []
+        for name, task_obj in sorted(tasks.items(), key=lambda kv: str(kv[0])):
+            docs = task_obj.eval_docs
+            texts.append([str(task_obj.doc_to_text(docs[i])) for i in slices[str(name)][split][:per_task]])
+        out[task] = [t for group in round_robin(texts) for t in group][:per_task]
+    return out
+
+
+def round_robin(lists: list[list]) -> list[list]:
+    """Round-robin groups over ``lists`` (item i of each list that has one), so a cap samples every list."""
+    longest = max((len(x) for x in lists), default=0)
+    return [[x[i] for x in lists if i < len(x)] for i in range(longest)]
+
+
 def evaluate(model, tokenizer, profile, batch_size: int | None = None, split: str = "test") -> dict:
     """Score ``model`` on the profile's suite (``split="test"``) or on its validation split (disjoint items, used only
     to choose rewinding points). Returns per-item scores plus the General/Target summary (in %)."""

@@ -108,10 +108,21 @@ def default_modules(profile: Profile) -> list[str]:
 def geometry_key(profile: Profile, spec, step: int, modules: list[str], max_tokens: int) -> dict:
     """One checkpoint's activation geometry and CSD (``activation_analysis``)."""
     return {"train": store.key_hash(train_key(profile, spec)), "step": step, "modules": modules,
-            "max_tokens": max_tokens, "analysis_version": GEOMETRY_VERSION}
+            "max_tokens": max_tokens, "analysis_version": GEOMETRY_VERSION, **_stock_prompts(profile)}
+
+
+def _stock_prompts(profile: Profile) -> dict:
+    """Where a hub profile's activation prompts come from (``evaluate.stock_prompts``: the stock tasks' test slices,
+    or a dry run's fixtures); nothing for the CPU profiles, whose suite folder names them, so their keys stay."""
+    if not profile.uses_stock_tasks:
+        return {}
+    return {"prompts": {"stock_limits": dict(sorted(profile.stock_limits.items())),
+                        "stock_validation": dict(sorted(profile.stock_validation.items())), "seed": profile.seed,
+                        "dry_run": profile.dry_run}}
 
 
 def activations_key(profile: Profile, modules: list[str], max_tokens: int, quantization: str | None) -> dict:
     """A starting base's stored activations (full precision or ``quantization``) on the suite's prompts."""
     return {"base": model_identity(profile.model), "suite": suite_dir(profile).name, "modules": modules,
-            "max_tokens": max_tokens, "quantization": quantization, "version": GEOMETRY_VERSION}
+            "max_tokens": max_tokens, "quantization": quantization, "version": GEOMETRY_VERSION,
+            **_stock_prompts(profile)}

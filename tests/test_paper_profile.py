@@ -259,3 +259,15 @@ def test_an_architecture_base_loads_the_checkpoint_it_was_written_as(tmp_path, m
     name = "model.layers.0.mlp.down_proj.weight"
     assert torch.equal(model.state_dict()[name], written[name].float())
     assert model_identity(spec) == "random:smoke@layers1-seed0" and tokenizer is not None
+
+
+def test_the_activation_prompts_of_a_hub_profile_are_its_stock_tasks_items():
+    """activation_analysis.prompt_sets on a stock profile (here a dry run's fixtures): General interleaves BBH,
+    IFEval and NQ test items, Target MATH500 and AIME24, each as lm-eval's zero-shot doc_to_text."""
+    from arena.activation_analysis import prompt_sets
+
+    prompts = prompt_sets(get_profile("onegpu", dry_run=True))
+    general, target = prompts["general"], prompts["target"]
+    assert general[0].startswith("Q: Is ") and any("without any commas" in p for p in general)
+    assert any(p.startswith("Q: what is") for p in general)
+    assert target[0].startswith("Problem:") and any(p.startswith("Question: Find") for p in target)

@@ -14,6 +14,8 @@ NOTEBOOK_TIMEOUT ?= 7200
 OUT := build/$(PROFILE)$(if $(QUANT),-$(QUANT))$(if $(DRY_RUN),-dryrun)
 QUANT_PARAM := $(if $(QUANT),-p quantization $(QUANT))$(if $(DRY_RUN), -p dry_run True)
 DRY_FLAG := $(if $(DRY_RUN),--dry-run)
+# A dry run's 7B-wide matrices gain from every core; the 135M default is fastest on one thread (models.configure_torch).
+THREADS := $(if $(DRY_RUN),ARENA_THREADS=$(shell nproc 2>/dev/null || echo 1))
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
 EXECUTED := $(patsubst notebooks/%.ipynb,$(OUT)/book/chapters/%.ipynb,$(NOTEBOOKS))
 ARENA_SRC := $(shell find arena -name '*.py' -o -name '*.yaml' -o -name '_arena_*' 2>/dev/null) pyproject.toml
@@ -60,7 +62,7 @@ NB_PARAMS_08_reproducibility = -p chapters_dir $(abspath $(OUT))/book/chapters
 $(OUT)/book/chapters/%.ipynb: notebooks/%.ipynb $(ARENA_SRC) $(OUT)/.profile | install
 	@mkdir -p $(@D)
 	@$(BIN)/python -m arena assets --profile $(PROFILE) $(DRY_FLAG)
-	ARENA_QUIET=1 $(BIN)/papermill $< $(@:.ipynb=.partial.ipynb) -p profile $(PROFILE) $(QUANT_PARAM) $(NB_PARAMS_$*) $(PARAMS) \
+	ARENA_QUIET=1 $(THREADS) $(BIN)/papermill $< $(@:.ipynb=.partial.ipynb) -p profile $(PROFILE) $(QUANT_PARAM) $(NB_PARAMS_$*) $(PARAMS) \
 	  --cwd notebooks -k python3 \
 	  --execution-timeout $(NOTEBOOK_TIMEOUT) --log-level WARNING --no-progress-bar
 	@$(BIN)/python book/_ext/hide_cells.py $(@:.ipynb=.partial.ipynb)

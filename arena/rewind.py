@@ -163,10 +163,13 @@ def merged_view(model, adapter: str = "default"):
     try:
         yield model
     finally:
-        model.unmerge_adapter()
+        # the saved weights come back as they were, and the layers are marked unmerged; peft's own unmerge would
+        # invert the merge (for OFT a dense in_features x in_features inverse: minutes per 7B MLP matrix), only to
+        # be overwritten here
         with torch.no_grad():
             for m, w in zip(layers, saved):
-                m.get_base_layer().weight.data.copy_(w)  # exact, not the inverse of the merge
+                m.get_base_layer().weight.data.copy_(w)
+                m.merged_adapters.clear()
 
 
 @contextlib.contextmanager

@@ -110,6 +110,9 @@ def test_merged_view_computes_the_same_model_and_restores_the_base(name):
         assert any(not torch.equal(p, before[n]) for n, p in model.named_parameters())  # it did merge
     assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())
     assert torch.equal(_logits(model), unmerged)
+    with merged_view(model):  # the layers were left unmerged, so a second view merges again
+        assert torch.allclose(_logits(model), unmerged, atol=1e-4)
+    assert torch.equal(_logits(model), unmerged)
 
 
 def test_lora_scaling_equals_the_dense_weight_path():

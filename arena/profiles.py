@@ -240,6 +240,11 @@ DRY_RUN_METHODS = ("lora", "oft")
 DRY_RUN_SPECTRA = ("k_proj", "v_proj")
 
 
+# A dry run scores stock fixtures, never the kit's suite, so the suite sizes that key its folder are the defaults:
+# the dry runs of both hub profiles are then one computation, keyed alike, and share a results store.
+_SUITE_DEFAULTS = {name: Profile.__dataclass_fields__[name].default for name in ("n_target_test", "n_ifeval", "n_qa")}
+
+
 def dry_run_of(profile: Profile) -> Profile:
     """``profile`` as a dry run: every hub base replaced by random weights of its exact architecture cut to
     ``DRY_RUN_LAYERS`` layers (with the kit's byte-level stand-in tokenizer), the SFT data and the stock tasks read
@@ -259,7 +264,7 @@ def dry_run_of(profile: Profile) -> Profile:
         profile, models=models, methods=methods, rewind_methods=tuple(m for m in methods
                                                                        if m in profile.rewind_methods),
         quantization="auto", rewind_alphas=(0.5,), steps=2, batch_size=1, grad_accum=2, max_length=160,
-        save_every=1, n_train=16, spectra_modules=DRY_RUN_SPECTRA,
+        save_every=1, n_train=16, spectra_modules=DRY_RUN_SPECTRA, **_SUITE_DEFAULTS,
         n_ce_docs=2, eval_batch_size=8, optimizer="adamw", gradient_checkpointing="off",
         stock_limits={t: 1 for t in tasks}, stock_validation={t: 1 for t in tasks},
         extra={**profile.extra, "train_file": "fixture", "max_gen_toks": 4})

@@ -271,3 +271,27 @@ def test_the_activation_prompts_of_a_hub_profile_are_its_stock_tasks_items():
     assert general[0].startswith("Q: Is ") and any("without any commas" in p for p in general)
     assert any(p.startswith("Q: what is") for p in general)
     assert target[0].startswith("Problem:") and any(p.startswith("Question: Find") for p in target)
+
+
+def test_the_dry_runs_of_both_hub_profiles_are_one_computation():
+    """After dry_run_of, onegpu and paper differ only in name and description: every key matches, so `make
+    test-dryrun` computes once and the second profile's book reads the first's runs."""
+    from arena import keys, store
+    from arena.profiles import on_base
+    from arena.rewind import variants
+    from arena.runs import sized_method, train_spec
+
+    def every_key(name):
+        profile = get_profile(name, dry_run=True)
+        out = []
+        for index in range(len(profile.models)):
+            one = on_base(profile, index)
+            out += [keys.base_eval_key(one), keys.base_eval_key(one, "validation")]
+            for method in one.methods:
+                spec = train_spec(one, sized_method(one, method))
+                out += [keys.train_key(one, spec), keys.step_eval_key(one, spec, spec.steps),
+                        keys.spectra_key(one, spec, spec.steps)]
+                out += [keys.point_key(one, spec, point, "validation") for point in variants(one, spec)]
+        return [store.key_hash(k) for k in out]
+
+    assert every_key("onegpu") == every_key("paper")

@@ -350,6 +350,8 @@ class _Loaded:
             yield model
             return
         model = self.model
+        if path != "dense":
+            self._dense = None  # the dense path holds W0 and dW of every matrix: free them once its points are done
         # every point is scored merged where the final checkpoint is (unquantised bases), so gains compare like
         if path == "final":
             with merged_view(model) as m:

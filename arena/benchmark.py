@@ -180,10 +180,13 @@ def run_benchmark(profile: Profile | str, methods=None, workers: int | None = No
     todo = sorted((m for m in methods if m not in done),
                   key=lambda m: (m not in profile.rewind_methods, not is_oft(m)))
     workers = min(workers or default_workers(todo), max(1, len(todo)))
+    fresh = {}
     if profile.dry_run:
-        workers = 1  # a 7B-wide random base in fp32 is ~6 GB, and scoring holds it twice: one process at a time
+        # a 7B-wide random base in fp32 is ~6 GB and a rewinding study peaks near 22 GB: one process at a time, and
+        # a fresh one per method, so each method's memory goes back to the system before the next starts
+        workers, fresh = 1, {"max_tasks_per_child": 1}
     start = time.perf_counter()
-    if workers == 1:
+    if workers == 1 and not fresh:
         for m in todo:
             done[m] = _run_in_worker((profile, m, force, analyse, None))
             log(f"{done[m]['label']}: done ({time.perf_counter() - start:.0f} s)")
@@ -192,7 +195,7 @@ def run_benchmark(profile: Profile | str, methods=None, workers: int | None = No
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     ctx = multiprocessing.get_context("spawn")  # fork after torch/tokenizers threads start can deadlock
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init) as pool:
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init, **fresh) as pool:
         futures = {pool.submit(_run_in_worker, (profile, m, force, analyse, source_module(get_method(m)))): m
                    for m in todo}
         for future in as_completed(futures):

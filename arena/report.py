@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from .methods import get_method
 from .methods.quantized import four_bit_support
-from .scores import GENERAL, paired_difference, STOCK_GENERAL, TARGET
+from .scores import GENERAL, paired_difference, STOCK_GENERAL
 from .stats import detectable_effect, family_threshold, non_dominated
 from .store import results_root
 
@@ -178,7 +178,7 @@ def group_table(records: list[dict], base: dict) -> "pd.DataFrame":
     """Per-benchmark scores (%) of the base and every method."""
     import pandas as pd
 
-    names = [*GENERAL, *TARGET]
+    names = list(base["groups"])  # the suite's groups, or the stock tasks' on the hub profiles
     rows = [{"method": "base" if b is base else base_label(q), **{g: b["groups"][g]["score"] for g in names}}
             for q, b in bases_of(records, base).items()]
     rows += [{"method": r["label"], **{g: r["eval"]["groups"][g]["score"] for g in names}} for r in records]
@@ -192,7 +192,7 @@ def group_deltas(records: list[dict], base: dict) -> "pd.DataFrame":
     rows = []
     for r in records:
         for g, (value, se) in deltas(r, base)["groups"].items():
-            rows.append({"method": r["label"], "benchmark": g, "axis": "general" if g in GENERAL else "target",
+            rows.append({"method": r["label"], "benchmark": g, "axis": "general" if g in GENERAL or g in STOCK_GENERAL else "target",
                          "change": value, "se": se})
     return pd.DataFrame(rows)
 

@@ -18,6 +18,7 @@ model, applied to a loaded model in place (no model copy per point) and restored
 from __future__ import annotations
 
 import contextlib
+import gc
 import math
 from typing import Callable
 
@@ -404,6 +405,7 @@ def rewind_method(profile, spec, force: bool = False, log=None) -> dict:
     rows, scored = [], {}
     for point in variants(profile, spec):
         scored[point_label(point)] = s = evaluate_point(profile, spec, point, "validation", loaded, force)
+        gc.collect()  # a point's scoring copies (a train-path model, merge temporaries) go before the next loads
         rows.append(_row(point, s, spec.steps, "validation"))
         if log:
             log(f"{spec.method} {point_label(point)}: General {s['general']:.1f}, Target {s['target']:.1f}")

@@ -175,6 +175,9 @@ def run_benchmark(profile: Profile | str, methods=None, workers: int | None = No
         build_validation(profile)  # the rewinding studies' split, likewise written once
         starting_bases(profile, rewound, split="validation")  # alpha = 0 of their paths (chapter 05 reads it)
     done = {} if force else {m: r for m in methods if (r := run_method(profile, m, stored_only=True))}
+    if analyse:  # a run stopped between its scoring and the end of its analyses finishes them here (cached: at once)
+        for record in done.values():
+            analyse_record(profile, record)
     # the rewinding methods carry a dozen extra evaluations: start them first so no core idles at the end
 
     todo = sorted((m for m in methods if m not in done),

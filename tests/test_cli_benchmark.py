@@ -34,3 +34,21 @@ def test_bad_input_is_one_line(tmp_path, args, message):
     proc = _cli(*args, env_results=tmp_path)
     assert proc.returncode == 2
     assert message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_run_stopped_before_its_analyses_finishes_them_on_the_next_benchmark(monkeypatch):
+    """A method whose training and scoring are stored but whose analyses or rewinding study were cut short (a killed
+    process) is not retrained, but its analyses run again (each finished part is cached)."""
+    from arena import benchmark
+    from arena.profiles import get_profile
+
+    calls = []
+    for name in ("ensure_assets", "build_suite", "starting_bases", "build_validation"):
+        monkeypatch.setattr(benchmark, name, lambda *a, **k: None)
+    monkeypatch.setattr(benchmark, "run_method", lambda p, m, stored_only=False, **k: {"method": m, "label": m})
+    monkeypatch.setattr(benchmark, "analyse_record", lambda p, r, force=False: calls.append(r["method"]))
+    assert benchmark.run_benchmark(get_profile("smoke", methods=("lora",))) == [{"method": "lora", "label": "lora"}]
+    assert calls == ["lora"]
+    calls.clear()
+    benchmark.run_benchmark(get_profile("smoke", methods=("lora",)), analyse=False)
+    assert calls == []

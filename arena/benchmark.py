@@ -21,7 +21,7 @@ from .methods.quantized import base_quantization
 from .methods.registry import source_module
 from .models import configure_torch, device
 from .pipeline import ensure_assets
-from .profiles import command, get_profile, on_base, Profile
+from .profiles import command, get_profile, other_bases, Profile
 from .progress import quiet_libraries
 from .rewind import is_oft, rewind_method
 from .runs import (evaluate_base, evaluate_step, found_eval, sized_method, starting_bases, stored_run, train_method,
@@ -213,15 +213,10 @@ def run_other_bases(profile: Profile, workers: int | None = None, force: bool = 
     profiles), as (profile on that base, its base scores, its runs): every method trained and scored on test, as in
     the paper's table (E1). No analyses and no rewinding: the paper's analyses (B-D) are on its first base, and
     chapters 03-05 read the first base here too. A one-base profile returns []."""
-    out = []
-    for index in range(1, len(profile.models)):
-        other = on_base(profile, index)
-        base = evaluate_base(other)
-        out.append((other, base, run_benchmark(other, workers=workers, force=force, log=log, analyse=False)))
-    return out
+    return [(other, evaluate_base(other), run_benchmark(other, workers=workers, force=force, log=log, analyse=False))
+            for other in other_bases(profile)]
 
 
 def stored_other_bases(profile: Profile) -> list[tuple[Profile, dict, list[RunRecord]]]:
     """``run_other_bases`` read from the store (for the reading chapters)."""
-    return [(other, evaluate_base(other), stored_records(other))
-            for other in (on_base(profile, i) for i in range(1, len(profile.models)))]
+    return [(other, evaluate_base(other), stored_records(other)) for other in other_bases(profile)]

@@ -279,6 +279,11 @@ def on_base(profile: Profile, index: int) -> Profile:
     return dataclasses.replace(profile, models=(models[index],) + models[:index] + models[index + 1:])
 
 
+def other_bases(profile: Profile) -> list[Profile]:
+    """``profile`` on each of its further bases (``on_base`` 1, 2, ...); [] for a one-base profile."""
+    return [on_base(profile, index) for index in range(1, len(profile.models))]
+
+
 def _as_field(default, value):
     """A list for a tuple field arrives as a list, or as text from papermill's ``-p`` or the shell: ``lora,milora``
     or ``["lora", "milora"]``; every form becomes the tuple the profile holds."""

@@ -4,6 +4,7 @@ bootstrap intervals (book/definitions.md S)."""
 from __future__ import annotations
 
 import math
+import statistics
 
 MIN_BOOTSTRAP = 5  # below this many points a bootstrap interval is meaningless: report none (NaN)
 
@@ -35,7 +36,7 @@ def stratified_se(strata: list[list[float]]) -> float:
         pooled = ss / dof
     else:
         flat = [v for x in strata for v in x]
-        pooled = mean_se(flat)[1] ** 2 * len(flat) if len(flat) > 1 else 0.0
+        pooled = statistics.variance(flat) if len(flat) > 1 else 0.0
     var = sum((mean_se(x)[1] ** 2 if len(x) > 1 else pooled / len(x)) for x in strata)
     return math.sqrt(var) / len(strata)
 

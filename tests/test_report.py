@@ -244,3 +244,18 @@ def test_power_table_holds_each_se_to_its_target_with_the_detectable_effect():
     assert power.loc[("lora", "Forgetting"), "detectable effect"] == pytest.approx(2.8016 * 1.5, abs=1e-3)
     assert not power.loc[("base", "validation General"), "meets target"]
     assert list(report.power_table(table).index.get_level_values(0)) == ["lora", "lora"]
+
+
+def test_other_bases_table_stacks_each_base_and_charts_stack_one_above_another():
+    from types import SimpleNamespace
+
+    from arena import charts
+
+    assert report.other_bases_table([]) is None
+    other = SimpleNamespace(model=SimpleNamespace(name="second"))
+    table = report.other_bases_table([(other, BASE, [_record("lora", 0, 1)])])
+    assert list(table.index.get_level_values("base").unique()) == ["second"]
+    assert table.loc[("second", "lora"), "Target gain"] == pytest.approx(100)
+    frame = report.pareto_frame([_record("lora", 0, 1)], BASE)
+    one = charts.pareto(frame, "a")
+    assert charts.stack([one]) is one and type(charts.stack([one, one])).__name__ == "VConcatChart"

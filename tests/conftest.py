@@ -20,7 +20,7 @@ def _private_results(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("PEFT_ARENA_RESULTS", str(tmp_path_factory.getbasetemp() / "results"))
 
 
-def _guarded_reproduce(tmp_path_factory, name: str, *make_args: str, profile: str = "smoke"):
+def _guarded_reproduce(tmp_path_factory, name: str, *make_args: str, profile: str = "smoke", timeout: int = 3600):
     """`make reproduce PROFILE=<profile> ...` under the network guard (tests/netguard): (output folder, finished process,
     wall seconds). Assets are fetched first, outside the guard: package downloads are allowed."""
     import os
@@ -41,7 +41,7 @@ def _guarded_reproduce(tmp_path_factory, name: str, *make_args: str, profile: st
             "PYTHONPATH": os.pathsep.join(p for p in (guard, env.get("PYTHONPATH")) if p)}
     start = time.perf_counter()
     proc = subprocess.run(["make", "reproduce", f"PROFILE={profile}", f"OUT={out}", *make_args], cwd=root,
-                          capture_output=True, text=True, timeout=3600, env=env)
+                          capture_output=True, text=True, timeout=timeout, env=env)
     return out, proc, time.perf_counter() - start
 
 

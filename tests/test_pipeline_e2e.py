@@ -143,7 +143,8 @@ def test_a_dry_run_of_each_hub_profile_builds_every_chapter_and_the_book(profile
     the network guard."""
     from conftest import _guarded_reproduce
 
-    out, proc, _ = _guarded_reproduce(tmp_path_factory, f"{profile}-dry", "DRY_RUN=1", profile=profile)
+    # the first profile computes everything (about an hour on 2 cores); the second reads its store
+    out, proc, _ = _guarded_reproduce(tmp_path_factory, f"{profile}-dry", "DRY_RUN=1", profile=profile, timeout=3 * 3600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert not (out.parent / "network-attempts.log").read_text()
     pages = {p.stem: p.read_text() for p in (out / "book" / "_build" / "html" / "chapters").glob("*.html")}

@@ -12,6 +12,7 @@ Log-likelihood tasks (BBH, QA, arithmetic, elementary_math_qa) run without the c
 from __future__ import annotations
 
 import functools
+import math
 from pathlib import Path
 
 import torch
@@ -21,8 +22,8 @@ from .errors import ArenaError
 from .models import bf16_compute
 from .offline_nltk import use_shipped_nltk_data
 from .progress import console_to_buffer, quiet_libraries
-from .scores import (CHAT_TASKS, PLAIN_TASKS, PREFERRED_METRIC, STOCK_GEN_TOKENS, stock_slices, stock_task_lists,
-                     summarise)
+from .scores import (BPB, CHAT_TASKS, PLAIN_TASKS, PREFERRED_METRIC, STOCK_GEN_TOKENS, TWIN_TASKS, stock_slices,
+                     stock_task_lists, summarise)
 from .suite import build_suite, build_validation
 from .updates import is_quantized
 from .vllm_backend import score_with_vllm
@@ -40,15 +41,16 @@ def _task_manager(data_dir: Path, stock: bool = False):
 
 
 def hf_language_model(model, tokenizer, batch_size: int):
-    """lm-eval's HFLM around the model object (the default backend)."""
-    from lm_eval.models.huggingface import HFLM
+    """lm-eval's HFLM around the model object (the default backend), with shared multiple-choice contexts encoded once
+    (``context_once``)."""
+    from .context_once import ContextOnceLM
 
     # batch_size must go to HFLM: simple_evaluate ignores it for model objects.
     # bf16 compute where the device has it (models.bf16_compute; the cache key records it); HFLM wraps every forward
     # in its own autocast (it must be told, not wrapped), which keeps log-softmax in fp32.
     bf16 = bf16_compute(next(model.parameters()).device)
-    return HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size,
-                mixed_precision_dtype=torch.bfloat16 if bf16 else None)
+    return ContextOnceLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size,
+                         mixed_precision_dtype=torch.bfloat16 if bf16 else None)
 
 
 def run_tasks(lm, tokenizer, tasks: list[str], data_dir: Path, chat: bool, gen_kwargs: dict | None = None,
@@ -70,14 +72,31 @@ def run_tasks(lm, tokenizer, tasks: list[str], data_dir: Path, chat: bool, gen_k
     items = {}
     for task, samples in out["samples"].items():
         samples = sorted(samples, key=lambda s: s["doc_id"])
-        metric = PREFERRED_METRIC.get(task) or next(m for m in ("acc", "exact_match", "inst_level_strict_acc")
-                                                    if m in samples[0])
+        if _scored_by_likelihood(samples[0]):
+            items[TWIN_TASKS.get(task, task) + BPB] = [gold_bits_per_byte(s) for s in samples]
+            if task in TWIN_TASKS:
+                continue
+        metric = PREFERRED_METRIC.get(task) or next(m for m in ("acc_norm", "acc", "exact_match",
+                                                                "inst_level_strict_acc") if m in samples[0])
         if metric == "inst_level_strict_acc":
             items[task + ":inst"] = [list(map(float, s[metric])) for s in samples]
             items[task] = [sum(map(float, s[metric])) / len(s[metric]) for s in samples]
         else:
             items[task] = [float(s[metric]) for s in samples]
     return items
+
+
+def _scored_by_likelihood(sample: dict) -> bool:
+    return all(isinstance(r, (tuple, list)) and isinstance(r[0], float) for r in sample["filtered_resps"])
+
+
+def gold_bits_per_byte(sample: dict) -> float:
+    """-log2 p(gold continuation | context) / its UTF-8 bytes, for one logged lm-eval sample scored by log-likelihood
+    (a multiple-choice item's gold option, with lm-eval's delimiter; a log-likelihood item's target): the likelihood
+    twin of its accuracy (bits per byte, as Gao et al. 2020's Pile metric, comparable across tokenizers)."""
+    gold = sample["target"] if isinstance(sample["target"], int) else 0
+    continuation = sample["arguments"][gold][1]
+    return -sample["filtered_resps"][gold][0] / (math.log(2) * len(continuation.encode("utf-8")))
 
 
 def stock_prompts(profile, per_task: int = 16, split: str = "test") -> dict[str, list[str]]:

@@ -33,7 +33,7 @@ def task_table(result: dict, data_dir: Path):
 
     if is_stock(result["items"]):
         group_of = {task: g for g, (task, _) in {**STOCK_GENERAL, **STOCK_TARGET}.items()}
-        files = {t: None for t in result["items"] if not t.endswith(":inst")}
+        files = {t: None for t in result["items"] if ":" not in t}
     else:
         files = {f"arena_bbh_{p.stem}": p for p in sorted((data_dir / "bbh").glob("*.jsonl"))}
         files |= {"arena_arithmetic": data_dir / "arithmetic.jsonl", "arena_emqa": data_dir / "emqa.jsonl"}

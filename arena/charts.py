@@ -29,15 +29,17 @@ def scores_vs_chance(frame, title: str):
     ).properties(title=title, width=420)
 
 
-def pareto(frame, title: str):
-    """General (x) vs Target (y) with ±1 se bars, dashed base reference lines, and the non-dominated frontier."""
+def pareto(frame, title: str, units: str = "%"):
+    """General (x) vs Target (y) with ±1 se bars, dashed base reference lines, and the non-dominated frontier;
+    ``units`` name the axes' scale (the likelihood twins' plane: "-bits per byte")."""
     import altair as alt
 
     base_row = frame[frame["method"] == "base"].iloc[0]
     data = frame.assign(g_lo=frame["General"] - frame["General se"], g_hi=frame["General"] + frame["General se"],
                         t_lo=frame["Target"] - frame["Target se"], t_hi=frame["Target"] + frame["Target se"])
-    enc = alt.Chart(data).encode(x=alt.X("General:Q", title="General (stability, %)", scale=alt.Scale(zero=False)),
-                                 y=alt.Y("Target:Q", title="Target (plasticity, %)", scale=alt.Scale(zero=False)))
+    enc = alt.Chart(data).encode(
+        x=alt.X("General:Q", title=f"General (stability, {units})", scale=alt.Scale(zero=False)),
+        y=alt.Y("Target:Q", title=f"Target (plasticity, {units})", scale=alt.Scale(zero=False)))
     points = enc.mark_point(filled=True, size=90).encode(
         color=alt.Color("family:N"), shape=alt.Shape("family:N"),
         tooltip=["method", "General", "General se", "Target", "Target se", "frontier"])

@@ -15,7 +15,7 @@ from .methods.registry import fingerprint, get_method
 from .models import base_config, compute_precision, model_identity, resolve_quantization
 from .paper_data import FILES, REPO
 from .profiles import Profile
-from .scores import STOCK_GEN_TOKENS
+from .scores import SCORING_VERSION, STOCK_GEN_TOKENS
 from .suite import suite_dir, SUITE_VERSION, validation_name
 
 TRAIN_VERSION = 1  # the trainer: what a finished training run contains
@@ -60,7 +60,8 @@ def eval_key(profile: Profile, model_id: str, what: dict) -> dict:
     validation split's), quantisation, compute precision, and the model variant."""
     split = {"validation": validation_name(profile)} if what.get("split") == "validation" else {}
     backend = {"backend": profile.eval_backend} if profile.eval_backend != "hf" else {}  # hf: stored keys stay valid
-    stock = {"generation": STOCK_GEN_TOKENS} if profile.uses_stock_tasks else {}  # the kit's suite: keys as before
+    # the kit's suite: how it is scored (scores.SCORING_VERSION); the stock tasks: their generation lengths
+    stock = {"generation": STOCK_GEN_TOKENS} if profile.uses_stock_tasks else {"scoring": SCORING_VERSION}
     if profile.uses_stock_tasks:  # which items of each stock task each split scores (scores.stock_slices)
         stock |= {"stock_validation": dict(sorted(profile.stock_validation.items())),
                   "stock_limits": dict(sorted(profile.stock_limits.items())), "stock_seed": profile.seed}

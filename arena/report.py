@@ -63,9 +63,14 @@ def deltas(record: dict, base: dict) -> dict:
     """Forgetting = General(base) - General(ckpt) and TargetGain = Target(ckpt) - Target(base) (A5), in points,
     with paired standard errors, plus per-group changes; ``base`` is the method's own starting base (``own_base``)."""
     diff = paired_difference(record["eval"]["items"], own_base(record, base)["items"])
-    return {"forgetting": -diff["general"], "forgetting_se": diff["general_se"], "target_gain": diff["target"],
-            "target_gain_se": diff["target_se"],
-            "groups": {g: (v["score"], v["se"]) for g, v in diff["groups"].items()}}
+    out = {"forgetting": -diff["general"], "forgetting_se": diff["general_se"], "target_gain": diff["target"],
+           "target_gain_se": diff["target_se"],
+           "groups": {g: (v["score"], v["se"]) for g, v in diff["groups"].items()}}
+    if "ll" in diff:  # the likelihood twins in bits per byte: forgetting raises General's, learning lowers Target's
+        ll = diff["ll"]
+        out |= {"forgetting_ll": ll["general"], "forgetting_ll_se": ll["general_se"], "target_gain_ll": -ll["target"],
+                "target_gain_ll_se": ll["target_se"]}
+    return out
 
 
 def bases_of(records: list[dict], base: dict) -> dict:
@@ -150,6 +155,56 @@ def results_table(records: list[dict], base: dict) -> "pd.DataFrame":
     return pd.DataFrame(rows).set_index("method")
 
 
+def likelihood_table(records: list[dict], base: dict) -> "pd.DataFrame | None":
+    """The likelihood twins of ``results_table`` (not the paper's yardstick; ``scores.twin_score``): per method, the
+    gold answers' bits per byte on the General and Target groups, and the paired changes against its base,
+    Forgetting-LL = bpb(ckpt) - bpb(base) on General and Target gain-LL = bpb(base) - bpb(ckpt) on Target (positive:
+    forgot, learned), with verdicts. None where the results carry no twins (the stock tasks)."""
+    import pandas as pd
+
+    if "ll" not in base:
+        return None
+    rows = [{"method": "base", "General-LL": base["ll"]["general"], "General-LL se": base["ll"]["general_se"],
+             "Target-LL": base["ll"]["target"], "Target-LL se": base["ll"]["target_se"]}]
+    for r in records:
+        d, ll = deltas(r, base), r["eval"].get("ll")
+        if ll is None or "forgetting_ll" not in d:
+            continue
+        rows.append({"method": r["label"], "General-LL": ll["general"], "General-LL se": ll["general_se"],
+                     "Target-LL": ll["target"], "Target-LL se": ll["target_se"],
+                     "Forgetting-LL": d["forgetting_ll"], "Forgetting-LL se": d["forgetting_ll_se"],
+                     "forgetting-LL is": verdict(d["forgetting_ll"], d["forgetting_ll_se"], "measurable", "negative"),
+                     "Target gain-LL": d["target_gain_ll"], "Target gain-LL se": d["target_gain_ll_se"],
+                     "gain-LL is": verdict(d["target_gain_ll"], d["target_gain_ll_se"], "measurable", "negative")})
+    return pd.DataFrame(rows).set_index("method")
+
+
+def signal_to_noise(table: "pd.DataFrame", likelihood: "pd.DataFrame | None" = None) -> "pd.DataFrame":
+    """How well each yardstick separates the methods (Heineman et al. 2025's signal-to-noise ratio, on paired
+    changes): signal = the standard deviation of the methods' estimates, noise = the root mean square of their paired
+    standard errors, SNR = signal / noise. Below about 1 the spread between methods is what noise alone would draw."""
+    import math
+
+    import pandas as pd
+
+    rows = []
+    for frame, measures, kind in ((table, ("Forgetting", "Target gain"), "accuracy (the paper's)"),
+                                  (likelihood, ("Forgetting-LL", "Target gain-LL"), "likelihood twin")):
+        if frame is None:
+            continue
+        frame = frame.drop(index="base", errors="ignore")
+        for measure in measures:
+            values, ses = frame[measure].astype(float), frame[f"{measure} se"].astype(float)
+            if len(values) < 2:
+                continue
+            noise = math.sqrt(float((ses**2).mean()))
+            signal = float(values.std(ddof=1))
+            rows.append({"measure": measure, "yardstick": kind, "methods": len(values), "signal (sd)": signal,
+                         "noise (rms se)": noise, "SNR": signal / noise if noise else float("inf")})
+    columns = ["measure", "yardstick", "methods", "signal (sd)", "noise (rms se)", "SNR"]
+    return pd.DataFrame(rows, columns=columns).set_index("measure")
+
+
 # The power each verdict needs (points): the paired SE of Forgetting and of Target gain for every method, and the SE of
 # the base's General on the validation split (rewinding's selection).
 POWER_TARGETS = {"Forgetting": 2.0, "Target gain": 2.5, "validation General": 3.5}
@@ -197,16 +252,25 @@ def group_deltas(records: list[dict], base: dict) -> "pd.DataFrame":
     return pd.DataFrame(rows)
 
 
-def pareto_frame(records: list[dict], base: dict) -> "pd.DataFrame":
-    """Points in (General, Target) with errors, the family, and whether each is on the non-dominated frontier."""
+def pareto_frame(records: list[dict], base: dict, likelihood: bool = False) -> "pd.DataFrame | None":
+    """Points in (General, Target) with errors, the family, and whether each is on the non-dominated frontier. With
+    ``likelihood``, the likelihood twins' plane instead, in negative bits per byte of the gold answers (so that up and
+    right stay better); None where the results carry no twins."""
     import pandas as pd
 
-    rows = [{"method": "base" if b is base else base_label(q), "family": "base", "General": b["general"],
-             "General se": b["general_se"], "Target": b["target"], "Target se": b["target_se"]}
+    def point(e):
+        if not likelihood:
+            return {"General": e["general"], "General se": e["general_se"], "Target": e["target"],
+                    "Target se": e["target_se"]}
+        ll = e["ll"]
+        return {"General": -ll["general"], "General se": ll["general_se"], "Target": -ll["target"],
+                "Target se": ll["target_se"]}
+
+    if likelihood and ("ll" not in base or any("ll" not in r["eval"] for r in records)):
+        return None
+    rows = [{"method": "base" if b is base else base_label(q), "family": "base", **point(b)}
             for q, b in bases_of(records, base).items()]
-    rows += [{"method": r["label"], "family": r["family"], "General": r["eval"]["general"],
-              "General se": r["eval"]["general_se"], "Target": r["eval"]["target"],
-              "Target se": r["eval"]["target_se"]} for r in records]
+    rows += [{"method": r["label"], "family": r["family"], **point(r["eval"])} for r in records]
     frame = pd.DataFrame(rows)
     frontier = set(non_dominated(list(zip(frame["General"], frame["Target"]))))
     frame["frontier"] = [i in frontier for i in range(len(frame))]
@@ -214,15 +278,25 @@ def pareto_frame(records: list[dict], base: dict) -> "pd.DataFrame":
 
 
 def compare(a: dict, b: dict) -> dict:
-    """Method a minus method b on the same items: General and Target differences with paired errors."""
+    """Method a minus method b on the same items: General and Target differences with paired errors, and, where the
+    results carry them, the likelihood twins' differences (bits per byte; the lower side is the better)."""
     diff = paired_difference(a["eval"]["items"], b["eval"]["items"])
+    twins = {}
+    if "ll" in diff:  # the likelihood twins, in bits per byte (lower is better): a positive difference favours b
+        ll = diff["ll"]
+        twins = {"General-LL diff": ll["general"], "General-LL diff se": ll["general_se"],
+                 "General-LL verdict": verdict(ll["general"], ll["general_se"], f"{b['label']} better",
+                                               f"{a['label']} better"),
+                 "Target-LL diff": ll["target"], "Target-LL diff se": ll["target_se"],
+                 "Target-LL verdict": verdict(ll["target"], ll["target_se"], f"{b['label']} better",
+                                              f"{a['label']} better")}
     return {"pair": f"{a['label']} - {b['label']}", "trainable a / b": a["count"] / b["count"],
             "General diff": diff["general"], "General diff se": diff["general_se"],
             "General verdict": verdict(diff["general"], diff["general_se"], f"{a['label']} higher",
                                        f"{b['label']} higher"),
             "Target diff": diff["target"], "Target diff se": diff["target_se"],
             "Target verdict": verdict(diff["target"], diff["target_se"], f"{a['label']} higher",
-                                      f"{b['label']} higher")}
+                                      f"{b['label']} higher")} | twins
 
 
 def paper_beside_ours(records: list[dict], base: dict) -> "pd.DataFrame":

@@ -15,8 +15,15 @@ GENERAL = {"bbh": ("arena_bbh", "acc"), "ifeval": ("arena_ifeval", "inst_level_s
            "qa": ("arena_qa", "exact_match")}
 TARGET = {"wordproblems": ("arena_wordproblems", "exact_match"), "arithmetic": ("arena_arithmetic", "exact_match"),
           "emqa": ("arena_emqa", "acc")}
-CHAT_TASKS = ["arena_ifeval", "arena_wordproblems"]
-PLAIN_TASKS = ["arena_bbh", "arena_qa", "arena_emqa", "arena_arithmetic"]
+CHAT_TASKS = ["arena_ifeval", "arena_wordproblems", "arena_wordproblems_gold"]
+PLAIN_TASKS = ["arena_bbh", "arena_qa", "arena_qa_gold", "arena_emqa", "arena_arithmetic"]
+# 2: multiple choice scored by acc_norm; every log-likelihood item also keeps its gold answer's bits per byte (":bpb")
+SCORING_VERSION = 2
+# The likelihood twin ("<task>:bpb") of each group: the gold answer's bits per byte, from the group's own items where
+# they are scored by log-likelihood, else from a twin task that scores the gold answer (its accuracy is not used).
+# IFEval has no gold response, so no twin: General-LL averages BBH and QA.
+TWIN_TASKS = {"arena_qa_gold": "arena_qa", "arena_wordproblems_gold": "arena_wordproblems"}
+BPB = ":bpb"
 # The paper profile: lm-eval's stock tasks (they differ from the paper's OpenCompass protocol).
 STOCK_GENERAL = {"bbh": ("bbh_cot_fewshot", "exact_match"), "ifeval": ("ifeval", "inst_level_strict_acc"),
                  "qa": ("nq_open", "exact_match")}
@@ -74,12 +81,22 @@ def group_score(items: dict, group: str) -> tuple[float, float]:
     stock = _is_stock(items)
     if group == "bbh":
         prefix = STOCK_GENERAL["bbh"][0] + "_" if stock else "arena_bbh_"
-        subs = [v for k, v in sorted(items.items()) if k.startswith(prefix)]
+        subs = [v for k, v in sorted(items.items()) if k.startswith(prefix) and ":" not in k]
         return sum(sum(v) / len(v) for v in subs) / len(subs), stratified_se(subs)
     if group == "ifeval":
         return cluster_mean_se(items[("ifeval" if stock else "arena_ifeval") + ":inst"])
     task = ({**STOCK_GENERAL, **STOCK_TARGET} if stock else {**GENERAL, **TARGET})[group][0]
     return mean_se(items[task])
+
+
+def twin_score(items: dict, group: str) -> tuple[float, float] | None:
+    """(mean bits per byte of the gold answers, standard error) of one group's likelihood twin, None where it has none
+    (IFEval, or results scored before twins existed). BBH: mean of subtask means, as its accuracy."""
+    if group == "bbh":
+        subs = [v for k, v in sorted(items.items()) if k.startswith("arena_bbh_") and k.endswith(BPB)]
+        return (sum(sum(v) / len(v) for v in subs) / len(subs), stratified_se(subs)) if subs else None
+    task = {**GENERAL, **TARGET}[group][0] + BPB
+    return mean_se(items[task]) if task in items else None
 
 
 def is_stock(items: dict) -> bool:
@@ -113,8 +130,25 @@ def summarise(items: dict) -> dict:
 
     g, g_se = combine(general)
     t, t_se = combine(target)
-    return {"groups": {k: {"score": 100 * m, "se": 100 * se} for k, (m, se) in groups.items()},
-            "general": g, "general_se": g_se, "target": t, "target_se": t_se}
+    out = {"groups": {k: {"score": 100 * m, "se": 100 * se} for k, (m, se) in groups.items()},
+           "general": g, "general_se": g_se, "target": t, "target_se": t_se}
+    return out | ({"ll": _likelihood_summary(items)} if any(k.endswith(BPB) for k in items) else {})
+
+
+def _likelihood_summary(items: dict) -> dict:
+    """The likelihood twins' composites in bits per byte of the gold answers (lower is better), with standard errors
+    as ``summarise``'s: General-LL = mean(BBH, QA) (IFEval has no gold answer); Target-LL = mean(word problems,
+    mean(arithmetic, elementary_math_qa))."""
+    twins = {g: twin_score(items, g) for g in [*GENERAL, *TARGET]}
+    twins = {g: v for g, v in twins.items() if v is not None}
+
+    def mean(parts):
+        return sum(m for m, _ in parts) / len(parts), math.sqrt(sum(se**2 for _, se in parts)) / len(parts)
+
+    general = mean([twins[g] for g in GENERAL if g in twins])
+    target = mean([twins["wordproblems"], mean([twins["arithmetic"], twins["emqa"]])])
+    return {"groups": {g: {"bpb": m, "se": se} for g, (m, se) in twins.items()},
+            "general": general[0], "general_se": general[1], "target": target[0], "target_se": target[1]}
 
 
 def resummarised(metrics: dict | None) -> dict | None:
@@ -143,6 +177,8 @@ def paired_difference(items_a: dict, items_b: dict) -> dict:
     """
     diff = {}
     for task, a in items_a.items():
+        if task not in items_b:  # a likelihood twin that only one side has (scored before twins existed)
+            continue
         b = items_b[task]
         if task.endswith(":inst"):
             diff[task] = [[x - y for x, y in zip(pa, pb)] for pa, pb in zip(a, b)]

@@ -16,7 +16,7 @@ from .models import base_config, compute_precision, model_identity, resolve_quan
 from .paper_data import FILES, REPO
 from .profiles import Profile
 from .scores import SCORING_VERSION, STOCK_GEN_TOKENS
-from .suite import suite_dir, SUITE_VERSION, validation_name
+from .suite import suite_dir, SUITE_VERSION, training_data_name, validation_name
 
 TRAIN_VERSION = 1  # the trainer: what a finished training run contains
 SPECTRA_VERSION = 1  # weight_analysis
@@ -42,7 +42,7 @@ def train_key(profile: Profile, spec) -> dict:
     if hyper["optimizer"] == "adamw":
         del hyper["optimizer"]  # the default stays out of the key: runs stored before the option existed stay valid
     return {"base": model_identity(profile.model), "quantization": base_quantization(profile, spec.method)[0],
-            "data": suite_dir(profile).name, "n_train": profile.n_train, "train_version": TRAIN_VERSION,
+            "data": training_data_name(profile), "n_train": profile.n_train, "train_version": TRAIN_VERSION,
             **hyper, **({"method_code": code} if code else {}), **_paper_data(profile)}
 
 

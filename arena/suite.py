@@ -26,6 +26,7 @@ from .profiles import Profile
 from .wordproblems import make_problems
 
 SUITE_VERSION = 2  # bump when any file's content or format changes
+TRAIN_DATA_VERSION = 1  # bump when the training problems' content or format changes (wordproblems.make_problems)
 
 BBH_TASKS = [
     "causal_judgment", "date_understanding", "disambiguation_qa", "dyck_languages",
@@ -78,6 +79,14 @@ def suite_dir(profile: Profile) -> Path:
     key = json.dumps([SUITE_VERSION, profile.n_train, profile.n_target_test, profile.n_target_ood, profile.bbh_per_task,
                       profile.n_ifeval, profile.n_qa, profile.n_ce_docs, profile.seed])
     return cache_dir() / "suites" / hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+def training_data_name(profile: Profile) -> str:
+    """What determines the training problems of a CPU profile (the first ``n_train`` of ``make_problems`` at the
+    profile's seed), apart from the evaluation files beside them: a training key names this, so a change to the
+    evaluation suite rescores stored runs without retraining them."""
+    key = json.dumps([TRAIN_DATA_VERSION, profile.n_train, profile.seed])
+    return "train-" + hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
 def build_suite(profile: Profile) -> Path:

@@ -118,3 +118,18 @@ def test_the_command_a_reading_chapter_names_rebuilds_the_profile():
     changed = get_profile("embedded", steps=5, quantization="nf4")
     assert command("benchmark", changed, ["lora", "dora"]) == ("python -m arena benchmark --profile embedded --methods "
                                                                "lora,dora --steps 5 --quantization nf4")
+
+
+def test_a_training_key_names_the_training_problems_not_the_evaluation_suite():
+    """Changing how the suite scores (its sizes) rescores stored runs and never retrains them."""
+    from arena.keys import eval_key, train_key
+    from arena.runs import sized_method, train_spec
+
+    def keys(**overrides):
+        profile = get_profile("smoke", **overrides)
+        spec = train_spec(profile, sized_method(profile, "lora", None))
+        return train_key(profile, spec), eval_key(profile, "m", {"variant": "base"})
+
+    (train, scored), (train_more_items, scored_more_items) = keys(), keys(bbh_per_task=5, n_qa=30)
+    assert train == train_more_items and scored != scored_more_items
+    assert keys(n_train=123)[0]["data"] != train["data"]  # other training problems

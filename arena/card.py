@@ -99,7 +99,8 @@ def paper_base_beside(result: dict, model_name: str):
             {"source": "paper", "model": "Llama-3.2-3B-Instruct", "protocol": "same", "General": llama[1],
              "Target (math)": llama[0]},
             {"source": "this run", "model": model_name,
-             "protocol": "kit offline suite on lm-eval (BIG-bench BBH, kit IFEval prompts, qa_wikidata; word problems)",
+             "protocol": "kit offline suite on lm-eval (screened BIG-bench BBH, kit IFEval prompts, qa_wikidata "
+                         "multiple choice; word problems)",
              "General": round(result["general"], 2), "Target (math)": round(result["target"], 2)}]
     return pd.DataFrame(rows).set_index("source")
 

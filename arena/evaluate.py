@@ -86,6 +86,12 @@ def run_tasks(lm, tokenizer, tasks: list[str], data_dir: Path, chat: bool, gen_k
     return items
 
 
+def suite_tasks(data_dir: Path, tasks: list[str]) -> list[str]:
+    """``tasks`` with the BBH group replaced by the subtasks the suite folder holds (a screened suite keeps some)."""
+    bbh = [f"arena_bbh_{p.stem}" for p in sorted((Path(data_dir) / "bbh").glob("*.jsonl"))]
+    return [t for task in tasks for t in (bbh if task == "arena_bbh" else [task])]
+
+
 def _scored_by_likelihood(sample: dict) -> bool:
     return all(isinstance(r, (tuple, list)) and isinstance(r[0], float) for r in sample["filtered_resps"])
 
@@ -139,9 +145,14 @@ def evaluate(model, tokenizer, profile, batch_size: int | None = None, split: st
     try:
         if profile.eval_backend == "vllm":
             return score_with_vllm(model, tokenizer, profile, lambda lm: _evaluate(lm, tokenizer, profile, split))
-        return _evaluate(hf_language_model(_scoring_copy(model), tokenizer, batch_size), tokenizer, profile, split)
+        return _evaluate(scoring_language_model(model, tokenizer, batch_size), tokenizer, profile, split)
     finally:
         model.train(was_training)
+
+
+def scoring_language_model(model, tokenizer, batch_size: int):
+    """The default backend around ``model`` as the kit scores it (``_scoring_copy``)."""
+    return hf_language_model(_scoring_copy(model), tokenizer, batch_size)
 
 
 def _scoring_copy(model):
@@ -173,8 +184,8 @@ def _evaluate(lm, tokenizer, profile, split: str) -> dict:
             items |= run_tasks(lm, tokenizer, specs, Path("."), chat=task in chat,
                                gen_kwargs={"max_gen_toks": tokens}, samples=samples)
         return {"items": items, "split": split, **summarise(items)}
-    chat, plain = CHAT_TASKS, PLAIN_TASKS
     data_dir = build_suite(profile) if split == "test" else build_validation(profile)
+    chat, plain = CHAT_TASKS, suite_tasks(data_dir, PLAIN_TASKS)
     items = run_tasks(lm, tokenizer, chat, data_dir, chat=True)
     items |= run_tasks(lm, tokenizer, plain, data_dir, chat=False) if plain else {}
     return {"items": items, "split": split, **summarise(items)}

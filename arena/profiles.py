@@ -61,6 +61,9 @@ class Profile:
     n_ifeval: int = 16  # instruction-following prompts
     n_qa: int = 40  # closed-book QA items
     n_ce_docs: int = 24  # general-text documents for the cross-entropy proxy
+    # Items per candidate subtask (BBH, arithmetic) of the base-only screen that chooses which subtasks the suite
+    # scores (arena/screen.py); 0 = no screen: every subtask.
+    screen: int = 0
     # Validation split (rewinding's operating-point selection, D5): the same groups, disjoint items, smaller.
     val_bbh_per_task: int = 1
     val_n_ifeval: int = 4

@@ -12,17 +12,17 @@ from pathlib import Path
 from .stats import cluster_mean_se, mean_se, stratified_se
 
 GENERAL = {"bbh": ("arena_bbh", "acc"), "ifeval": ("arena_ifeval", "inst_level_strict_acc"),
-           "qa": ("arena_qa", "exact_match")}
+           "qa": ("arena_qa", "acc")}
 TARGET = {"wordproblems": ("arena_wordproblems", "exact_match"), "arithmetic": ("arena_arithmetic", "exact_match"),
           "emqa": ("arena_emqa", "acc")}
 CHAT_TASKS = ["arena_ifeval", "arena_wordproblems", "arena_wordproblems_gold"]
-PLAIN_TASKS = ["arena_bbh", "arena_qa", "arena_qa_gold", "arena_emqa", "arena_arithmetic"]
+PLAIN_TASKS = ["arena_bbh", "arena_qa", "arena_emqa", "arena_arithmetic"]
 # 2: multiple choice scored by acc_norm; every log-likelihood item also keeps its gold answer's bits per byte (":bpb")
 SCORING_VERSION = 2
 # The likelihood twin ("<task>:bpb") of each group: the gold answer's bits per byte, from the group's own items where
 # they are scored by log-likelihood, else from a twin task that scores the gold answer (its accuracy is not used).
 # IFEval has no gold response, so no twin: General-LL averages BBH and QA.
-TWIN_TASKS = {"arena_qa_gold": "arena_qa", "arena_wordproblems_gold": "arena_wordproblems"}
+TWIN_TASKS = {"arena_wordproblems_gold": "arena_wordproblems"}
 BPB = ":bpb"
 # The paper profile: lm-eval's stock tasks (they differ from the paper's OpenCompass protocol).
 STOCK_GENERAL = {"bbh": ("bbh_cot_fewshot", "exact_match"), "ifeval": ("ifeval", "inst_level_strict_acc"),

@@ -6,7 +6,13 @@ General capability (stability), book/definitions.md A4 rebuilt offline:
   dyck_languages) by greedy exact match of the target (teacher-forced, one forward pass).
 - **IFEval-style**: prompts written by the kit; each instruction text comes from lm-eval's own IFEval checker
   (``build_description``), so the instruction-level strict score is lm-eval's.
-- **Closed-book QA** (NQ analogue): BIG-bench ``qa_wikidata``, normalised exact match against any listed answer.
+- **Closed-book QA** (NQ analogue): BIG-bench ``qa_wikidata`` facts as 4-way multiple choice, the three distractors
+  drawn from other answers to the same relation ("The capital of ..."): a 135M model cannot produce NQ's exact-match
+  answers (0 of 40 on the earlier generative version), so the group measured nothing.
+
+With ``Profile.screen`` set, a base-only screen (``arena/screen.py``) first scores each candidate BBH and arithmetic
+subtask on its own seeded items, and the suite keeps the subtasks the base does above chance; test and validation items
+are drawn apart from the screen's.
 
 Target (plasticity), math: held-out generated word problems, plus BIG-bench arithmetic and elementary_math_qa as
 out-of-distribution checks.
@@ -14,6 +20,7 @@ out-of-distribution checks.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import random
@@ -21,11 +28,13 @@ import re
 from pathlib import Path
 
 from .assets import bigbench_tasks, cache_dir, load_bigbench
+from .errors import ArenaError
+from .models import model_identity
 from .offline_nltk import ifeval_module
 from .profiles import Profile
 from .wordproblems import make_problems
 
-SUITE_VERSION = 2  # bump when any file's content or format changes
+SUITE_VERSION = 3  # bump when any file's content or format changes; 3: QA as multiple choice, the base-only screen
 TRAIN_DATA_VERSION = 1  # bump when the training problems' content or format changes (wordproblems.make_problems)
 
 BBH_TASKS = [
@@ -75,10 +84,56 @@ def bbh_id(name: str) -> str:
 
 
 def suite_dir(profile: Profile) -> Path:
-    """Where this profile's evaluation files live: keyed by the sizes and seed that determine their content."""
-    key = json.dumps([SUITE_VERSION, profile.n_train, profile.n_target_test, profile.n_target_ood, profile.bbh_per_task,
-                      profile.n_ifeval, profile.n_qa, profile.n_ce_docs, profile.seed])
-    return cache_dir() / "suites" / hashlib.sha256(key.encode()).hexdigest()[:12]
+    """Where this profile's evaluation files live: keyed by the sizes and seed that determine their content, and, when
+    a screen chooses the subtasks, by the screen's size and the base it screens."""
+    fields = [SUITE_VERSION, profile.n_train, profile.n_target_test, profile.n_target_ood, profile.bbh_per_task,
+              profile.n_ifeval, profile.n_qa, profile.n_ce_docs, profile.seed]
+    if profile.screen and not profile.uses_stock_tasks:
+        fields += [profile.screen, model_identity(profile.model)]  # the screen's choice depends on the base
+    return cache_dir() / "suites" / hashlib.sha256(json.dumps(fields).encode()).hexdigest()[:12]
+
+
+# The screen's candidates per group: every BBH subtask and every arithmetic task (elementary_math_qa is one task).
+SCREEN_GROUPS = {"bbh": BBH_TASKS, "arithmetic": ARITHMETIC_TASKS}
+SCREEN_SEED = 104729  # the screen's own random stream (test and validation items exclude its items)
+
+
+def screen_dir(profile: Profile) -> Path:
+    return suite_dir(profile) / "screen"
+
+
+def write_screen(profile: Profile) -> Path:
+    """The screen's items: ``profile.screen`` seeded items of every candidate, laid out as a suite folder (``bbh/``
+    per subtask; ``arithmetic.jsonl`` with each item's ``subtask``), so the same lm-eval tasks score them."""
+    out = screen_dir(profile)
+    if (out / "ITEMS").exists():
+        return out
+    (out / "bbh").mkdir(parents=True, exist_ok=True)
+    bigbench_tasks(ALL_BIGBENCH_TASKS)
+    rng = random.Random(profile.seed + SCREEN_SEED)
+    for name in BBH_TASKS:
+        _write(out / "bbh" / f"{bbh_id(name)}.jsonl", _bbh_items(name, profile.screen, rng))
+    _write(out / "arithmetic.jsonl", [{**_mc_item(e, ""), "subtask": t} for t in ARITHMETIC_TASKS
+                                      for e in _sample_examples(t, profile.screen, rng)])
+    (out / "ITEMS").write_text(json.dumps({"version": SUITE_VERSION, "items_per_candidate": profile.screen}))
+    return out
+
+
+def screen_result(profile: Profile) -> dict | None:
+    """The screen's outcome (``arena/screen.py`` writes it), or None for a profile without a screen."""
+    if not profile.screen or profile.uses_stock_tasks:
+        return None
+    path = screen_dir(profile) / "result.json"
+    if not path.exists():
+        raise ArenaError(f"the suite of profile {profile.name!r} keeps the subtasks a base-only screen chooses, and "
+                         f"the screen has not run: python -m arena assets --profile {profile.name}")
+    return json.loads(path.read_text())
+
+
+def _screened_inputs(profile: Profile, file: str) -> set[str]:
+    """Normalised inputs of the screen's items in ``file``, which test and validation items never reuse."""
+    path = screen_dir(profile) / file
+    return {_norm(r["input"]) for r in read_jsonl(path)} if profile.screen and path.exists() else set()
 
 
 def training_data_name(profile: Profile) -> str:
@@ -101,22 +156,31 @@ def build_suite(profile: Profile) -> Path:
         _write(out / "general_text.jsonl", _general_text(profile.n_ce_docs, random.Random(profile.seed)))
         (out / "DONE").write_text(json.dumps({"version": SUITE_VERSION, "profile": profile.name}))
         return out
+    kept = kept_subtasks(profile)
     (out / "bbh").mkdir(parents=True, exist_ok=True)
     bigbench_tasks(ALL_BIGBENCH_TASKS)  # one pass over the 358 MB sdist for every missing file, not one per task
     rng = random.Random(profile.seed)
-    for name in BBH_TASKS:
-        _write(out / "bbh" / f"{bbh_id(name)}.jsonl", _bbh_items(name, profile.bbh_per_task, rng))
+    for name in kept["bbh"]:
+        seen = _screened_inputs(profile, f"bbh/{bbh_id(name)}.jsonl")
+        _write(out / "bbh" / f"{bbh_id(name)}.jsonl", _bbh_items(name, profile.bbh_per_task, rng, seen))
     _write(out / "ifeval.jsonl", ifeval_items(profile.n_ifeval, rng))
     _write(out / "qa.jsonl", _qa_items(profile.n_qa, rng))
     train, test = make_problems(profile.n_train, profile.n_target_test, seed=profile.seed)
     _write(out / "wordproblems_train.jsonl", train)
     _write(out / "wordproblems_test.jsonl", test)
-    _write(out / "arithmetic.jsonl", [_mc_item(e, "") for t in ARITHMETIC_TASKS
-                                      for e in _sample_examples(t, profile.n_target_ood // 2, rng)])
+    seen = _screened_inputs(profile, "arithmetic.jsonl")
+    _write(out / "arithmetic.jsonl", [_mc_item(e, "") for t in kept["arithmetic"]
+                                      for e in _sample_examples(t, profile.n_target_ood // 2, rng, seen)])
     _write(out / "emqa.jsonl", [_mc_item(e, "") for e in _sample_examples(EMQA_TASK, profile.n_target_ood, rng)])
     _write(out / "general_text.jsonl", _general_text(profile.n_ce_docs, rng))
     (out / "DONE").write_text(json.dumps({"version": SUITE_VERSION, "profile": profile.name}))
     return out
+
+
+def kept_subtasks(profile: Profile) -> dict[str, list[str]]:
+    """The candidate subtasks the suite scores per screened group: the screen's choice, or every candidate."""
+    result = screen_result(profile)
+    return {g: (result["kept"][g] if result else list(names)) for g, names in SCREEN_GROUPS.items()}
 
 
 def validation_name(profile: Profile) -> str:
@@ -138,11 +202,13 @@ def build_validation(profile: Profile) -> Path:
     out = test / validation_name(profile)
     if (out / "DONE").exists():
         return out
+    kept = kept_subtasks(profile)
     (out / "bbh").mkdir(parents=True, exist_ok=True)
     rng = random.Random(profile.seed + 7919)  # a different stream from the test suite's
-    for name in BBH_TASKS:
-        seen = {_norm(r["input"]) for r in read_jsonl(test / "bbh" / f"{bbh_id(name)}.jsonl")}
-        _write(out / "bbh" / f"{bbh_id(name)}.jsonl", _bbh_items(name, profile.val_bbh_per_task, rng, seen))
+    for name in kept["bbh"]:
+        file = f"bbh/{bbh_id(name)}.jsonl"
+        seen = {_norm(r["input"]) for r in read_jsonl(test / file)} | _screened_inputs(profile, file)
+        _write(out / file, _bbh_items(name, profile.val_bbh_per_task, rng, seen))
     test_prompts = {r["prompt"] for r in read_jsonl(test / "ifeval.jsonl")}
     ifeval = [r for r in ifeval_items(4 * profile.val_n_ifeval + 8, rng) if r["prompt"] not in test_prompts]
     _write(out / "ifeval.jsonl", ifeval[:profile.val_n_ifeval])
@@ -152,9 +218,9 @@ def build_validation(profile: Profile) -> Path:
     train, both = make_problems(profile.n_train, profile.n_target_test + profile.val_n_target, seed=profile.seed)
     known = {r["question"] for r in train} | {r["question"] for r in both[:profile.n_target_test]}
     _write(out / "wordproblems_test.jsonl", [r for r in both[profile.n_target_test:] if r["question"] not in known])
-    for file, tasks, per_task in (("arithmetic.jsonl", ARITHMETIC_TASKS, profile.val_n_ood // 2),
+    for file, tasks, per_task in (("arithmetic.jsonl", kept["arithmetic"], profile.val_n_ood // 2),
                                   ("emqa.jsonl", [EMQA_TASK], profile.val_n_ood)):
-        seen = {_norm(r["input"]) for r in read_jsonl(test / file)}
+        seen = {_norm(r["input"]) for r in read_jsonl(test / file)} | _screened_inputs(profile, file)
         _write(out / file, [_mc_item(e, "") for t in tasks for e in _sample_examples(t, per_task, rng, seen)])
     (out / "DONE").write_text(json.dumps({"version": SUITE_VERSION, "profile": profile.name, "split": "validation"}))
     return out
@@ -245,12 +311,49 @@ def _conflict(specs) -> bool:
         "detectable_format:json_format" in ids and len(ids) > 1)
 
 
+QA_OPTIONS = 4
+_RELATION = (re.compile(r"^(The .+? of) .+ (?:is|are|was|were)$"),
+             re.compile(r"^.+? ((?:is|are|was|were) [a-z ]+?(?: in| with| by| of| to| for| from| as| on| at)?)$"))
+
+
+def qa_relation(text: str) -> str | None:
+    """The relation a qa_wikidata statement asks about ("The capital of", "is located in"), or None."""
+    for pattern in _RELATION:
+        match = pattern.match(text)
+        if match:
+            return match.group(1)
+    return None
+
+
+@functools.cache
+def _qa_answers_by_relation() -> dict[str, list[str]]:
+    answers: dict[str, set[str]] = {}
+    for e in load_bigbench(QA_TASK)["examples"]:
+        relation = qa_relation(e["input"])
+        if relation:
+            answers.setdefault(relation, set()).update(_targets(e))
+    return {r: sorted(a) for r, a in answers.items()}
+
+
+def _targets(example: dict) -> list[str]:
+    return example["target"] if isinstance(example["target"], list) else [example["target"]]
+
+
 def _qa_items(n: int, rng: random.Random, exclude: set[str] = frozenset()) -> list[dict]:
+    """Closed-book facts as ``QA_OPTIONS``-way multiple choice: the first listed answer against distractors drawn
+    from the answers to other statements of the same relation (none of them among this statement's answers)."""
+    answers = _qa_answers_by_relation()
     items = []
     for e in _sample_examples(QA_TASK, 4 * n, rng, exclude):
-        targets = e["target"] if isinstance(e["target"], list) else [e["target"]]
-        if all(len(t.split()) <= 4 for t in targets):  # short factual answers, like NQ's
-            items.append({"input": e["input"], "targets": targets})
+        targets, relation = _targets(e), qa_relation(e["input"])
+        if relation is None or not all(len(t.split()) <= 4 for t in targets):  # short factual answers, like NQ's
+            continue
+        pool = [a for a in answers[relation] if a not in targets and len(a.split()) <= 4]
+        if len(pool) < QA_OPTIONS - 1:
+            continue
+        choices = [targets[0], *rng.sample(pool, QA_OPTIONS - 1)]
+        rng.shuffle(choices)
+        items.append({"input": e["input"], "choices": choices, "gold": choices.index(targets[0])})
         if len(items) == n:
             break
     return items

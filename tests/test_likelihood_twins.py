@@ -80,14 +80,17 @@ def test_signal_to_noise_by_hand():
 
 @pytest.fixture(scope="module")
 def mc_suite(tmp_path_factory):
-    """A tiny suite folder: multiple choice whose options differ in length (where acc and acc_norm part), and QA."""
+    """A tiny suite folder: multiple choice whose options differ in length (where acc and acc_norm part), and a
+    free-form BBH subtask."""
     folder = tmp_path_factory.mktemp("suite")
     rows = [{"input": f"What is {a} plus {b}?", "choices": [str(a + b), f"{a + b + 1}0", "no idea at all", "7"],
              "gold": 0} for a, b in ((2, 3), (10, 4), (7, 7), (1, 30), (25, 25))]
     for name in ("emqa.jsonl", "arithmetic.jsonl"):
         (folder / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
-    qa = [{"input": "The capital of France is", "targets": ["Paris"]}, {"input": "Water is made of", "targets": ["H2O"]}]
-    (folder / "qa.jsonl").write_text("".join(json.dumps(r) + "\n" for r in qa))
+    counting = [{"input": "I have a pen and two cups. How many objects do I have?", "target": "3"},
+                {"input": "I have a cat. How many animals do I have?", "target": "1"}]
+    (folder / "bbh").mkdir()
+    (folder / "bbh" / "object_counting.jsonl").write_text("".join(json.dumps(r) + "\n" for r in counting))
     return folder
 
 
@@ -112,7 +115,7 @@ def test_run_tasks_keeps_acc_norm_and_twins_equal_to_lm_evals_own(mc_suite):
 
     # fp32 on both sides: with bf16 compute the two orders of summation differ by bf16's rounding (about 1e-2)
     model, tokenizer = smoke_model().eval(), smoke_tokenizer()
-    tasks = ["arena_emqa", "arena_qa_gold"]
+    tasks = ["arena_emqa", "arena_bbh_object_counting"]
     reference = _run(HFLM(pretrained=model, tokenizer=tokenizer, batch_size=4), mc_suite, tasks)["samples"]
     items = run_tasks(ContextOnceLM(pretrained=model, tokenizer=tokenizer, batch_size=4), tokenizer, tasks, mc_suite,
                       chat=False)
@@ -126,6 +129,7 @@ def test_run_tasks_keeps_acc_norm_and_twins_equal_to_lm_evals_own(mc_suite):
         gold = sample["target"]
         expected = -sample["filtered_resps"][gold][0] / (math.log(2) * len(sample["arguments"][gold][1].encode()))
         assert got == pytest.approx(expected, abs=1e-4)
-    assert "arena_qa_gold" not in items and len(items["arena_qa:bpb"]) == 2  # the twin task keeps its twin only
-    qa = sorted(reference["arena_qa_gold"], key=lambda s: s["doc_id"])
-    assert items["arena_qa:bpb"] == pytest.approx([gold_bits_per_byte(s) for s in qa], abs=1e-4)
+    # a free-form item scored by log-likelihood (greedy match) keeps its target's bits per byte as its twin
+    counting = sorted(reference["arena_bbh_object_counting"], key=lambda s: s["doc_id"])
+    assert items["arena_bbh_object_counting"] == [float(s["acc"]) for s in counting]
+    assert items["arena_bbh_object_counting:bpb"] == pytest.approx([gold_bits_per_byte(s) for s in counting], abs=1e-4)

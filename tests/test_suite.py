@@ -46,12 +46,23 @@ def test_ifeval_scorer_rewards_following_and_penalises_not(monkeypatch):
     assert ifeval_results(doc, ["Has, A comma"])["inst_level_strict_acc"] == [False, False]
 
 
-def test_qa_scorer_normalises_and_accepts_any_target():
-    from arena.tasks.utils import qa_results
-
-    assert qa_results({"targets": ["comedy", "parody"]}, [" The Parody.\nmore"])["exact_match"] == 1.0
-    assert qa_results({"targets": ["comedy"]}, ["tragedy"])["exact_match"] == 0.0
-
+def test_qa_items_are_multiple_choice_with_distractors_of_the_same_relation(monkeypatch):
+    gold = {f"The capital of {c} is": t for c, t in
+            (("France", "Paris"), ("Spain", "Madrid"), ("Italy", "Rome"), ("Peru", "Lima"), ("Chile", "Santiago"))}
+    examples = [{"input": q, "target": t} for q, t in gold.items()]
+    examples += [{"input": "The religion of Jim is", "target": ["Buddhism", "Zen"]}]
+    monkeypatch.setattr(suite, "load_bigbench", lambda name: {"examples": examples})
+    suite._qa_answers_by_relation.cache_clear()
+    try:
+        items = suite._qa_items(10, random.Random(0))
+    finally:
+        suite._qa_answers_by_relation.cache_clear()
+    assert len(items) == 5  # the religion has no three other answers to draw from
+    for item in items:
+        assert len(item["choices"]) == 4 == len(set(item["choices"])) and set(item["choices"]) <= set(gold.values())
+        assert item["choices"][item["gold"]] == gold[item["input"]]
+    assert suite.qa_relation("Michoacán is located in") == "is located in"
+    assert suite.qa_relation("The native language of Milo Yiannopoulos is") == "The native language of"
 
 def test_validation_split_is_disjoint_from_test_and_training():
     from arena.profiles import get_profile

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-import string
 from pathlib import Path
 from arena.offline_nltk import ifeval_module
 from arena.wordproblems import is_correct
@@ -19,19 +17,6 @@ def load_items(data_dir: str | None = None, file: str | None = None, **_):
     if not path.exists() or path.stat().st_size == 0:
         raise FileNotFoundError(f"{path} is missing or empty; rebuild the suite with arena.suite.build_suite")
     return datasets.DatasetDict({"test": datasets.load_dataset("json", data_files=str(path), split="train")})
-
-
-def _normalise(text: str) -> str:
-    """SQuAD/NQ answer normalisation: lower case, no punctuation, no articles, single spaces."""
-    text = "".join(ch for ch in text.lower() if ch not in set(string.punctuation))
-    text = re.sub(r"\b(a|an|the)\b", " ", text)
-    return " ".join(text.split())
-
-
-def qa_results(doc, results):
-    """Normalised exact match of the first line of the answer against any listed target (NQ-style)."""
-    answer = results[0].strip().split("\n")[0]
-    return {"exact_match": float(any(_normalise(answer) == _normalise(t) for t in doc["targets"]))}
 
 
 def math_results(doc, results):

@@ -229,6 +229,40 @@ def power_table(table: "pd.DataFrame", validation_base: dict | None = None) -> "
     return pd.DataFrame(rows).set_index(["method", "measure"])
 
 
+def certainty_table(table: "pd.DataFrame", likelihood: "pd.DataFrame | None" = None,
+                    validation_base: dict | None = None) -> "pd.DataFrame":
+    """One row per measure (the paper's accuracy composites and, where present, their likelihood twins): the base's
+    standard error, the paired standard error of the change across methods (median and largest), the minimum
+    detectable effect at the largest, and the power target where the kit sets one (``POWER_TARGETS``)."""
+    import pandas as pd
+
+    rows = []
+
+    def add(measure, kind, unit, base_se, paired):
+        largest = max(paired) if paired else float("nan")
+        target = POWER_TARGETS.get(measure)
+        rows.append({"measure": measure, "yardstick": kind, "unit": unit, "base se": base_se,
+                     "paired se (median)": float(pd.Series(paired).median()) if paired else float("nan"),
+                     "paired se (largest)": largest, "detectable effect": detectable_effect(largest),
+                     "target se": target, "meets target": (largest <= target) if target and paired else None})
+
+    methods = table.drop(index="base")
+    add("Forgetting", "accuracy (the paper's)", "points", table.loc["base", "General se"],
+        list(methods["Forgetting se"]))
+    add("Target gain", "accuracy (the paper's)", "points", table.loc["base", "Target se"],
+        list(methods["Target gain se"]))
+    if likelihood is not None:
+        twins = likelihood.drop(index="base")
+        add("Forgetting-LL", "likelihood twin", "bits per byte", likelihood.loc["base", "General-LL se"],
+            list(twins["Forgetting-LL se"]))
+        add("Target gain-LL", "likelihood twin", "bits per byte", likelihood.loc["base", "Target-LL se"],
+            list(twins["Target gain-LL se"]))
+    if validation_base is not None:
+        se = validation_base["general_se"]
+        add("validation General", "accuracy (the paper's)", "points", se, [se])
+    return pd.DataFrame(rows).set_index("measure")
+
+
 def group_table(records: list[dict], base: dict) -> "pd.DataFrame":
     """Per-benchmark scores (%) of the base and every method."""
     import pandas as pd

@@ -241,3 +241,25 @@ def rewinding_summary(result: dict) -> list[str]:
                  f"{d6['uniform 0.4']['math'][1] - d6['final']['math'][1]:+.2f} General and "
                  f"{d6['uniform 0.4']['math'][0] - d6['final']['math'][0]:+.2f} Target over the final.")
     return lines
+
+
+def certainty_sentences(certainty: pd.DataFrame, snr: pd.DataFrame | None = None) -> list[str]:
+    """The "How sure are these numbers?" page: per measure (``report.certainty_table``), what its largest paired
+    error lets a reader conclude, and, with ``report.signal_to_noise``, whether it separates the methods at all."""
+    out = []
+    for measure, row in certainty.iterrows():
+        if row["paired se (largest)"] != row["paired se (largest)"]:  # NaN: no method to compare
+            continue
+        unit = row["unit"]
+        line = (f"{measure} ({row['yardstick']}): paired standard errors up to {row['paired se (largest)']:.3g} "
+                f"{unit}, so a true change smaller than {row['detectable effect']:.3g} {unit} is missed more than one "
+                "time in five")
+        if row["target se"] == row["target se"] and row["target se"] is not None:
+            line += (f"; the kit's target of {row['target se']:.3g} {unit} is "
+                     + ("met" if row["meets target"] else "not met"))
+        if snr is not None and measure in snr.index:
+            ratio = snr.loc[measure, "SNR"]
+            line += (f"; across methods its signal-to-noise ratio is {ratio:.2g} ("
+                     + ("it separates them" if ratio > 2 else "the spread is near what noise alone draws") + ")")
+        out.append(line + ".")
+    return out

@@ -133,3 +133,21 @@ def test_run_tasks_keeps_acc_norm_and_twins_equal_to_lm_evals_own(mc_suite):
     counting = sorted(reference["arena_bbh_object_counting"], key=lambda s: s["doc_id"])
     assert items["arena_bbh_object_counting"] == [float(s["acc"]) for s in counting]
     assert items["arena_bbh_object_counting:bpb"] == pytest.approx([gold_bits_per_byte(s) for s in counting], abs=1e-4)
+
+
+def test_the_certainty_page_reads_the_largest_paired_error_of_each_measure():
+    import pandas as pd
+
+    from arena import report, verdicts
+
+    table = pd.DataFrame({"General se": [3.0, 1, 1], "Target se": [2.0, 1, 1], "Forgetting se": [None, 1.5, 2.5],
+                          "Target gain se": [None, 2.0, 1.0], "Forgetting": [None, 1.0, 5.0],
+                          "Target gain": [None, 3.0, 3.0]}, index=pd.Index(["base", "a", "b"], name="method"))
+    certainty = report.certainty_table(table, None, {"general_se": 3.0})
+    row = certainty.loc["Forgetting"]
+    assert row["paired se (largest)"] == 2.5 and row["paired se (median)"] == 2.0 and not row["meets target"]
+    assert row["detectable effect"] == pytest.approx(2.5 * 2.8016, abs=1e-3)
+    assert certainty.loc["Target gain", "meets target"] and certainty.loc["validation General", "meets target"]
+    lines = verdicts.certainty_sentences(certainty, report.signal_to_noise(table))
+    assert lines[0].startswith("Forgetting (accuracy (the paper's)): paired standard errors up to 2.5 points")
+    assert "not met" in lines[0] and "signal-to-noise ratio is 1.4" in lines[0]

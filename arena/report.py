@@ -200,7 +200,8 @@ def signal_to_noise(table: "pd.DataFrame", likelihood: "pd.DataFrame | None" = N
             noise = math.sqrt(float((ses**2).mean()))
             signal = float(values.std(ddof=1))
             rows.append({"measure": measure, "yardstick": kind, "methods": len(values), "signal (sd)": signal,
-                         "noise (rms se)": noise, "SNR": signal / noise if noise else float("inf")})
+                         "noise (rms se)": noise,
+                         "SNR": signal / noise if noise else float("inf") if signal else float("nan")})
     columns = ["measure", "yardstick", "methods", "signal (sd)", "noise (rms se)", "SNR"]
     return pd.DataFrame(rows, columns=columns).set_index("measure")
 

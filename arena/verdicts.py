@@ -251,13 +251,17 @@ def certainty_sentences(certainty: pd.DataFrame, snr: pd.DataFrame | None = None
         if row["paired se (largest)"] != row["paired se (largest)"]:  # NaN: no method to compare
             continue
         unit = row["unit"]
+        if row["paired se (largest)"] == 0:
+            out.append(f"{measure} ({row['yardstick']}): no method changed a single item, so it has nothing to "
+                       "separate.")
+            continue
         line = (f"{measure} ({row['yardstick']}): paired standard errors up to {row['paired se (largest)']:.3g} "
                 f"{unit}, so a true change smaller than {row['detectable effect']:.3g} {unit} is missed more than one "
                 "time in five")
         if row["target se"] == row["target se"] and row["target se"] is not None:
             line += (f"; the kit's target of {row['target se']:.3g} {unit} is "
                      + ("met" if row["meets target"] else "not met"))
-        if snr is not None and measure in snr.index:
+        if snr is not None and measure in snr.index and snr.loc[measure, "SNR"] == snr.loc[measure, "SNR"]:
             ratio = snr.loc[measure, "SNR"]
             line += (f"; across methods its signal-to-noise ratio is {ratio:.2g} ("
                      + ("it separates them" if ratio > 2 else "the spread is near what noise alone draws") + ")")

@@ -85,3 +85,13 @@ def test_validation_split_is_disjoint_from_test_and_training():
     train = {r["question"] for r in read_jsonl(test / "wordproblems_train.jsonl")}
     assert not set(inputs(val, "wordproblems_test.jsonl", "question")) & train
     assert len(inputs(val, "bbh")) == 24 * profile.val_bbh_per_task
+
+
+def test_task_files_load_in_memory_and_nested_kwargs_survive(tmp_path):
+    from arena.tasks.utils import load_items
+
+    plain = [{"input": "2 + 2 =", "choices": ["4", "5"], "gold": 0}, {"input": "1 + 1 =", "choices": ["2", "3"], "gold": 0}]
+    nested = [{"key": 0, "kwargs": [{"keywords": ["river", "light"]}]}, {"key": 1, "kwargs": [{"num_words": 40}]}]
+    for name, rows in (("plain.jsonl", plain), ("nested.jsonl", nested)):
+        (tmp_path / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
+        assert load_items(str(tmp_path), name)["test"].to_list() == rows

@@ -40,17 +40,17 @@ def _task_manager(data_dir: Path, stock: bool = False):
     return TaskManager(include_path=str(TASK_DIR), include_defaults=stock, metadata={"data_dir": str(data_dir)})
 
 
-def hf_language_model(model, tokenizer, batch_size: int):
+def hf_language_model(model, tokenizer, batch_size: int, scorer=None):
     """lm-eval's HFLM around the model object (the default backend), with shared multiple-choice contexts encoded once
-    (``context_once``)."""
+    (``context_once``; ``scorer`` another HFLM class, e.g. lm-eval's own for a side-by-side measurement)."""
     from .context_once import ContextOnceLM
 
     # batch_size must go to HFLM: simple_evaluate ignores it for model objects.
     # bf16 compute where the device has it (models.bf16_compute; the cache key records it); HFLM wraps every forward
     # in its own autocast (it must be told, not wrapped), which keeps log-softmax in fp32.
     bf16 = bf16_compute(next(model.parameters()).device)
-    return ContextOnceLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size,
-                         mixed_precision_dtype=torch.bfloat16 if bf16 else None)
+    return (scorer or ContextOnceLM)(pretrained=model, tokenizer=tokenizer, batch_size=batch_size,
+                                     mixed_precision_dtype=torch.bfloat16 if bf16 else None)
 
 
 def run_tasks(lm, tokenizer, tasks: list[str], data_dir: Path, chat: bool, gen_kwargs: dict | None = None,
@@ -150,9 +150,9 @@ def evaluate(model, tokenizer, profile, batch_size: int | None = None, split: st
         model.train(was_training)
 
 
-def scoring_language_model(model, tokenizer, batch_size: int):
+def scoring_language_model(model, tokenizer, batch_size: int, scorer=None):
     """The default backend around ``model`` as the kit scores it (``_scoring_copy``)."""
-    return hf_language_model(_scoring_copy(model), tokenizer, batch_size)
+    return hf_language_model(_scoring_copy(model), tokenizer, batch_size, scorer)
 
 
 def _scoring_copy(model):

@@ -247,17 +247,14 @@ def certainty_table(table: "pd.DataFrame", likelihood: "pd.DataFrame | None" = N
                      "paired se (largest)": largest, "detectable effect": detectable_effect(largest),
                      "target se": target, "meets target": (largest <= target) if target and paired else None})
 
-    methods = table.drop(index="base")
-    add("Forgetting", "accuracy (the paper's)", "points", table.loc["base", "General se"],
-        list(methods["Forgetting se"]))
-    add("Target gain", "accuracy (the paper's)", "points", table.loc["base", "Target se"],
-        list(methods["Target gain se"]))
-    if likelihood is not None:
-        twins = likelihood.drop(index="base")
-        add("Forgetting-LL", "likelihood twin", "bits per byte", likelihood.loc["base", "General-LL se"],
-            list(twins["Forgetting-LL se"]))
-        add("Target gain-LL", "likelihood twin", "bits per byte", likelihood.loc["base", "Target-LL se"],
-            list(twins["Target gain-LL se"]))
+    for frame, kind, unit, measures in (
+            (table, "accuracy (the paper's)", "points", (("Forgetting", "General se"), ("Target gain", "Target se"))),
+            (likelihood, "likelihood twin", "bits per byte",
+             (("Forgetting-LL", "General-LL se"), ("Target gain-LL", "Target-LL se")))):
+        if frame is None:
+            continue
+        for measure, base_se in measures:
+            add(measure, kind, unit, frame.loc["base", base_se], list(frame.drop(index="base")[f"{measure} se"]))
     if validation_base is not None:
         se = validation_base["general_se"]
         add("validation General", "accuracy (the paper's)", "points", se, [se])

@@ -151,6 +151,19 @@ PROFILES: dict[str, Profile] = {
         description="SmolLM2-135M-Instruct (Q4_1 GGUF from PyPI) on CPU; math word problems; BIG-bench general suite",
         models=(SMOLLM2,),
         screen=24,  # the base-only screen keeps the BBH subtasks and arithmetic tasks it answers above chance
+        # Sized for power (README "How sure are these numbers?"): a few dozen items per group left Forgetting with a
+        # paired SE of 3-5 points. Multiple choice is cheap with the context-once scorer; generation (IFEval, word
+        # problems) is what costs.
+        bbh_per_task=40,  # per screened subtask (5 of 24 at 135M)
+        n_qa=160,
+        n_ifeval=64,
+        n_target_test=80,
+        n_target_ood=32,
+        val_bbh_per_task=8,
+        val_n_ifeval=12,
+        val_n_qa=48,
+        val_n_target=24,
+        val_n_ood=8,
     ),
     "paper": Profile(
         name="paper",

@@ -9,7 +9,7 @@ when its screen accuracy clears chance by ``SCREEN_Z`` standard errors of guessi
     keep  iff  acc >= c + z * sqrt(c (1 - c) / m)      (c: chance, m: items; free-form, c = 0: any correct item)
 
 A group none of whose candidates passes keeps them all, so that its meaning survives, and its base score then sits at
-chance for everyone to see (chapter 00). The outcome is written once per suite folder (``suite.screen_result``).
+chance for everyone to see (chapter 00). The outcome is written once per screen folder (``suite.screen_dir``, ``suite.screen_result``).
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def decide(scores: dict[str, dict[str, list[float]]], chance: dict[str, dict[str
 
 
 def run_screen(profile) -> dict:
-    """The profile's screen, computed once per suite folder and stored beside it (``screen/result.json``)."""
+    """The profile's screen, computed once and stored in its folder (``suite.screen_dir``, ``result.json``)."""
     folder = screen_dir(profile)
     result = folder / "result.json"
     if result.exists():

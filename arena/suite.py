@@ -89,7 +89,7 @@ def suite_dir(profile: Profile) -> Path:
     fields = [SUITE_VERSION, profile.n_train, profile.n_target_test, profile.n_target_ood, profile.bbh_per_task,
               profile.n_ifeval, profile.n_qa, profile.n_ce_docs, profile.seed]
     if profile.screen and not profile.uses_stock_tasks:
-        fields += [profile.screen, model_identity(profile.model)]  # the screen's choice depends on the base
+        fields += [screen_dir(profile).name]  # the screen's choice (its items, its base)
     return cache_dir() / "suites" / hashlib.sha256(json.dumps(fields).encode()).hexdigest()[:12]
 
 
@@ -99,7 +99,10 @@ SCREEN_SEED = 104729  # the screen's own random stream (test and validation item
 
 
 def screen_dir(profile: Profile) -> Path:
-    return suite_dir(profile) / "screen"
+    """Where the screen's items and outcome live: keyed by what determines them (its size, seed and base), not by the
+    suite's sizes, so resizing the suite keeps the screen."""
+    key = json.dumps([SUITE_VERSION, profile.screen, profile.seed, model_identity(profile.model)])
+    return cache_dir() / "screens" / hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
 def write_screen(profile: Profile) -> Path:

@@ -29,6 +29,7 @@ def screened_profile():
     profile = get_profile("smoke", screen=3, seed=4242)  # a suite folder of its own in the shared asset cache
     yield profile
     shutil.rmtree(suite.suite_dir(profile), ignore_errors=True)
+    shutil.rmtree(suite.screen_dir(profile), ignore_errors=True)
 
 
 def test_a_screened_suite_keeps_the_chosen_subtasks_on_items_the_screen_never_saw(screened_profile):
@@ -49,6 +50,9 @@ def test_a_screened_suite_keeps_the_chosen_subtasks_on_items_the_screen_never_sa
 
     assert suite_tasks(test, ["arena_bbh", "arena_qa"]) == ["arena_bbh_navigate", "arena_bbh_snarks", "arena_qa"]
     assert get_profile("smoke").screen == 0 and suite.suite_dir(profile) != suite.suite_dir(get_profile("smoke"))
+    # resizing the suite keeps the screen (its folder is keyed by the screen's own size, seed and base)
+    resized = get_profile("smoke", screen=3, seed=4242, bbh_per_task=2)
+    assert suite.screen_dir(resized) == folder and suite.suite_dir(resized) != suite.suite_dir(profile)
 
 
 def test_the_screen_scores_the_base_on_every_candidate(screened_profile):

@@ -25,7 +25,8 @@ PYTEST_ARGS ?=
 BENCH_ARGS ?=
 PLAN_ARGS ?=
 
-.PHONY: help install reproduce plan book test test-fast test-dryrun test-gpu browser assets bench clean distclean
+.PHONY: help install reproduce plan book test test-fast test-dryrun test-gpu browser assets bench robustness clean \
+  distclean
 .DEFAULT_GOAL := help
 
 help: ## List targets and the notebooks' parameters
@@ -104,6 +105,11 @@ test-gpu: install ## GPU / bitsandbytes tests (skip without CUDA)
 
 plan: install ## Print what PROFILE will cost (work, GPU memory, time estimates) before anything downloads or trains
 	$(BIN)/python -m arena plan --profile $(PROFILE) $(if $(QUANT),--quantization $(QUANT)) $(DRY_FLAG) $(PLAN_ARGS)
+
+robustness: install ## The robustness study (3 methods x learning rates x seeds; chapter 10), then the book again
+	$(BIN)/python -m arena robustness --profile $(PROFILE) $(if $(QUANT),--quantization $(QUANT)) $(DRY_FLAG)
+	rm -f $(OUT)/book/chapters/07_summary.ipynb $(OUT)/book/chapters/10_robustness.ipynb
+	$(MAKE) reproduce
 
 bench: install ## Print training tokens/s and peak memory per method as ratios to LoRA (a measurement, not a test)
 	$(BIN)/python benchmarks/train_throughput.py --profile $(PROFILE) $(if $(QUANT),--quantization $(QUANT)) $(BENCH_ARGS)

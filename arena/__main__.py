@@ -1,5 +1,5 @@
-"""Command line: ``python -m arena {profile,assets,plan,train,evaluate,benchmark,export} ...`` runs the same code the
-notebooks call.
+"""Command line: ``python -m arena {profile,assets,plan,train,evaluate,benchmark,robustness,export} ...`` runs the same
+code the notebooks call.
 
 Examples::
 
@@ -31,6 +31,7 @@ from .export import export_run
 from .pipeline import ensure_assets
 from .plan import format_plan, plan, require_fit
 from .profiles import as_dict, CLI_FIELDS, get_profile
+from .robustness import run_robustness
 from .runs import evaluate_base, sized_method, train_method, train_spec
 from .scores import paired_difference
 
@@ -61,11 +62,13 @@ def _parser() -> argparse.ArgumentParser:
     for name, text in [("train", "train one method along its checkpointed path"),
                        ("evaluate", "score the base (no --method) or a trained method (trains it if needed)"),
                        ("benchmark", "train and score several methods (the profile's list by default)"),
+                       ("robustness", "the headline methods across learning rates and training seeds (make robustness)"),
                        ("export", "write a trained run as a peft adapter folder, or a merged model")]:
         p = sub.add_parser(name, help=text)
         p.add_argument("--profile", default=None)
-        if name == "benchmark":
-            p.add_argument("--methods", default=None, help="comma-separated method names")
+        if name in ("benchmark", "robustness"):
+            if name == "benchmark":
+                p.add_argument("--methods", default=None, help="comma-separated method names")
             p.add_argument("--workers", type=int, default=None, help="parallel worker processes (CPU)")
         else:
             p.add_argument("--method", required=name in ("train", "export"), default=None)
@@ -77,7 +80,8 @@ def _parser() -> argparse.ArgumentParser:
         for field, kind in CLI_FIELDS.items():
             p.add_argument("--" + field.replace("_", "-"), dest=field, type=kind, default=None)
         p.add_argument("--dry-run", action="store_true", help=DRY_RUN_HELP)
-        p.add_argument("--force", action="store_true", help="recompute even if a finished result exists")
+        if name != "robustness":  # the study reuses chapter 01's runs: forcing them belongs to `benchmark`
+            p.add_argument("--force", action="store_true", help="recompute even if a finished result exists")
     return parser
 
 
@@ -155,6 +159,10 @@ def _run(args, out) -> int:
             for other, _, more in run_other_bases(every, workers=args.workers, force=args.force, log=log):
                 summaries += [{"base": other.model.name, **_summary(r, r["base_eval"])} for r in more]
             print(json.dumps(summaries, indent=1))
+        elif args.command == "robustness":
+            log = lambda line: builtins.print(line, file=sys.stderr)  # noqa: E731
+            rows = run_robustness(profile, workers=args.workers, log=log)
+            print(json.dumps([{**r["variation"], **_summary(r, r["base_eval"])} for r in rows], indent=1))
     except ArenaError as err:
         builtins.print(f"error: {err}", file=sys.stderr)
         return 2

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import TypedDict
 
 from . import activation_analysis, weight_analysis
@@ -56,14 +56,17 @@ class RunRecord(_Timed):
 
 
 def run_method(profile: Profile | str, method: str, size: int | None = None, lr: float | None = None,
-               force: bool = False, stored_only: bool = False) -> RunRecord | None:
+               force: bool = False, stored_only: bool = False, seed: int | None = None) -> RunRecord | None:
     """Train (cached) and evaluate (cached) one method at the profile's budget; the benchmark's unit of work.
-    ``stored_only`` returns None instead of computing a run that is not finished."""
+    ``stored_only`` returns None instead of computing a run that is not finished; ``seed`` is the training seed (data
+    order and initialisation; default the profile's, which also draws the evaluation items, and those never change)."""
     profile = get_profile(profile) if isinstance(profile, str) else profile
     get_method(method)  # unknown names fail before any work
     ensure_assets(profile)
     sized = sized_method(profile, method, size)
     spec = train_spec(profile, sized, lr)
+    if seed is not None:
+        spec = replace(spec, seed=seed)
     start = time.perf_counter()
     found = None if force else stored_run(profile, spec)
     if found is None and stored_only:

@@ -29,12 +29,14 @@ def scores_vs_chance(frame, title: str):
     ).properties(title=title, width=420)
 
 
-def pareto(frame, title: str, units: str = "%"):
+def pareto(frame, title: str, units: str = "%", frontier_by: str | None = None):
     """General (x) vs Target (y) with ±1 se bars, dashed base reference lines, and the non-dominated frontier;
-    ``units`` name the axes' scale (the likelihood twins' plane: "-bits per byte")."""
+    ``units`` name the axes' scale (the likelihood twins' plane: "-bits per byte"); ``frontier_by`` a column whose
+    groups each get their own frontier line (the robustness chapter: each method over its rates). Without a base row,
+    no reference lines."""
     import altair as alt
 
-    base_row = frame[frame["method"] == "base"].iloc[0]
+    base_rows = frame[frame["method"] == "base"]
     data = frame.assign(g_lo=frame["General"] - frame["General se"], g_hi=frame["General"] + frame["General se"],
                         t_lo=frame["Target"] - frame["Target se"], t_hi=frame["Target"] + frame["Target se"])
     enc = alt.Chart(data).encode(
@@ -46,13 +48,17 @@ def pareto(frame, title: str, units: str = "%"):
     labels = enc.mark_text(align="left", dx=7, dy=-7, fontSize=11).encode(text="method:N")
     xerr = enc.mark_rule(opacity=0.4).encode(x="g_lo:Q", x2="g_hi:Q")
     yerr = enc.mark_rule(opacity=0.4).encode(y="t_lo:Q", y2="t_hi:Q")
-    front = alt.Chart(data[data["frontier"]].sort_values("General")).mark_line(color="#444", strokeWidth=1.5).encode(
-        x="General:Q", y="Target:Q", order="General:Q")
-    vline = alt.Chart({"values": [{"x": base_row["General"]}]}).mark_rule(strokeDash=[5, 4], color="gray").encode(
-        x="x:Q")
-    hline = alt.Chart({"values": [{"y": base_row["Target"]}]}).mark_rule(strokeDash=[5, 4], color="gray").encode(
-        y="y:Q")
-    return (vline + hline + front + xerr + yerr + points + labels).properties(title=title, width=520, height=380)
+    front = alt.Chart(data[data["frontier"]].sort_values("General")).mark_line(
+        color="#444", strokeWidth=1.5).encode(x="General:Q", y="Target:Q", order="General:Q",
+                                              **({"detail": f"{frontier_by}:N"} if frontier_by else {}))
+    layers = [front, xerr, yerr, points, labels]
+    if not base_rows.empty:
+        base_row = base_rows.iloc[0]
+        layers = [alt.Chart({"values": [{"x": base_row["General"]}]}).mark_rule(strokeDash=[5, 4], color="gray")
+                  .encode(x="x:Q"),
+                  alt.Chart({"values": [{"y": base_row["Target"]}]}).mark_rule(strokeDash=[5, 4], color="gray")
+                  .encode(y="y:Q"), *layers]
+    return alt.layer(*layers).properties(title=title, width=520, height=380)
 
 
 def stack(charts: list):

@@ -70,6 +70,11 @@ class Profile:
     val_n_qa: int = 16
     val_n_target: int = 16  # word problems, half from held-out templates, none in training or test
     val_n_ood: int = 4  # items per out-of-distribution task
+    # The robustness study (arena/robustness.py, make robustness): these methods at their default learning rate times
+    # each factor, and at the default rate with this many more training seeds.
+    robustness_methods: tuple[str, ...] = ("full", "lora", "oft")
+    lr_factors: tuple[float, ...] = (1 / 3, 1.0, 3.0)
+    extra_seeds: int = 2
     rewind_methods: tuple[str, ...] = ("full", "lora", "oft")
     rewind_alphas: tuple[float, ...] = (0.3, 0.6)  # interior points of each path (0 = base and 1 = final are known)
     # Training (book/definitions.md A6, scaled down): AdamW, cosine after 10 % warmup, grad clip 1.0. The embedded
@@ -209,6 +214,7 @@ PROFILES: dict[str, Profile] = {
         gradient_checkpointing="on",
         methods=("lora", "dora", "pissa", "oft", "vera", "miss"),
         rewind_methods=("lora", "oft"),
+        robustness_methods=("lora", "oft"),  # full FT of the 7B does not fit the card
         rewind_alphas=(0.3, 0.6),
         eval_batch_size=8,
         peft_lr=2e-4,
@@ -247,6 +253,8 @@ def get_profile(name: str | None = None, **overrides) -> Profile:
             raise ArenaError(f"{name} must be {', '.join(first)} or {last}, not {getattr(profile, name)!r}")
     if profile.steps < 1 or profile.save_every < 1 or profile.batch_size < 1:
         raise ArenaError("steps, save_every and batch_size must be positive integers")
+    if profile.extra_seeds < 0 or not profile.lr_factors or any(f <= 0 for f in profile.lr_factors):
+        raise ArenaError("lr_factors must be positive numbers (e.g. 0.333,1,3) and extra_seeds 0 or more")
     return dry_run_of(profile) if profile.dry_run else profile
 
 
@@ -312,7 +320,13 @@ def _as_field(default, value):
             value = json.loads(text) if text.startswith("[") else [v.strip() for v in text.split(",") if v.strip()]
         except ValueError:
             raise ArenaError(f"{value!r} is not a list; write it as lora,milora or as [\"lora\", \"milora\"]") from None
-    return tuple(value) if isinstance(value, list) else value
+    value = tuple(value) if isinstance(value, list) else value
+    if isinstance(default, tuple) and default and all(isinstance(d, float) for d in default):
+        try:  # a numeric list (lr_factors) given as text
+            value = tuple(float(v) for v in value)
+        except (TypeError, ValueError):
+            raise ArenaError(f"{value!r} is not a list of numbers; write it as 0.333,1,3") from None
+    return value
 
 
 def as_dict(profile: Profile) -> dict:

@@ -33,7 +33,8 @@ from .oft_path import (
     scaled_generators,
 )
 from .profiles import get_profile
-from .runs import cached_eval, evaluate_base, evaluate_step, load_trained, sized_method, train_method, train_spec
+from .runs import (cached_eval, evaluate_base, evaluate_step, found_eval, load_trained, sized_method, train_method,
+                   train_spec)
 from .scores import paired_difference
 from .updates import adapted_layers, custom_layers, is_quantized, module_update, start_weight
 from .weight_analysis import pretrained_source
@@ -372,13 +373,15 @@ class _Loaded:
 
 
 def evaluate_point(profile, spec, point: dict, split: str = "validation", loaded: _Loaded | None = None,
-                   force: bool = False) -> dict:
-    """General/Target of one point on ``split`` (cached). The final checkpoint on the test split is the benchmark's
-    own stored evaluation."""
+                   force: bool = False, stored_only: bool = False) -> dict | None:
+    """General/Target of one point on ``split`` (cached; ``stored_only``: None instead of computing it). The final
+    checkpoint on the test split is the benchmark's own stored evaluation."""
     import time
 
     if point["path"] == "final" and split == "test":
         return evaluate_step(profile, spec)
+    if stored_only:
+        return found_eval(point_key(profile, spec, point, split))
     loaded = loaded or _Loaded(profile, spec)
 
     def compute(folder):

@@ -15,7 +15,9 @@ OUT := build/$(PROFILE)$(if $(QUANT),-$(QUANT))$(if $(DRY_RUN),-dryrun)
 QUANT_PARAM := $(if $(QUANT),-p quantization $(QUANT))$(if $(DRY_RUN), -p dry_run True)
 DRY_FLAG := $(if $(DRY_RUN),--dry-run)
 # A dry run's 7B-wide matrices gain from every core; the 135M default is fastest on one thread (models.configure_torch).
-THREADS := $(if $(DRY_RUN),ARENA_THREADS=$(shell nproc 2>/dev/null || echo 1))
+# A dry run also scores in fp32: the bf16 scoring copy of a 7B-wide random base is 3 GB more, and a rewinding point of
+# OFT peaked at 23.1 GB with it (the OOM killer, on a 24 GB machine); its numbers mean nothing either way.
+THREADS := $(if $(DRY_RUN),ARENA_THREADS=$(shell nproc 2>/dev/null || echo 1) ARENA_CPU_BF16=0)
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
 EXECUTED := $(patsubst notebooks/%.ipynb,$(OUT)/book/chapters/%.ipynb,$(NOTEBOOKS))
 ARENA_SRC := $(shell find arena -name '*.py' -o -name '*.yaml' -o -name '_arena_*' 2>/dev/null) pyproject.toml

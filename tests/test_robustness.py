@@ -75,3 +75,19 @@ def test_the_combined_error_of_seeds_and_items_by_hand(monkeypatch):
     assert table.loc["oft", "Forgetting seed sd"] == pytest.approx(sd)
     assert table.loc["oft", "Forgetting combined se"] == pytest.approx(math.sqrt(0.6**2 + sd**2))
     assert table.loc["oft", "Target gain seed sd"] == 0 and table.loc["oft", "Target gain combined se"] == 1.0
+
+
+def test_the_survival_sentence_reads_the_paired_verdicts(monkeypatch):
+    import pandas as pd
+
+    verdicts = {"both x0.5": ("within noise", 1.0), "both x1": ("within noise", -2.0), "both x2": ("no change", 0.0)}
+
+    def table(rows, seed, a="oft", b="lora"):
+        return pd.DataFrame([{"rates": k, "General verdict": v, "General diff": d, "General diff se": 3.0}
+                             for k, (v, d) in verdicts.items()]).set_index("rates")
+
+    monkeypatch.setattr(robustness_report, "pair_by_rate", table)
+    assert "It holds at every rate" in robustness_report.survives([], 1)  # "no change" is no side either
+    verdicts["both x2"] = ("oft-b32 higher", 9.0)
+    sentence = robustness_report.survives([], 1)
+    assert "It does not survive: both x2: oft-b32 higher (+9.0 ± 3.0)" in sentence

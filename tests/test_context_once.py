@@ -38,7 +38,10 @@ def test_context_once_equals_lm_eval_loglikelihoods_on_the_smoke_model(batch):
         assert greedy == greedy_ref
 
 
-def test_context_once_runs_the_context_once_per_group():
+def test_context_once_runs_the_context_once_per_group(monkeypatch):
+    from arena import context_once
+
+    monkeypatch.setattr(context_once, "MIN_SAVED_TOKENS", 0)  # every shared context, however short
     model = smoke_model().eval()
     _, fast = _lms(model)
     lengths = []
@@ -64,3 +67,18 @@ def test_context_once_through_a_peft_adapter():
     for (ll, _), (ll_ref, _) in zip(fast.loglikelihood(_requests(), disable_tqdm=True),
                                     reference.loglikelihood(_requests(), disable_tqdm=True)):
         assert ll == pytest.approx(ll_ref, abs=1e-4)
+
+
+def test_a_short_shared_context_keeps_hflms_batched_path():
+    """The yes/no group saves one 24-byte context: below MIN_SAVED_TOKENS, it goes with the lone request through
+    HFLM's batch (one forward of three sequences) instead of two forwards of its own."""
+    model = smoke_model().eval()
+    _, fast = _lms(model)
+    shapes = []
+    hook = model.register_forward_pre_hook(lambda module, args, kwargs: shapes.append(
+        (kwargs["input_ids"] if "input_ids" in kwargs else args[0]).shape), with_kwargs=True)
+    try:
+        fast.loglikelihood(_requests()[6:], disable_tqdm=True)
+    finally:
+        hook.remove()
+    assert [shape[0] for shape in shapes] == [3]

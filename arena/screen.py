@@ -24,6 +24,9 @@ from .scores import chance_level
 from .suite import BBH_TASKS, SCREEN_GROUPS, bbh_id, read_jsonl, screen_dir, screen_result, write_screen
 
 SCREEN_Z = 1.0
+# Fixed, not the profile's eval_batch_size: in bf16 the batch's padding can flip a near-tie, and the screen's choice
+# must not move with a scoring setting (its folder is keyed by compute precision too).
+SCREEN_BATCH = 8
 
 
 def threshold(chance: float, items: int, z: float = SCREEN_Z) -> float:
@@ -60,8 +63,7 @@ def run_screen(profile) -> dict:
     write_screen(profile)
     model, tokenizer = load_base(profile.model, None)
     tasks = [f"arena_bbh_{bbh_id(n)}" for n in BBH_TASKS] + ["arena_arithmetic"]
-    items = run_tasks(scoring_language_model(model, tokenizer, profile.eval_batch_size), tokenizer, tasks, folder,
-                      chat=False)
+    items = run_tasks(scoring_language_model(model, tokenizer, SCREEN_BATCH), tokenizer, tasks, folder, chat=False)
     scores, chance = _by_candidate(items, folder)
     out = decide(scores, chance) | {"base": profile.model.name, "items_per_candidate": profile.screen}
     result.write_text(json.dumps(out, indent=1))

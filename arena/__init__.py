@@ -3,19 +3,20 @@
 Modules are named for what they hold, and imports flow one way, from pure maths up to reports. A module imports only
 from its own layer or the layers below it (``tests/test_layers.py`` fails on an upward import or a circle)::
 
-    7 reports        report  verdicts  card  charts
+    7 reports        report  robustness_report  verdicts  card  charts
                         ^
-    6 orchestration  benchmark  export  plan  __main__    (many runs, workers, the cost plan, the CLI)
+    6 orchestration  benchmark  robustness  export  plan  __main__    (many runs, workers, the cost plan, the CLI)
                         ^
     5 analyses       weight_analysis  activation_analysis  rewind
                         ^
-    4 cached runs    keys  runs                           (every store key; base and method runs stored, loaded back)
+    4 cached runs    keys  runs  screen  pipeline         (every store key; base and method runs stored, loaded back;
+                                                          the base-only screen; what a profile needs before it runs)
                         ^
-    3 train, score   train  evaluate  vllm_backend  forgetting
+    3 train, score   train  evaluate  context_once  vllm_backend  forgetting
                         ^
     2 models         models  methods/  budget  updates
                         ^
-    1 setup, data    profiles  assets  pipeline  distributed  provenance  store  suite  paper_data  scores
+    1 setup, data    profiles  assets  distributed  provenance  store  suite  paper_data  scores
                      stock_fixtures  tasks/
                         ^
     0 pure maths     tensors  spectra  geometry  oft_path  stats  wordproblems  errors  progress  offline_nltk
@@ -31,15 +32,15 @@ import warnings as _warnings
 # The layer of every module (the diagram above), read by tests/test_layers.py.
 LAYERS = {
     0: ("tensors", "spectra", "geometry", "oft_path", "stats", "wordproblems", "errors", "progress", "offline_nltk"),
-    1: ("profiles", "assets", "pipeline", "distributed", "provenance", "store", "suite", "paper_data", "scores",
+    1: ("profiles", "assets", "distributed", "provenance", "store", "suite", "paper_data", "scores",
         "stock_fixtures", "tasks.utils"),
     2: ("models", "methods", "methods.registry", "methods.init", "methods.builtin", "methods.quantized", "budget",
         "updates"),
-    3: ("train", "evaluate", "vllm_backend", "forgetting"),
-    4: ("keys", "runs"),
+    3: ("train", "evaluate", "context_once", "vllm_backend", "forgetting"),
+    4: ("keys", "runs", "screen", "pipeline"),
     5: ("weight_analysis", "activation_analysis", "rewind"),
-    6: ("benchmark", "export", "plan", "__main__"),
-    7: ("report", "card", "charts", "verdicts"),
+    6: ("benchmark", "robustness", "export", "plan", "__main__"),
+    7: ("report", "robustness_report", "card", "charts", "verdicts"),
 }
 
 # tqdm.auto (imported by lm-eval and peft) warns once per notebook kernel that ipywidgets is missing; the kit's bars

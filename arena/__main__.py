@@ -62,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     for name, text in [("train", "train one method along its checkpointed path"),
                        ("evaluate", "score the base (no --method) or a trained method (trains it if needed)"),
                        ("benchmark", "train and score several methods (the profile's list by default)"),
-                       ("robustness", "the headline methods across learning rates and training seeds (make robustness)"),
+                       ("robustness", "the headline methods across learning rates and seeds (make robustness)"),
                        ("export", "write a trained run as a peft adapter folder, or a merged model")]:
         p = sub.add_parser(name, help=text)
         p.add_argument("--profile", default=None)

@@ -6,16 +6,17 @@ the whole prompt (its own logits cache helps only when every option is one token
 key-value cache is repeated across the options, and only the options' own tokens run again: about one forward per item
 for the same log-likelihoods. ``tests/test_context_once.py`` checks them against HFLM's to 1e-4 in fp32; under bf16
 compute the two orders of summation round apart by about 1e-2. lm-eval has no such path (its code marks it TODO),
-hence this class.
+hence this class. It is built on first use (``ContextOnceLM``, a module attribute): lm-eval's HF backend is a 2.5 s
+import that ``import arena.evaluate`` should not pay.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 
 import torch
 import torch.nn.functional as F
-from lm_eval.models.huggingface import HFLM
 
 
 # The context tokens a group must save, (options - 1) x context length, to leave HFLM's batched path: short contexts
@@ -25,65 +26,79 @@ from lm_eval.models.huggingface import HFLM
 MIN_SAVED_TOKENS = 128
 
 
-class ContextOnceLM(HFLM):
-    """HFLM whose ``_loglikelihood_tokens`` scores each group of requests with the same context tokens from one forward
-    of that context, where that saves at least ``MIN_SAVED_TOKENS``. Other requests (a context of their own, a short
-    one, or one too long for the model's window) take HFLM's batched path."""
+def __getattr__(name: str):
+    if name == "ContextOnceLM":
+        return _context_once_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-    def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, override_bs: int | None = None):
-        groups: dict[tuple[int, ...], list[int]] = {}
-        for i, (_, context, _) in enumerate(requests):
-            groups.setdefault(tuple(context), []).append(i)
-        out: list[tuple[float, bool] | None] = [None] * len(requests)
-        alone = []
-        for context, members in groups.items():
-            longest = max(len(requests[i][2]) for i in members)
-            saved = (len(members) - 1) * len(context)
-            if saved < MIN_SAVED_TOKENS or self.backend != "causal" or len(context) + longest > self.max_length:
-                alone += members
-                continue
-            answers = self._shared_context(list(context), [requests[i][2] for i in members])
-            for i, answer in zip(members, answers):
-                out[i] = answer
-                if requests[i][0] is not None:
-                    self.cache_hook.add_partial("loglikelihood", requests[i][0], answer)
-        if alone:
-            scored = super()._loglikelihood_tokens([requests[i] for i in alone], disable_tqdm=True,
-                                                   override_bs=override_bs)
-            for i, answer in zip(alone, scored):
-                out[i] = answer
-        return out
 
-    def _shared_context(self, context: list[int], continuations: list[list[int]]) -> list[tuple[float, bool]]:
-        """(sum of log p(continuation tokens | context), whether greedy decoding yields them) for each continuation:
-        the context's last position predicts every option's first token; the rest run on its repeated cache."""
-        device = self.device
-        autocast = torch.autocast(device_type=device.type, dtype=self.mixed_precision_dtype,
-                                  enabled=self.mixed_precision_dtype is not None)
-        with torch.no_grad(), autocast:
-            first = self.model(torch.tensor([context], device=device), use_cache=True, logits_to_keep=1)
-            head = F.log_softmax(first.logits[0, -1], dim=-1, dtype=self.softmax_dtype)
-            cache = first.past_key_values
-            chunk = self.batch_size if isinstance(self.batch_size, int) and self.batch_size > 0 else len(continuations)
+@functools.cache
+def _context_once_class():
+    from lm_eval.models.huggingface import HFLM
+
+    class ContextOnceLM(HFLM):
+        """HFLM whose ``_loglikelihood_tokens`` scores each group of requests with the same context tokens from one
+        forward of that context, where that saves at least ``MIN_SAVED_TOKENS``. Other requests (a context of their
+        own, a short one, or one too long for the model's window) take HFLM's batched path."""
+
+        def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, override_bs: int | None = None):
+            groups: dict[tuple[int, ...], list[int]] = {}
+            for i, (_, context, _) in enumerate(requests):
+                groups.setdefault(tuple(context), []).append(i)
+            out: list[tuple[float, bool] | None] = [None] * len(requests)
+            alone = []
+            for context, members in groups.items():
+                longest = max(len(requests[i][2]) for i in members)
+                saved = (len(members) - 1) * len(context)
+                if saved < MIN_SAVED_TOKENS or self.backend != "causal" or len(context) + longest > self.max_length:
+                    alone += members
+                    continue
+                answers = self._shared_context(list(context), [requests[i][2] for i in members])
+                for i, answer in zip(members, answers):
+                    out[i] = answer
+                    if requests[i][0] is not None:
+                        self.cache_hook.add_partial("loglikelihood", requests[i][0], answer)
+            if alone:
+                scored = super()._loglikelihood_tokens([requests[i] for i in alone], disable_tqdm=True,
+                                                       override_bs=override_bs)
+                for i, answer in zip(alone, scored):
+                    out[i] = answer
+            return out
+
+        def _shared_context(self, context: list[int], continuations: list[list[int]]) -> list[tuple[float, bool]]:
+            """(sum of log p(continuation tokens | context), whether greedy decoding yields them) for each continuation:
+            the context's last position predicts every option's first token; the rest run on its repeated cache."""
+            device = self.device
+            autocast = torch.autocast(device_type=device.type, dtype=self.mixed_precision_dtype,
+                                      enabled=self.mixed_precision_dtype is not None)
+            with torch.no_grad(), autocast:
+                first = self.model(torch.tensor([context], device=device), use_cache=True, logits_to_keep=1)
+                head = F.log_softmax(first.logits[0, -1], dim=-1, dtype=self.softmax_dtype)
+                cache = first.past_key_values
+                size = self.batch_size
+                chunk = size if isinstance(size, int) and size > 0 else len(continuations)
+                answers = []
+                for start in range(0, len(continuations), chunk):
+                    answers += self._continue(head, cache, continuations[start:start + chunk], autocast)
+            return answers
+
+        def _continue(self, head, cache, continuations, autocast) -> list[tuple[float, bool]]:
+            rest = max(len(c) for c in continuations) - 1
+            tails = None
+            if rest > 0:  # right-padded: a padded position comes after every real one, so no real token sees it
+                rows = [c[:-1] + [c[-1]] * (rest - len(c) + 1) for c in continuations]
+                batch = torch.tensor(rows, device=self.device)
+                expanded = copy.deepcopy(cache)
+                expanded.batch_repeat_interleave(len(continuations))
+                with autocast:
+                    tails = F.log_softmax(self.model(batch, past_key_values=expanded, use_cache=True).logits, dim=-1,
+                                          dtype=self.softmax_dtype)
             answers = []
-            for start in range(0, len(continuations), chunk):
-                answers += self._continue(head, cache, continuations[start:start + chunk], autocast)
-        return answers
+            for row, tokens in enumerate(continuations):
+                logits = head[None] if tails is None else torch.cat([head[None], tails[row, :len(tokens) - 1]])
+                target = torch.tensor(tokens, device=self.device)
+                chosen = logits.gather(1, target[:, None]).squeeze(1)
+                answers.append((float(chosen.sum()), bool((logits.argmax(-1) == target).all())))
+            return answers
 
-    def _continue(self, head, cache, continuations, autocast) -> list[tuple[float, bool]]:
-        rest = max(len(c) for c in continuations) - 1
-        tails = None
-        if rest > 0:  # right-padded: a padded position comes after every real one, so no real token attends to it
-            batch = torch.tensor([c[:-1] + [c[-1]] * (rest - len(c) + 1) for c in continuations], device=self.device)
-            expanded = copy.deepcopy(cache)
-            expanded.batch_repeat_interleave(len(continuations))
-            with autocast:
-                tails = F.log_softmax(self.model(batch, past_key_values=expanded, use_cache=True).logits, dim=-1,
-                                      dtype=self.softmax_dtype)
-        answers = []
-        for row, tokens in enumerate(continuations):
-            logits = head[None] if tails is None else torch.cat([head[None], tails[row, :len(tokens) - 1]])
-            target = torch.tensor(tokens, device=self.device)
-            chosen = logits.gather(1, target[:, None]).squeeze(1)
-            answers.append((float(chosen.sum()), bool((logits.argmax(-1) == target).all())))
-        return answers
+    return ContextOnceLM

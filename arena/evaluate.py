@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from . import stock_fixtures
+from . import context_once, stock_fixtures
 from .errors import ArenaError
 from .models import bf16_compute
 from .offline_nltk import use_shipped_nltk_data
@@ -40,16 +40,16 @@ def _task_manager(data_dir: Path, stock: bool = False):
     return TaskManager(include_path=str(TASK_DIR), include_defaults=stock, metadata={"data_dir": str(data_dir)})
 
 
-def hf_language_model(model, tokenizer, batch_size: int, scorer=None):
+def hf_language_model(model, tokenizer, batch_size: int, scorer=None, bf16: bool | None = None):
     """lm-eval's HFLM around the model object (the default backend), with shared multiple-choice contexts encoded once
-    (``context_once``; ``scorer`` another HFLM class, e.g. lm-eval's own for a side-by-side measurement)."""
-    from .context_once import ContextOnceLM
+    (``context_once``; ``scorer`` another HFLM class, e.g. lm-eval's own for a side-by-side measurement; ``bf16``
+    False computes in fp32 where the device would use bf16)."""
 
     # batch_size must go to HFLM: simple_evaluate ignores it for model objects.
     # bf16 compute where the device has it (models.bf16_compute; the cache key records it); HFLM wraps every forward
     # in its own autocast (it must be told, not wrapped), which keeps log-softmax in fp32.
-    bf16 = bf16_compute(next(model.parameters()).device)
-    return (scorer or ContextOnceLM)(pretrained=model, tokenizer=tokenizer, batch_size=batch_size,
+    bf16 = bf16_compute(next(model.parameters()).device) if bf16 is None else bf16
+    return (scorer or context_once.ContextOnceLM)(pretrained=model, tokenizer=tokenizer, batch_size=batch_size,
                                      mixed_precision_dtype=torch.bfloat16 if bf16 else None)
 
 

@@ -13,11 +13,13 @@ import dataclasses
 import math
 import statistics
 
-from .benchmark import run_method, RunRecord
+from .benchmark import default_workers, run_method, RunRecord, _worker_init
+from .pipeline import ensure_assets
 from .errors import ArenaError
 from .profiles import command, Profile
 from .rewind import evaluate_point
 from .runs import evaluate_base, sized_method, train_spec
+from .suite import build_suite, build_validation
 from .train import TrainSpec
 
 
@@ -69,10 +71,6 @@ def _run(args) -> dict:
 
 def run_robustness(profile: Profile, workers: int | None = None, log=print) -> list[dict]:
     """Every variation (cached), in the benchmark's worker processes on CPU."""
-    from .benchmark import default_workers, _worker_init
-    from .pipeline import ensure_assets
-    from .suite import build_suite, build_validation
-
     ensure_assets(profile)
     build_suite(profile)
     build_validation(profile)
@@ -86,7 +84,8 @@ def run_robustness(profile: Profile, workers: int | None = None, log=print) -> l
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init) as pool:
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=spawn, initializer=_worker_init) as pool:
         rows = []
         for v, row in zip(todo, pool.map(_run, [(profile, v) for v in todo])):
             log(f"{v.label}: done")

@@ -11,6 +11,7 @@ import pandas as pd
 from .report import compare, deltas
 from .robustness import combined_se, seed_sd
 from .scores import paired_difference
+from .stats import non_dominated
 
 
 def _factor(r: dict) -> float:
@@ -60,8 +61,6 @@ def best_rates(rows: list[dict], seed: int) -> dict[str, float]:
 def plane_frame(rows: list[dict], seed: int) -> pd.DataFrame:
     """Each method's points over the rate grid (profile seed) on the stability-plasticity plane, with the frontier
     over rates within each method (``charts.pareto`` with ``frontier_by="family"``)."""
-    from .stats import non_dominated
-
     frame = pd.DataFrame([{"method": f"{r['label']} lr x{_factor(r):.3g}", "family": r["method"],
                            "General": r["eval"]["general"], "General se": r["eval"]["general_se"],
                            "Target": r["eval"]["target"], "Target se": r["eval"]["target_se"]}

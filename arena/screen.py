@@ -9,7 +9,8 @@ when its screen accuracy clears chance by ``SCREEN_Z`` standard errors of guessi
     keep  iff  acc >= c + z * sqrt(c (1 - c) / m)      (c: chance, m: items; free-form, c = 0: any correct item)
 
 A group none of whose candidates passes keeps them all, so that its meaning survives, and its base score then sits at
-chance for everyone to see (chapter 00). The outcome is written once per screen folder (``suite.screen_dir``, ``suite.screen_result``).
+chance for everyone to see (chapter 00). The outcome is written once per screen folder (``suite.screen_dir``,
+``suite.screen_result``).
 """
 
 from __future__ import annotations
@@ -18,14 +19,14 @@ import json
 import math
 from pathlib import Path
 
-from .evaluate import run_tasks, scoring_language_model
+from .evaluate import hf_language_model, run_tasks
 from .models import load_base
 from .scores import chance_level
 from .suite import BBH_TASKS, SCREEN_GROUPS, bbh_id, read_jsonl, screen_dir, screen_result, write_screen
 
 SCREEN_Z = 1.0
-# Fixed, not the profile's eval_batch_size: in bf16 the batch's padding can flip a near-tie, and the screen's choice
-# must not move with a scoring setting (its folder is keyed by compute precision too).
+# In fp32 and at a fixed batch, not the profile's scoring settings: in bf16 a batch's padding can flip a near-tie,
+# and the screen's choice must not move with a setting or a machine.
 SCREEN_BATCH = 8
 
 
@@ -63,7 +64,8 @@ def run_screen(profile) -> dict:
     write_screen(profile)
     model, tokenizer = load_base(profile.model, None)
     tasks = [f"arena_bbh_{bbh_id(n)}" for n in BBH_TASKS] + ["arena_arithmetic"]
-    items = run_tasks(scoring_language_model(model, tokenizer, SCREEN_BATCH), tokenizer, tasks, folder, chat=False)
+    items = run_tasks(hf_language_model(model, tokenizer, SCREEN_BATCH, bf16=False), tokenizer, tasks, folder,
+                      chat=False)
     scores, chance = _by_candidate(items, folder)
     out = decide(scores, chance) | {"base": profile.model.name, "items_per_candidate": profile.screen}
     result.write_text(json.dumps(out, indent=1))

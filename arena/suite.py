@@ -20,6 +20,7 @@ out-of-distribution checks.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -29,7 +30,6 @@ from pathlib import Path
 
 from .assets import bigbench_tasks, cache_dir, load_bigbench
 from .errors import ArenaError
-from .models import compute_precision, model_identity
 from .offline_nltk import ifeval_module
 from .profiles import Profile
 from .wordproblems import make_problems
@@ -99,9 +99,9 @@ SCREEN_SEED = 104729  # the screen's own random stream (test and validation item
 
 
 def screen_dir(profile: Profile) -> Path:
-    """Where the screen's items and outcome live: keyed by what determines them (its size, seed, base and compute
-    precision), not by the suite's sizes, so resizing the suite keeps the screen."""
-    key = json.dumps([SUITE_VERSION, profile.screen, profile.seed, model_identity(profile.model), compute_precision()])
+    """Where the screen's items and outcome live: keyed by what determines them (its size, seed and base; it scores in
+    fp32 on every machine), not by the suite's sizes, so resizing the suite keeps the screen."""
+    key = json.dumps([SUITE_VERSION, profile.screen, profile.seed, dataclasses.asdict(profile.model)])
     return cache_dir() / "screens" / hashlib.sha256(key.encode()).hexdigest()[:12]
 
 

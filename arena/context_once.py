@@ -79,10 +79,12 @@ def _context_once_class():
                 chunk = size if isinstance(size, int) and size > 0 else len(continuations)
                 answers = []
                 for start in range(0, len(continuations), chunk):
-                    answers += self._continue(head, cache, continuations[start:start + chunk], autocast)
+                    answers += self._continue(head, cache, continuations[start:start + chunk])
             return answers
 
-        def _continue(self, head, cache, continuations, autocast) -> list[tuple[float, bool]]:
+        def _continue(self, head, cache, continuations) -> list[tuple[float, bool]]:
+            """The options' tails on the repeated cache; runs inside ``_shared_context``'s no-grad and autocast (one
+            autocast object entered twice restores the wrong state on exit and leaves bf16 on for the process)."""
             rest = max(len(c) for c in continuations) - 1
             tails = None
             if rest > 0:  # right-padded: a padded position comes after every real one, so no real token sees it
@@ -90,9 +92,8 @@ def _context_once_class():
                 batch = torch.tensor(rows, device=self.device)
                 expanded = copy.deepcopy(cache)
                 expanded.batch_repeat_interleave(len(continuations))
-                with autocast:
-                    tails = F.log_softmax(self.model(batch, past_key_values=expanded, use_cache=True).logits, dim=-1,
-                                          dtype=self.softmax_dtype)
+                tails = F.log_softmax(self.model(batch, past_key_values=expanded, use_cache=True).logits, dim=-1,
+                                      dtype=self.softmax_dtype)
             answers = []
             for row, tokens in enumerate(continuations):
                 logits = head[None] if tails is None else torch.cat([head[None], tails[row, :len(tokens) - 1]])

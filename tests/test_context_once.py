@@ -82,3 +82,15 @@ def test_a_short_shared_context_keeps_hflms_batched_path():
     finally:
         hook.remove()
     assert [shape[0] for shape in shapes] == [3]
+
+
+def test_scoring_in_bf16_leaves_autocast_off():
+    """A bf16 scoring pass must not leave autocast on for the rest of the process (the analyses and training that
+    follow in the same worker would silently run in bf16)."""
+    from arena.context_once import ContextOnceLM
+
+    fast = ContextOnceLM(pretrained=smoke_model().eval(), tokenizer=smoke_tokenizer(), batch_size=4,
+                         mixed_precision_dtype=torch.bfloat16)
+    fast.loglikelihood(_requests(), disable_tqdm=True)
+    assert not torch.is_autocast_enabled("cpu")
+    assert (torch.ones(2) @ torch.ones(2)).dtype == torch.float32

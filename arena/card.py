@@ -59,9 +59,9 @@ def group_chance(result: dict, data_dir: Path | None) -> dict[str, float | None]
     bbh = [chance_level(p) for p in sorted((Path(data_dir) / "bbh").glob("*.jsonl"))]
     out = {g: 0.0 for g in result["groups"]}
     out["bbh"] = sum(bbh) / len(bbh) if bbh else None
-    for group, name in (("arithmetic", "arithmetic"), ("emqa", "emqa")):
+    for group in ("qa", "arithmetic", "emqa"):  # multiple choice (QA since session 8); free-form files give 0
         if group in out:
-            out[group] = chance_level(Path(data_dir) / f"{name}.jsonl")
+            out[group] = chance_level(Path(data_dir) / f"{group}.jsonl")
     return out
 
 

@@ -121,6 +121,7 @@ def test_the_base_card_puts_each_group_against_its_chance_level(tmp_path):
     (tmp_path / "bbh" / "b.jsonl").write_text(json.dumps({"choices": ["w", "x", "y", "z"]}) + "\n")
     (tmp_path / "emqa.jsonl").write_text(json.dumps({"choices": list("abcde")}) + "\n")
     (tmp_path / "arithmetic.jsonl").write_text(json.dumps({"target": "4"}) + "\n")
+    (tmp_path / "qa.jsonl").write_text(json.dumps({"targets": ["Paris"]}) + "\n")  # a free-form file: chance 0
     items = _items([1, 1, 1, 1], [[1], [1], [0], [1]], [0, 0], [1, 0], [0, 0], [1, 0])
     items["arena_bbh_b"] = [1, 1, 1, 0]
     table = card.group_table({"items": items, **summarise(items)}, tmp_path).set_index("group")
@@ -130,3 +131,5 @@ def test_the_base_card_puts_each_group_against_its_chance_level(tmp_path):
     assert bbh["margin (SE)"] == pytest.approx((bbh["score"] - 37.5) / bbh["se"])
     assert bool(table.loc["ifeval", "above chance by 3 SE"]) is False  # 75 ± 25: 3 SE
     assert math.isnan(table.loc["qa", "margin (SE)"])  # at floor with no spread: nothing to measure
+    (tmp_path / "qa.jsonl").write_text(json.dumps({"choices": list("abcd")}) + "\n")  # QA as multiple choice
+    assert card.group_table({"items": items, **summarise(items)}, tmp_path).set_index("group").loc["qa", "chance"] == 25

@@ -13,9 +13,8 @@ import dataclasses
 import math
 import statistics
 
-from .benchmark import default_workers, run_method, RunRecord, _worker_init
+from .benchmark import default_workers, run_method, _worker_init
 from .pipeline import ensure_assets
-from .errors import ArenaError
 from .profiles import command, Profile
 from .rewind import evaluate_point
 from .runs import evaluate_base, sized_method, train_spec
@@ -103,14 +102,6 @@ def study_command(profile: Profile) -> str:
     return command("robustness", profile)
 
 
-def require(profile: Profile) -> list[dict]:
-    rows = stored_robustness(profile)
-    if rows is None:
-        raise ArenaError(f"the robustness study has not run for profile {profile.name!r}: make robustness "
-                         f"PROFILE={profile.name}, or {study_command(profile)}")
-    return rows
-
-
 def combined_se(item_se: float, seed_sd: float) -> float:
     """The error of one run's change when training seeds vary as well as items: sqrt(se_items^2 + sd_seeds^2). The
     items are the same for every seed, so the spread between seeds is training noise alone, on top of the item
@@ -122,9 +113,3 @@ def seed_sd(values: list[float]) -> float:
     """Sample standard deviation over seeds (0 for fewer than two)."""
     return statistics.stdev(values) if len(values) > 1 else 0.0
 
-
-def by_method(rows: list[RunRecord]) -> dict[str, list[dict]]:
-    out: dict[str, list[dict]] = {}
-    for r in rows:
-        out.setdefault(r["method"], []).append(r)
-    return out

@@ -151,3 +151,19 @@ def test_the_certainty_page_reads_the_largest_paired_error_of_each_measure():
     lines = verdicts.certainty_sentences(certainty, report.signal_to_noise(table))
     assert lines[0].startswith("Forgetting (accuracy (the paper's)): paired standard errors up to 2.5 points")
     assert "not met" in lines[0] and "signal-to-noise ratio is 1.4" in lines[0]
+
+
+def test_the_twins_pareto_plane_is_negated_bits_per_byte():
+    from arena import report
+
+    def ev(items):
+        return {"items": items, **summarise(items)}
+
+    base = ev(_items())
+    worse = {"label": "a", "method": "a", "family": "additive", "eval": ev(_items(qa_bpb=(3.0, 5.0)))}
+    frame = report.pareto_frame([worse], base, likelihood=True).set_index("method")
+    assert frame.loc["base", "General"] == pytest.approx(-summarise(_items())["ll"]["general"])
+    assert frame.loc["a", "General"] < frame.loc["base", "General"]  # less likely gold answers sit to the left
+    assert frame.loc["base", "frontier"] and not frame.loc["a", "frontier"]
+    no_twins = {k: v for k, v in base.items() if k != "ll"}
+    assert report.pareto_frame([worse], no_twins, likelihood=True) is None

@@ -91,3 +91,23 @@ def test_the_survival_sentence_reads_the_paired_verdicts(monkeypatch):
     verdicts["both x2"] = ("oft-b32 higher", 9.0)
     sentence = robustness_report.survives([], 1)
     assert "It does not survive: both x2: oft-b32 higher (+9.0 ± 3.0)" in sentence
+
+
+def test_the_plane_and_the_pairs_read_the_profile_seed_and_common_rates(monkeypatch):
+    """Each method's frontier is over its own rates; OFT and LoRA are compared at the rates both ran, then at each one's
+    best validation rate."""
+    def row(method, factor, seed, general, target):
+        return {"method": method, "label": method, "variation": {"method": method, "factor": factor, "seed": seed},
+                "eval": {"general": general, "general_se": 1.0, "target": target, "target_se": 1.0}}
+
+    rows = [row("lora", 0.5, 1, 50, 10), row("lora", 1.0, 1, 45, 20), row("lora", 2.0, 1, 40, 15),
+            row("oft", 1.0, 1, 48, 12), row("oft", 2.0, 1, 44, 18), row("oft", 1.0, 2, 10, 10)]
+    frame = robustness_report.plane_frame(rows, seed=1).set_index("method")
+    assert len(frame) == 5  # seed 2 is not on the plane
+    assert list(frame["frontier"]) == [True, True, False, True, True]  # lora x2 is beaten by lora x1 on both axes
+    monkeypatch.setattr(robustness_report, "compare", lambda a, b: {"pair": f"{a['variation']['factor']}-"
+                                                                          f"{b['variation']['factor']}"})
+    monkeypatch.setattr(robustness_report, "best_rates", lambda rows, seed: {"oft": 2.0, "lora": 0.5})
+    pairs = robustness_report.pair_by_rate(rows, seed=1)
+    assert list(pairs.index) == ["both x1", "both x2", "best on validation (oft x2, lora x0.5)"]
+    assert list(pairs["pair"]) == ["1.0-1.0", "2.0-2.0", "2.0-0.5"]

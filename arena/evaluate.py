@@ -49,8 +49,9 @@ def hf_language_model(model, tokenizer, batch_size: int, scorer=None, bf16: bool
     # bf16 compute where the device has it (models.bf16_compute; the cache key records it); HFLM wraps every forward
     # in its own autocast (it must be told, not wrapped), which keeps log-softmax in fp32.
     bf16 = bf16_compute(next(model.parameters()).device) if bf16 is None else bf16
-    return (scorer or context_once.ContextOnceLM)(pretrained=model, tokenizer=tokenizer, batch_size=batch_size,
-                                     mixed_precision_dtype=torch.bfloat16 if bf16 else None)
+    scorer = scorer or context_once.ContextOnceLM
+    return scorer(pretrained=model, tokenizer=tokenizer, batch_size=batch_size,
+                  mixed_precision_dtype=torch.bfloat16 if bf16 else None)
 
 
 def run_tasks(lm, tokenizer, tasks: list[str], data_dir: Path, chat: bool, gen_kwargs: dict | None = None,

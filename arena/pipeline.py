@@ -17,6 +17,6 @@ def ensure_assets(profile: Profile) -> None:
             smollm2_dir()
     if not any(spec.source == "hub" for spec in profile.models):
         set_offline()  # the hub profiles (paper, onegpu) download their bases and stock datasets on first use
-    if profile.screen and not profile.uses_stock_tasks:
-        run_screen(profile)  # the base-only screen that chooses the suite's subtasks (once per suite folder)
+    if profile.screened:
+        run_screen(profile)  # the base-only screen that chooses the suite's subtasks (once per screen folder)
     build_suite(profile)  # a stock-task profile's suite is only the general text of the CE proxy

@@ -123,6 +123,12 @@ class Profile:
         return self.bbh_per_task == 0
 
     @property
+    def screened(self) -> bool:
+        """Whether a base-only screen chooses the suite's subtasks (``screen`` items per candidate; the kit's suite
+        only)."""
+        return bool(self.screen) and not self.uses_stock_tasks
+
+    @property
     def model(self) -> ModelSpec:
         """The first base model (the one the single-model chapters use)."""
         return self.models[0]

@@ -88,7 +88,7 @@ def suite_dir(profile: Profile) -> Path:
     a screen chooses the subtasks, by the screen's size and the base it screens."""
     fields = [SUITE_VERSION, profile.n_train, profile.n_target_test, profile.n_target_ood, profile.bbh_per_task,
               profile.n_ifeval, profile.n_qa, profile.n_ce_docs, profile.seed]
-    if profile.screen and not profile.uses_stock_tasks:
+    if profile.screened:
         fields += [screen_dir(profile).name]  # the screen's choice (its items, its base)
     return cache_dir() / "suites" / hashlib.sha256(json.dumps(fields).encode()).hexdigest()[:12]
 
@@ -124,7 +124,7 @@ def write_screen(profile: Profile) -> Path:
 
 def screen_result(profile: Profile) -> dict | None:
     """The screen's outcome (``arena/screen.py`` writes it), or None for a profile without a screen."""
-    if not profile.screen or profile.uses_stock_tasks:
+    if not profile.screened:
         return None
     path = screen_dir(profile) / "result.json"
     if not path.exists():
@@ -136,7 +136,7 @@ def screen_result(profile: Profile) -> dict | None:
 def _screened_inputs(profile: Profile, file: str) -> set[str]:
     """Normalised inputs of the screen's items in ``file``, which test and validation items never reuse."""
     path = screen_dir(profile) / file
-    return {_norm(r["input"]) for r in read_jsonl(path)} if profile.screen and path.exists() else set()
+    return {_norm(r["input"]) for r in read_jsonl(path)} if profile.screened and path.exists() else set()
 
 
 def training_data_name(profile: Profile) -> str:

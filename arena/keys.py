@@ -107,14 +107,17 @@ def default_modules(profile: Profile) -> list[str]:
 
 
 def geometry_key(profile: Profile, spec, step: int, modules: list[str], max_tokens: int) -> dict:
-    """One checkpoint's activation geometry and CSD (``activation_analysis``)."""
+    """One checkpoint's activation geometry and CSD (``activation_analysis``). It names the suite folder, whose
+    prompts it runs: the training key no longer does (``suite.training_data_name``), and without it a new suite would
+    have read geometry measured on the old prompts."""
     return {"train": store.key_hash(train_key(profile, spec)), "step": step, "modules": modules,
-            "max_tokens": max_tokens, "analysis_version": GEOMETRY_VERSION, **_stock_prompts(profile)}
+            "max_tokens": max_tokens, "analysis_version": GEOMETRY_VERSION, "suite": suite_dir(profile).name,
+            **_stock_prompts(profile)}
 
 
 def _stock_prompts(profile: Profile) -> dict:
     """Where a hub profile's activation prompts come from (``evaluate.stock_prompts``: the stock tasks' test slices,
-    or a dry run's fixtures); nothing for the CPU profiles, whose suite folder names them, so their keys stay."""
+    or a dry run's fixtures); nothing for the CPU profiles, whose suite folder (in the key beside it) names them."""
     if not profile.uses_stock_tasks:
         return {}
     return {"prompts": {"stock_limits": dict(sorted(profile.stock_limits.items())),

@@ -164,15 +164,16 @@ PROFILES: dict[str, Profile] = {
         screen=24,  # the base-only screen keeps the BBH subtasks and arithmetic tasks it answers above chance
         # Sized for power (README "How sure are these numbers?"): a few dozen items per group left Forgetting with a
         # paired SE of 3-5 points. Multiple choice is cheap with the context-once scorer; generation (IFEval, word
-        # problems) is what costs.
+        # problems) is what costs. IFEval dominates Forgetting's error (a prompt's paired change has an SD up to 0.6),
+        # so it has 192 prompts; the validation split is sized for a base General SE under 3.5 points.
         bbh_per_task=40,  # per screened subtask (5 of 24 at 135M)
         n_qa=160,
-        n_ifeval=64,
+        n_ifeval=192,
         n_target_test=80,
         n_target_ood=32,
-        val_bbh_per_task=8,
-        val_n_ifeval=12,
-        val_n_qa=48,
+        val_bbh_per_task=16,
+        val_n_ifeval=32,
+        val_n_qa=96,
         val_n_target=24,
         val_n_ood=8,
         # Generation at 32 sequences per batch takes half the time of 8 on this CPU (IFEval 81 s against 39 s, word

@@ -34,7 +34,8 @@ from .offline_nltk import ifeval_module
 from .profiles import Profile
 from .wordproblems import make_problems
 
-SUITE_VERSION = 3  # bump when any file's content or format changes; 3: QA as multiple choice, the base-only screen
+SUITE_VERSION = 4  # bump when any file's content or format changes; 3: QA as multiple choice, the base-only screen;
+# 4: 1-digit arithmetic among the screen's candidates, distinct IFEval prompts over 48 topics
 TRAIN_DATA_VERSION = 1  # bump when the training problems' content or format changes (wordproblems.make_problems)
 
 BBH_TASKS = [
@@ -48,7 +49,11 @@ BBH_TASKS = [
 ]
 # lm-eval's exemplar files use BBH's names.
 LM_EVAL_BBH_NAME = {"causal_judgment": "causal_judgement", "formal_fallacies_syllogisms_negation": "formal_fallacies"}
-ARITHMETIC_TASKS = ["arithmetic/2_digit_addition", "arithmetic/2_digit_subtraction", "arithmetic/2_digit_multiplication",
+# The screen's arithmetic candidates. The 1-digit tasks joined in suite version 4: the base chose a 2- or 3-digit answer
+# below chance (0-8 % against 14 %), preferring the "banana"/"house"/one-digit distractors. 1_digit_division has 23
+# examples, too few for the screen, test and validation draws.
+ARITHMETIC_TASKS = ["arithmetic/1_digit_addition", "arithmetic/1_digit_subtraction", "arithmetic/1_digit_multiplication",
+                    "arithmetic/2_digit_addition", "arithmetic/2_digit_subtraction", "arithmetic/2_digit_multiplication",
                     "arithmetic/3_digit_addition"]
 # Free-form in BBH; dyck_languages lists 84 closing sequences as "options", which greedy exact match scores in one pass.
 GREEDY_BBH = {"object_counting", "word_sorting", "dyck_languages"}
@@ -58,8 +63,18 @@ QA_TASK = "qa_wikidata"
 GENERAL_TEXT_TASKS = ["causal_judgment", "penguins_in_a_table", "salient_translation_error_detection", "snarks"]
 ALL_BIGBENCH_TASKS = [*BBH_TASKS, *ARITHMETIC_TASKS, EMQA_TASK, QA_TASK]
 
+# 48 topics (12 before suite version 4): with 13 instructions, 12 topics gave 156 distinct one-instruction prompts, and
+# a few hundred draws repeat many of them (a repeated prompt is the same greedy generation, not a new item).
 TOPICS = ["the ocean", "a rainy day", "your favourite food", "learning to ride a bike", "the moon", "a busy market",
-          "autumn leaves", "a long train journey", "a small garden", "the history of maps", "city parks", "a good book"]
+          "autumn leaves", "a long train journey", "a small garden", "the history of maps", "city parks", "a good book",
+          "a mountain hike", "the first day of school", "a winter morning", "a village bakery", "bees and flowers",
+          "an old bridge", "a night sky full of stars", "a football match", "the smell of coffee", "a lighthouse",
+          "a library", "learning a new language", "a desert road", "a birthday party", "a thunderstorm",
+          "a fishing boat", "the kitchen at dinner time", "a museum visit", "a snowy forest", "a bicycle repair shop",
+          "a river in spring", "a quiet beach", "the invention of the wheel", "a music lesson", "a farmers' market",
+          "a camping trip", "an airport at night", "a chess game", "a paper kite", "a rooftop garden",
+          "a clock tower", "a school science fair", "the first snow", "a train station cafe", "a pet cat",
+          "a summer festival"]
 # (instruction id, kwargs) pairs whose checkers work offline (the kit ships an untrained NLTK sentence model: no
 # checkers that need a trained one).
 IFEVAL_SPECS = [
@@ -288,12 +303,16 @@ def _greedy_item(example: dict, prefix: str) -> dict:
 
 
 def ifeval_items(n: int, rng: random.Random) -> list[dict]:
-    """IFEval-format prompts (key, prompt, instruction_id_list, kwargs); texts from lm-eval's checkers."""
+    """``n`` distinct IFEval-format prompts (key, prompt, instruction_id_list, kwargs); texts from lm-eval's
+    checkers."""
 
     instructions_registry = ifeval_module("instructions_registry")
 
-    items = []
-    for key in range(n):
+    items, seen = [], set()
+    for _ in range(50 * n):  # distinct prompts only; the bound only stops a request for more than exist
+        if len(items) == n:
+            break
+        key = len(items)
         topic = rng.choice(TOPICS)
         specs = rng.sample(IFEVAL_SPECS, 2 if key % 3 == 0 else 1)
         if len({s[0] for s in specs}) < len(specs) or _conflict(specs):
@@ -303,6 +322,9 @@ def ifeval_items(n: int, rng: random.Random) -> list[dict]:
             checker = instructions_registry.INSTRUCTION_DICT[instruction_id](instruction_id)
             texts.append(checker.build_description(**kwargs))
         prompt = f"Write a short paragraph about {topic}. " + " ".join(texts)
+        if prompt in seen:
+            continue
+        seen.add(prompt)
         items.append({"key": key, "prompt": prompt, "instruction_id_list": [s[0] for s in specs],
                       "kwargs": [dict(s[1]) for s in specs]})
     return items

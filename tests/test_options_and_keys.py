@@ -100,7 +100,9 @@ def test_store_keys_hash_as_they_did_before_keys_moved_to_one_module():
     pinned values, so no change moves them by accident (evaluation keys also hold the machine's compute precision, so
     they are checked against eval_key above instead). Pinned again in session 8, which moved them on purpose: a
     training key names its training problems instead of the suite folder (suite.training_data_name), and the suite's
-    version went to 3 (QA as multiple choice, the screen), which the base activations' key names."""
+    version went to 3 (QA as multiple choice, the screen), which the base activations' key names. Pinned again in
+    session 9: suite version 4 (1-digit arithmetic, distinct IFEval prompts) moves the base activations' key, and the
+    geometry key now names the suite folder whose prompts it runs (the training key had stopped naming it)."""
     from arena import keys, store
     from arena.runs import sized_method, train_spec
 
@@ -109,8 +111,8 @@ def test_store_keys_hash_as_they_did_before_keys_moved_to_one_module():
     modules = keys.default_modules(profile)
     assert store.key_hash(keys.train_key(profile, spec)) == "fa11f4eb29cfade2"
     assert store.key_hash(keys.spectra_key(profile, spec, spec.steps)) == "bd6d05850338a766"
-    assert store.key_hash(keys.geometry_key(profile, spec, spec.steps, modules, 1024)) == "0234d6eb5901a023"
-    assert store.key_hash(keys.activations_key(profile, modules, 1024, None)) == "d6c1954b456abc0a"
+    assert store.key_hash(keys.geometry_key(profile, spec, spec.steps, modules, 1024)) == "a36d3b5d4105b68b"
+    assert store.key_hash(keys.activations_key(profile, modules, 1024, None)) == "b3e6a19cdf70cfac"
 
 
 def test_the_command_a_reading_chapter_names_rebuilds_the_profile():
@@ -135,3 +137,17 @@ def test_a_training_key_names_the_training_problems_not_the_evaluation_suite():
     (train, scored), (train_more_items, scored_more_items) = keys(), keys(bbh_per_task=5, n_qa=30)
     assert train == train_more_items and scored != scored_more_items
     assert keys(n_train=123)[0]["data"] != train["data"]  # other training problems
+
+
+def test_a_geometry_key_names_the_suite_whose_prompts_it_runs():
+    """Geometry runs the suite's prompts, so a new suite re-measures it even though the training key stays."""
+    from arena.keys import default_modules, geometry_key, train_key
+    from arena.runs import sized_method, train_spec
+
+    def keys(**overrides):
+        profile = get_profile("smoke", **overrides)
+        spec = train_spec(profile, sized_method(profile, "lora", None))
+        return train_key(profile, spec), geometry_key(profile, spec, spec.steps, default_modules(profile), 1024)
+
+    (train, geometry), (train_other, geometry_other) = keys(), keys(bbh_per_task=5, n_qa=30)
+    assert train == train_other and geometry != geometry_other

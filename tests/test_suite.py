@@ -2,6 +2,7 @@ import json
 import random
 
 from arena import suite
+from arena.profiles import get_profile
 
 
 def test_bbh_items_exclude_lm_eval_exemplars(monkeypatch):
@@ -35,6 +36,14 @@ def test_ifeval_items_use_lm_eval_checkers_and_are_seeded():
         assert len(item["instruction_id_list"]) == len(item["kwargs"]) >= 1
         assert all(i in instructions_registry.INSTRUCTION_DICT for i in item["instruction_id_list"])
         json.dumps(item)
+
+
+def test_ifeval_prompts_are_distinct_at_the_embedded_size():
+    """A repeated prompt is the same greedy generation, not a new item: 12 topics repeated dozens of prompts."""
+    n = get_profile("embedded").n_ifeval
+    items = suite.ifeval_items(n, random.Random(0))
+    assert len({i["prompt"] for i in items}) == len(items) == n
+    assert [i["key"] for i in items] == list(range(n))
 
 
 def test_ifeval_scorer_rewards_following_and_penalises_not(monkeypatch):

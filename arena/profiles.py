@@ -55,7 +55,7 @@ class Profile:
     # Target task (plasticity): generated word problems, held-out test, BIG-bench out-of-distribution tasks.
     n_train: int = 2000  # generated training problems
     n_target_test: int = 40  # held-out word problems (half from templates never seen in training)
-    n_target_ood: int = 8  # items per out-of-distribution BIG-bench math task
+    n_target_ood: int = 8  # out-of-distribution items: elementary_math_qa n, arithmetic 2n over its kept tasks
     # General suite (stability): items per group.
     bbh_per_task: int = 2  # items per BBH subtask (24 subtasks)
     n_ifeval: int = 16  # instruction-following prompts
@@ -69,7 +69,7 @@ class Profile:
     val_n_ifeval: int = 4
     val_n_qa: int = 16
     val_n_target: int = 16  # word problems, half from held-out templates, none in training or test
-    val_n_ood: int = 4  # items per out-of-distribution task
+    val_n_ood: int = 4  # out-of-distribution items, as n_target_ood
     # The robustness study (arena/robustness.py, make robustness): these methods at their default learning rate times
     # each factor, and at the default rate with this many more training seeds.
     robustness_methods: tuple[str, ...] = ("full", "lora", "oft")

@@ -18,7 +18,7 @@ TARGET = {"wordproblems": ("arena_wordproblems", "exact_match"), "arithmetic": (
 CHAT_TASKS = ["arena_ifeval", "arena_wordproblems", "arena_wordproblems_gold"]
 PLAIN_TASKS = ["arena_bbh", "arena_qa", "arena_emqa", "arena_arithmetic"]
 # 2: multiple choice scored by acc_norm; every log-likelihood item also keeps its gold answer's bits per byte (":bpb")
-SCORING_VERSION = 2
+SCORING_VERSION = 3  # 3: arithmetic by raw log-likelihood (PREFERRED_METRIC)
 # The likelihood twin ("<task>:bpb") of each group: the gold answer's bits per byte, from the group's own items where
 # they are scored by log-likelihood, else from a twin task that scores the gold answer (its accuracy is not used).
 # IFEval has no gold response, so no twin: General-LL averages BBH and QA.
@@ -29,7 +29,10 @@ STOCK_GENERAL = {"bbh": ("bbh_cot_fewshot", "exact_match"), "ifeval": ("ifeval",
                  "qa": ("nq_open", "exact_match")}
 # The paper's math targets (A3) that lm-eval 0.4.13 ships; AMC23 has no stock task (the paper averages all three).
 STOCK_TARGET = {"math500": ("minerva_math500", "math_verify"), "aime24": ("aime24", "exact_match")}
-PREFERRED_METRIC = {"minerva_math500": "math_verify"}  # symbolic answer checking, as the paper's math_equal
+# minerva_math500: symbolic answer checking, as the paper's math_equal. arena_arithmetic: raw log-likelihood (BIG-bench's
+# multiple_choice_grade): acc_norm divides by the option's characters, so "banana" (6) beat the 1-digit answer in
+# 21 of 24 screen items of 1_digit_addition, where raw log-likelihood picks the answer in 15.
+PREFERRED_METRIC = {"minerva_math500": "math_verify", "arena_arithmetic": "acc"}
 # The paper's generation lengths per stock task (A3: 8192 new tokens for math; A4: BBH 512, IFEval 1025, NQ 50); the
 # stock YAMLs differ (minerva_math500 sets none, so HFLM stops at 256; aime24 asks for 32768).
 # Items in each stock task (lm-eval 0.4.13's test splits) and its number of subtasks: a profile's ``stock_limits``

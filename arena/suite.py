@@ -34,8 +34,9 @@ from .offline_nltk import ifeval_module
 from .profiles import Profile
 from .wordproblems import make_problems
 
-SUITE_VERSION = 4  # bump when any file's content or format changes; 3: QA as multiple choice, the base-only screen;
-# 4: 1-digit arithmetic among the screen's candidates, distinct IFEval prompts over 48 topics
+SUITE_VERSION = 5  # bump when any file's content or format changes; 3: QA as multiple choice, the base-only screen;
+# 4: 1-digit arithmetic among the screen's candidates, distinct IFEval prompts over 48 topics; 5: arithmetic scored
+# by raw log-likelihood, 2 n_target_ood items over the kept tasks
 TRAIN_DATA_VERSION = 1  # bump when the training problems' content or format changes (wordproblems.make_problems)
 
 BBH_TASKS = [
@@ -188,11 +189,17 @@ def build_suite(profile: Profile) -> Path:
     _write(out / "wordproblems_test.jsonl", test)
     seen = _screened_inputs(profile, "arithmetic.jsonl")
     _write(out / "arithmetic.jsonl", [_mc_item(e, "") for t in kept["arithmetic"]
-                                      for e in _sample_examples(t, profile.n_target_ood // 2, rng, seen)])
+                                      for e in _sample_examples(t, arithmetic_per_task(profile.n_target_ood, kept), rng, seen)])
     _write(out / "emqa.jsonl", [_mc_item(e, "") for e in _sample_examples(EMQA_TASK, profile.n_target_ood, rng)])
     _write(out / "general_text.jsonl", _general_text(profile.n_ce_docs, rng))
     (out / "DONE").write_text(json.dumps({"version": SUITE_VERSION, "profile": profile.name}))
     return out
+
+
+def arithmetic_per_task(n_ood: int, kept: dict[str, list[str]]) -> int:
+    """Items per kept arithmetic task: the group holds about 2 ``n_ood`` items however many tasks the screen keeps
+    (a 16-item group of one kept task had a standard error of 12 points)."""
+    return -(-2 * n_ood // len(kept["arithmetic"]))
 
 
 def kept_subtasks(profile: Profile) -> dict[str, list[str]]:
@@ -236,7 +243,7 @@ def build_validation(profile: Profile) -> Path:
     train, both = make_problems(profile.n_train, profile.n_target_test + profile.val_n_target, seed=profile.seed)
     known = {r["question"] for r in train} | {r["question"] for r in both[:profile.n_target_test]}
     _write(out / "wordproblems_test.jsonl", [r for r in both[profile.n_target_test:] if r["question"] not in known])
-    for file, tasks, per_task in (("arithmetic.jsonl", kept["arithmetic"], profile.val_n_ood // 2),
+    for file, tasks, per_task in (("arithmetic.jsonl", kept["arithmetic"], arithmetic_per_task(profile.val_n_ood, kept)),
                                   ("emqa.jsonl", [EMQA_TASK], profile.val_n_ood)):
         seen = {_norm(r["input"]) for r in read_jsonl(test / file)} | _screened_inputs(profile, file)
         _write(out / file, [_mc_item(e, "") for t in tasks for e in _sample_examples(t, per_task, rng, seen)])

@@ -101,7 +101,7 @@ def test_store_keys_hash_as_they_did_before_keys_moved_to_one_module():
     they are checked against eval_key above instead). Pinned again in session 8, which moved them on purpose: a
     training key names its training problems instead of the suite folder (suite.training_data_name), and the suite's
     version went to 3 (QA as multiple choice, the screen), which the base activations' key names. Pinned again in
-    session 9: suite version 4 (1-digit arithmetic, distinct IFEval prompts) moves the base activations' key, and the
+    session 9: suite version 5 (1-digit arithmetic by raw log-likelihood, distinct IFEval prompts) moves the base activations' key, and the
     geometry key now names the suite folder whose prompts it runs (the training key had stopped naming it)."""
     from arena import keys, store
     from arena.runs import sized_method, train_spec
@@ -111,8 +111,8 @@ def test_store_keys_hash_as_they_did_before_keys_moved_to_one_module():
     modules = keys.default_modules(profile)
     assert store.key_hash(keys.train_key(profile, spec)) == "fa11f4eb29cfade2"
     assert store.key_hash(keys.spectra_key(profile, spec, spec.steps)) == "bd6d05850338a766"
-    assert store.key_hash(keys.geometry_key(profile, spec, spec.steps, modules, 1024)) == "a36d3b5d4105b68b"
-    assert store.key_hash(keys.activations_key(profile, modules, 1024, None)) == "b3e6a19cdf70cfac"
+    assert store.key_hash(keys.geometry_key(profile, spec, spec.steps, modules, 1024)) == "b5da86fd82d57b73"
+    assert store.key_hash(keys.activations_key(profile, modules, 1024, None)) == "7e8058f002e2e7b0"
 
 
 def test_the_command_a_reading_chapter_names_rebuilds_the_profile():

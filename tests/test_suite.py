@@ -104,3 +104,9 @@ def test_task_files_load_in_memory_and_nested_kwargs_survive(tmp_path):
     for name, rows in (("plain.jsonl", plain), ("nested.jsonl", nested)):
         (tmp_path / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
         assert load_items(str(tmp_path), name)["test"].to_list() == rows
+
+
+def test_arithmetic_keeps_its_size_however_many_tasks_the_screen_keeps():
+    one, four = {"arithmetic": ["a"]}, {"arithmetic": ["a", "b", "c", "d"]}
+    assert suite.arithmetic_per_task(32, one) == 64 and suite.arithmetic_per_task(32, four) == 16
+    assert suite.arithmetic_per_task(8, {"arithmetic": ["a", "b", "c"]}) == 6  # rounded up: never fewer than 2n

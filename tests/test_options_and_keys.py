@@ -101,8 +101,9 @@ def test_store_keys_hash_as_they_did_before_keys_moved_to_one_module():
     they are checked against eval_key above instead). Pinned again in session 8, which moved them on purpose: a
     training key names its training problems instead of the suite folder (suite.training_data_name), and the suite's
     version went to 3 (QA as multiple choice, the screen), which the base activations' key names. Pinned again in
-    session 9: suite version 5 (1-digit arithmetic by raw log-likelihood, distinct IFEval prompts) moves the base activations' key, and the
-    geometry key now names the suite folder whose prompts it runs (the training key had stopped naming it)."""
+    session 9: suite version 5 (1-digit arithmetic by raw log-likelihood, distinct IFEval prompts) moves the base
+    activations' key, and the geometry key now names the suite folder whose prompts it runs (the training key had
+    stopped naming it)."""
     from arena import keys, store
     from arena.runs import sized_method, train_spec
 

@@ -50,9 +50,9 @@ BBH_TASKS = [
 ]
 # lm-eval's exemplar files use BBH's names.
 LM_EVAL_BBH_NAME = {"causal_judgment": "causal_judgement", "formal_fallacies_syllogisms_negation": "formal_fallacies"}
-# The screen's arithmetic candidates. The 1-digit tasks joined in suite version 4: the base chose a 2- or 3-digit answer
-# below chance (0-8 % against 14 %), preferring the "banana"/"house"/one-digit distractors. 1_digit_division has 23
-# examples, too few for the screen, test and validation draws.
+# The screen's arithmetic candidates. The 1-digit tasks joined in suite version 4: the base answers 2- and 3-digit
+# tasks below chance (0-4 % against 14 %, preferring the one-digit distractors). 1_digit_division has 23 examples, too
+# few for the screen, test and validation draws.
 ARITHMETIC_TASKS = ["arithmetic/1_digit_addition", "arithmetic/1_digit_subtraction", "arithmetic/1_digit_multiplication",
                     "arithmetic/2_digit_addition", "arithmetic/2_digit_subtraction", "arithmetic/2_digit_multiplication",
                     "arithmetic/3_digit_addition"]

@@ -641,8 +641,8 @@ def number_sources(profile, records: list[dict]) -> "pd.DataFrame":
     suite = (f"lm-eval stock tasks ({', '.join(t for t, _ in STOCK_GENERAL.values())}; math targets)"
              if profile.uses_stock_tasks else "the kit's offline suite on lm-eval (BIG-bench BBH subtasks, "
              "IFEval-style prompts, closed-book QA; held-out and out-of-distribution word problems); multiple "
-             "choice by log-likelihood, scored acc_norm (arithmetic: raw log-likelihood); each group but IFEval also keeps a likelihood twin (gold-answer "
-             "bits per byte, not the paper's)")
+             "choice by log-likelihood, scored acc_norm (arithmetic: raw log-likelihood); each group but IFEval also "
+             "keeps a likelihood twin (gold-answer bits per byte, not the paper's)")
     backend = ("lm-eval vLLM backend, bf16 merge into the full-precision base" if profile.eval_backend == "vllm"
                else "lm-eval HFLM on the model object (4-bit bases unmerged), shared multiple-choice contexts encoded "
                     "once (arena/context_once.py)")

@@ -53,9 +53,9 @@ LM_EVAL_BBH_NAME = {"causal_judgment": "causal_judgement", "formal_fallacies_syl
 # The screen's arithmetic candidates. The 1-digit tasks joined in suite version 4: the base answers 2- and 3-digit
 # tasks below chance (0-4 % against 14 %, preferring the one-digit distractors). 1_digit_division has 23 examples, too
 # few for the screen, test and validation draws.
-ARITHMETIC_TASKS = ["arithmetic/1_digit_addition", "arithmetic/1_digit_subtraction", "arithmetic/1_digit_multiplication",
-                    "arithmetic/2_digit_addition", "arithmetic/2_digit_subtraction", "arithmetic/2_digit_multiplication",
-                    "arithmetic/3_digit_addition"]
+ARITHMETIC_TASKS = ["arithmetic/1_digit_addition", "arithmetic/1_digit_subtraction",
+                    "arithmetic/1_digit_multiplication", "arithmetic/2_digit_addition", "arithmetic/2_digit_subtraction",
+                    "arithmetic/2_digit_multiplication", "arithmetic/3_digit_addition"]
 # Free-form in BBH; dyck_languages lists 84 closing sequences as "options", which greedy exact match scores in one pass.
 GREEDY_BBH = {"object_counting", "word_sorting", "dyck_languages"}
 EMQA_TASK = "elementary_math_qa/question_only"
@@ -188,18 +188,19 @@ def build_suite(profile: Profile) -> Path:
     _write(out / "wordproblems_train.jsonl", train)
     _write(out / "wordproblems_test.jsonl", test)
     seen = _screened_inputs(profile, "arithmetic.jsonl")
+    per_task = arithmetic_per_task(profile.n_target_ood, kept["arithmetic"])
     _write(out / "arithmetic.jsonl", [_mc_item(e, "") for t in kept["arithmetic"]
-                                      for e in _sample_examples(t, arithmetic_per_task(profile.n_target_ood, kept), rng, seen)])
+                                      for e in _sample_examples(t, per_task, rng, seen)])
     _write(out / "emqa.jsonl", [_mc_item(e, "") for e in _sample_examples(EMQA_TASK, profile.n_target_ood, rng)])
     _write(out / "general_text.jsonl", _general_text(profile.n_ce_docs, rng))
     (out / "DONE").write_text(json.dumps({"version": SUITE_VERSION, "profile": profile.name}))
     return out
 
 
-def arithmetic_per_task(n_ood: int, kept: dict[str, list[str]]) -> int:
+def arithmetic_per_task(n_ood: int, tasks: list[str]) -> int:
     """Items per kept arithmetic task: the group holds about 2 ``n_ood`` items however many tasks the screen keeps
     (a 16-item group of one kept task had a standard error of 12 points)."""
-    return -(-2 * n_ood // len(kept["arithmetic"]))
+    return -(-2 * n_ood // len(tasks))
 
 
 def kept_subtasks(profile: Profile) -> dict[str, list[str]]:
@@ -243,7 +244,8 @@ def build_validation(profile: Profile) -> Path:
     train, both = make_problems(profile.n_train, profile.n_target_test + profile.val_n_target, seed=profile.seed)
     known = {r["question"] for r in train} | {r["question"] for r in both[:profile.n_target_test]}
     _write(out / "wordproblems_test.jsonl", [r for r in both[profile.n_target_test:] if r["question"] not in known])
-    for file, tasks, per_task in (("arithmetic.jsonl", kept["arithmetic"], arithmetic_per_task(profile.val_n_ood, kept)),
+    arithmetic = arithmetic_per_task(profile.val_n_ood, kept["arithmetic"])
+    for file, tasks, per_task in (("arithmetic.jsonl", kept["arithmetic"], arithmetic),
                                   ("emqa.jsonl", [EMQA_TASK], profile.val_n_ood)):
         seen = {_norm(r["input"]) for r in read_jsonl(test / file)} | _screened_inputs(profile, file)
         _write(out / file, [_mc_item(e, "") for t in tasks for e in _sample_examples(t, per_task, rng, seen)])
@@ -315,10 +317,9 @@ def ifeval_items(n: int, rng: random.Random) -> list[dict]:
 
     instructions_registry = ifeval_module("instructions_registry")
 
-    items, seen = [], set()
-    for _ in range(50 * n):  # distinct prompts only; the bound only stops a request for more than exist
-        if len(items) == n:
-            break
+    items, seen, draws = [], set(), 0
+    while len(items) < n and draws < 50 * n:  # distinct prompts; the bound stops a request for more than exist
+        draws += 1
         key = len(items)
         topic = rng.choice(TOPICS)
         specs = rng.sample(IFEVAL_SPECS, 2 if key % 3 == 0 else 1)

@@ -107,6 +107,6 @@ def test_task_files_load_in_memory_and_nested_kwargs_survive(tmp_path):
 
 
 def test_arithmetic_keeps_its_size_however_many_tasks_the_screen_keeps():
-    one, four = {"arithmetic": ["a"]}, {"arithmetic": ["a", "b", "c", "d"]}
+    one, four = ["a"], ["a", "b", "c", "d"]
     assert suite.arithmetic_per_task(32, one) == 64 and suite.arithmetic_per_task(32, four) == 16
-    assert suite.arithmetic_per_task(8, {"arithmetic": ["a", "b", "c"]}) == 6  # rounded up: never fewer than 2n
+    assert suite.arithmetic_per_task(8, ["a", "b", "c"]) == 6  # rounded up: never fewer than 2n

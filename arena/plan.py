@@ -31,6 +31,7 @@ from .profiles import Profile
 from .rewind import variants
 from .runs import sized_method, train_spec
 from .scores import STOCK_GEN_TOKENS, stock_slices
+from .suite import arithmetic_items
 
 GIB = 1024 ** 3
 NF4_BYTES = 4.127 / 8  # per weight, with double quantisation (module docstring)
@@ -135,7 +136,7 @@ def scoring_pass(profile: Profile, split: str = "test") -> list[dict]:
              + 3 * profile.val_n_ood)
     else:
         n = (profile.bbh_per_task * 24 + profile.n_ifeval + profile.n_qa + profile.n_target_test
-             + 3 * profile.n_target_ood)
+             + profile.n_target_ood + arithmetic_items(profile))
     return [{"task": "embedded suite", "prompts": n, "max new tokens": 256}]
 
 

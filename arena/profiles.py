@@ -56,6 +56,7 @@ class Profile:
     n_train: int = 2000  # generated training problems
     n_target_test: int = 40  # held-out word problems (half from templates never seen in training)
     n_target_ood: int = 8  # out-of-distribution items: elementary_math_qa n, arithmetic 2n over its kept tasks
+    n_arithmetic: int | None = None  # arithmetic's items over its kept tasks, where not 2 n_target_ood
     # General suite (stability): items per group.
     bbh_per_task: int = 2  # items per BBH subtask (24 subtasks)
     n_ifeval: int = 16  # instruction-following prompts
@@ -164,16 +165,20 @@ PROFILES: dict[str, Profile] = {
         screen=24,  # the base-only screen keeps the BBH subtasks and arithmetic tasks it answers above chance
         # Sized for power (README "How sure are these numbers?"): a few dozen items per group left Forgetting with a
         # paired SE of 3-5 points. Multiple choice is cheap with the context-once scorer; generation (IFEval, word
-        # problems) is what costs. IFEval dominates Forgetting's error (a prompt's paired change has an SD up to 0.6),
-        # so it has 192 prompts; the validation split is sized for a base General SE under 3.5 points.
+        # problems) is what costs. Forgetting's error comes from all three groups (MiSS: BBH 3.7, IFEval 3.2, QA 3.7
+        # points at 40 per subtask, 192 prompts, 160 items). Target gain's comes mostly from word problems (half the
+        # Target); at 80 word problems, 64 arithmetic and 32 elementary_math_qa items it was 2.9-4.2 points, so the
+        # three are 3x, 2x and 4x that (an estimated 2.2-2.4). The validation split is sized for a base General SE
+        # under 3.5 points (3.57 with 96 QA items; QA is the cheap group to grow).
         bbh_per_task=40,  # per screened subtask (5 of 24 at 135M)
         n_qa=160,
         n_ifeval=192,
-        n_target_test=80,
-        n_target_ood=32,
+        n_target_test=240,
+        n_target_ood=128,
+        n_arithmetic=128,  # 64 per kept 1-digit task: each has 100 examples, 24 go to the screen, 8 to validation
         val_bbh_per_task=16,
         val_n_ifeval=32,
-        val_n_qa=96,
+        val_n_qa=192,
         val_n_target=24,
         val_n_ood=8,
         # Generation at 32 sequences per batch takes half the time of 8 on this CPU (IFEval 81 s against 39 s, word

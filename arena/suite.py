@@ -34,9 +34,10 @@ from .offline_nltk import ifeval_module
 from .profiles import Profile
 from .wordproblems import make_problems
 
-SUITE_VERSION = 5  # bump when any file's content or format changes; 3: QA as multiple choice, the base-only screen;
+SUITE_VERSION = 6  # bump when any file's content or format changes; 3: QA as multiple choice, the base-only screen;
 # 4: 1-digit arithmetic among the screen's candidates, distinct IFEval prompts over 48 topics; 5: arithmetic scored
-# by raw log-likelihood, 2 n_target_ood items over the kept tasks
+# by raw log-likelihood, 2 n_target_ood items over the kept tasks; 6: arithmetic's size a field of its own
+# (n_arithmetic), a kept task's test draw capped to leave the validation split its items
 TRAIN_DATA_VERSION = 1  # bump when the training problems' content or format changes (wordproblems.make_problems)
 
 BBH_TASKS = [
@@ -103,7 +104,7 @@ def suite_dir(profile: Profile) -> Path:
     """Where this profile's evaluation files live: keyed by the sizes and seed that determine their content, and, when
     a screen chooses the subtasks, by the screen's size and the base it screens."""
     fields = [SUITE_VERSION, profile.n_train, profile.n_target_test, profile.n_target_ood, profile.bbh_per_task,
-              profile.n_ifeval, profile.n_qa, profile.n_ce_docs, profile.seed]
+              profile.n_ifeval, profile.n_qa, profile.n_ce_docs, profile.seed, arithmetic_items(profile)]
     if profile.screened:
         fields += [screen_dir(profile).name]  # the screen's choice (its items, its base)
     return cache_dir() / "suites" / hashlib.sha256(json.dumps(fields).encode()).hexdigest()[:12]
@@ -188,19 +189,25 @@ def build_suite(profile: Profile) -> Path:
     _write(out / "wordproblems_train.jsonl", train)
     _write(out / "wordproblems_test.jsonl", test)
     seen = _screened_inputs(profile, "arithmetic.jsonl")
-    per_task = arithmetic_per_task(profile.n_target_ood, kept["arithmetic"])
+    per_task = arithmetic_per_task(arithmetic_items(profile), kept["arithmetic"])
+    reserve = arithmetic_per_task(2 * profile.val_n_ood, kept["arithmetic"])  # the validation split's draw
     _write(out / "arithmetic.jsonl", [_mc_item(e, "") for t in kept["arithmetic"]
-                                      for e in _sample_examples(t, per_task, rng, seen)])
+                                      for e in _sample_examples(t, per_task, rng, seen, reserve)])
     _write(out / "emqa.jsonl", [_mc_item(e, "") for e in _sample_examples(EMQA_TASK, profile.n_target_ood, rng)])
     _write(out / "general_text.jsonl", _general_text(profile.n_ce_docs, rng))
     (out / "DONE").write_text(json.dumps({"version": SUITE_VERSION, "profile": profile.name}))
     return out
 
 
-def arithmetic_per_task(n_ood: int, tasks: list[str]) -> int:
-    """Items per kept arithmetic task: the group holds about 2 ``n_ood`` items however many tasks the screen keeps
-    (a 16-item group of one kept task had a standard error of 12 points)."""
-    return -(-2 * n_ood // len(tasks))
+def arithmetic_items(profile: Profile) -> int:
+    """The arithmetic group's test items: ``n_arithmetic``, or 2 ``n_target_ood`` where the profile leaves it unset."""
+    return profile.n_arithmetic if profile.n_arithmetic is not None else 2 * profile.n_target_ood
+
+
+def arithmetic_per_task(n_items: int, tasks: list[str]) -> int:
+    """Items per kept arithmetic task: the group holds about ``n_items`` however many tasks the screen keeps (a
+    16-item group of one kept task had a standard error of 12 points)."""
+    return -(-n_items // len(tasks))
 
 
 def kept_subtasks(profile: Profile) -> dict[str, list[str]]:
@@ -244,7 +251,7 @@ def build_validation(profile: Profile) -> Path:
     train, both = make_problems(profile.n_train, profile.n_target_test + profile.val_n_target, seed=profile.seed)
     known = {r["question"] for r in train} | {r["question"] for r in both[:profile.n_target_test]}
     _write(out / "wordproblems_test.jsonl", [r for r in both[profile.n_target_test:] if r["question"] not in known])
-    arithmetic = arithmetic_per_task(profile.val_n_ood, kept["arithmetic"])
+    arithmetic = arithmetic_per_task(2 * profile.val_n_ood, kept["arithmetic"])
     for file, tasks, per_task in (("arithmetic.jsonl", kept["arithmetic"], arithmetic),
                                   ("emqa.jsonl", [EMQA_TASK], profile.val_n_ood)):
         seen = {_norm(r["input"]) for r in read_jsonl(test / file)} | _screened_inputs(profile, file)
@@ -259,9 +266,12 @@ def _write(path: Path, items: list[dict]) -> None:
     path.write_text("".join(json.dumps(item) + "\n" for item in items))
 
 
-def _sample_examples(task: str, n: int, rng: random.Random, exclude: set[str] = frozenset()) -> list[dict]:
+def _sample_examples(task: str, n: int, rng: random.Random, exclude: set[str] = frozenset(),
+                     reserve: int = 0) -> list[dict]:
+    """``n`` examples of ``task`` not in ``exclude``, or as many as leave ``reserve`` of them for a later draw (the
+    1-digit arithmetic tasks have 100 examples each)."""
     examples = [e for e in load_bigbench(task)["examples"] if _norm(e["input"]) not in exclude]
-    return rng.sample(examples, min(n, len(examples)))
+    return rng.sample(examples, max(0, min(n, len(examples) - reserve)))
 
 
 def _norm(text: str) -> str:

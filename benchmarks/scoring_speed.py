@@ -1,10 +1,12 @@
-"""Scoring time per task group on the profile's base: lm-eval's HFLM against the kit's context-once scorer
-(arena/context_once.py), side by side in one process, alternating, so the ratio holds on any machine (issue 18).
+"""Scoring time per task group on the profile's base, two ways side by side in one process, alternating, so the
+ratio holds on any machine (issue 18): lm-eval's HFLM against the kit's context-once scorer (arena/context_once.py),
+or (``--batch-sizes A,B``) the kit's scorer at two batch sizes.
 
-    python benchmarks/scoring_speed.py [--profile embedded] [--split test] [--repeats 2]
+    python benchmarks/scoring_speed.py [--profile embedded] [--split test] [--repeats 2] [--batch-sizes 32,64]
 
-Each group is scored ``--repeats`` times by each scorer in turn; the table prints the best wall time of each, their
-ratio, and how many per-item scores differ between the two (expected: none). A measurement, not a test.
+Each group is scored ``--repeats`` times each way in turn; the table prints the best wall time of each, their ratio,
+and how many per-item scores differ between the two (expected: none, or a few where bf16 rounding flips a greedy
+token). A measurement, not a test.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ def main() -> None:
     parser.add_argument("--split", default="test", choices=["test", "validation"])
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=None, help="default: the profile's eval_batch_size")
+    parser.add_argument("--batch-sizes", default=None, help="A,B: the kit's scorer at batch sizes A and B")
     parser.add_argument("--tasks", default=None, help="comma-separated task names (default: the whole suite)")
     args = parser.parse_args()
 
@@ -38,12 +41,17 @@ def main() -> None:
     model, tokenizer = load_base(profile.model, resolve_quantization(profile))
     data_dir = build_suite(profile) if args.split == "test" else build_validation(profile)
     batch = args.batch_size or profile.eval_batch_size
-    # both as the kit scores (a bf16 copy where the device has bf16), differing only in the log-likelihood pass
-    scorers = {name: scoring_language_model(model, tokenizer, batch, cls)
-               for name, cls in (("hflm", HFLM), ("context_once", ContextOnceLM))}
-    print(f"profile {profile.name}, split {args.split}, batch size {batch}, best of {args.repeats}")
-    print(f"{'tasks':<34}{'HFLM s':>9}{'once s':>9}{'ratio':>8}{'items':>7}{'differ':>8}")
-    total = {"hflm": 0.0, "context_once": 0.0}
+    if args.batch_sizes:  # one scorer, two batch sizes
+        sizes = [int(b) for b in args.batch_sizes.split(",")]
+        scorers = {f"batch {b}": scoring_language_model(model, tokenizer, b) for b in sizes}
+        print(f"profile {profile.name}, split {args.split}, the kit's scorer, best of {args.repeats}")
+    else:  # both as the kit scores (a bf16 copy where the device has bf16), differing only in the log-likelihood pass
+        scorers = {name: scoring_language_model(model, tokenizer, batch, cls)
+                   for name, cls in (("HFLM", HFLM), ("once", ContextOnceLM))}
+        print(f"profile {profile.name}, split {args.split}, batch size {batch}, best of {args.repeats}")
+    first, second = scorers
+    print(f"{'tasks':<34}{first + ' s':>11}{second + ' s':>11}{'ratio':>8}{'items':>7}{'differ':>8}")
+    total = dict.fromkeys(scorers, 0.0)
     plain = suite_tasks(data_dir, PLAIN_TASKS)
     wanted = set(args.tasks.split(",")) if args.tasks else None
     for task, chat in [*((t, True) for t in CHAT_TASKS), *((t, False) for t in plain)]:
@@ -55,14 +63,14 @@ def main() -> None:
                 start = time.perf_counter()
                 items[name] = run_tasks(lm, tokenizer, [task], data_dir, chat=chat)
                 best[name] = min(best.get(name, float("inf")), time.perf_counter() - start)
-        differ = sum(a != b for key in items["hflm"] if ":" not in key  # scores, not the twins' floats
-                     for a, b in zip(items["hflm"][key], items["context_once"][key]))
-        count = sum(len(v) for k, v in items["hflm"].items() if ":" not in k)
+        differ = sum(a != b for key in items[first] if ":" not in key  # scores, not the twins' floats
+                     for a, b in zip(items[first][key], items[second][key]))
+        count = sum(len(v) for k, v in items[first].items() if ":" not in k)
         for name in total:
             total[name] += best[name]
-        print(f"{task:<34}{best['hflm']:>9.1f}{best['context_once']:>9.1f}"
-              f"{best['context_once'] / best['hflm']:>8.2f}{count:>7}{differ:>8}")
-    print(f"{'all':<34}{total['hflm']:>9.1f}{total['context_once']:>9.1f}{total['context_once'] / total['hflm']:>8.2f}")
+        print(f"{task:<34}{best[first]:>11.1f}{best[second]:>11.1f}{best[second] / best[first]:>8.2f}{count:>7}"
+              f"{differ:>8}")
+    print(f"{'all':<34}{total[first]:>11.1f}{total[second]:>11.1f}{total[second] / total[first]:>8.2f}")
 
 
 if __name__ == "__main__":

@@ -103,7 +103,8 @@ def test_store_keys_hash_as_they_did_before_keys_moved_to_one_module():
     version went to 3 (QA as multiple choice, the screen), which the base activations' key names. Pinned again in
     session 9: suite version 5 (1-digit arithmetic by raw log-likelihood, distinct IFEval prompts) moves the base
     activations' key, and the geometry key now names the suite folder whose prompts it runs (the training key had
-    stopped naming it)."""
+    stopped naming it). Pinned again in session 10: suite version 6 (arithmetic's size a field of its own) moves the
+    geometry and base-activation keys; the training and spectra keys stay."""
     from arena import keys, store
     from arena.runs import sized_method, train_spec
 
@@ -112,8 +113,8 @@ def test_store_keys_hash_as_they_did_before_keys_moved_to_one_module():
     modules = keys.default_modules(profile)
     assert store.key_hash(keys.train_key(profile, spec)) == "fa11f4eb29cfade2"
     assert store.key_hash(keys.spectra_key(profile, spec, spec.steps)) == "bd6d05850338a766"
-    assert store.key_hash(keys.geometry_key(profile, spec, spec.steps, modules, 1024)) == "b5da86fd82d57b73"
-    assert store.key_hash(keys.activations_key(profile, modules, 1024, None)) == "7e8058f002e2e7b0"
+    assert store.key_hash(keys.geometry_key(profile, spec, spec.steps, modules, 1024)) == "a3491b0fbd2d52bc"
+    assert store.key_hash(keys.activations_key(profile, modules, 1024, None)) == "1da6f4e3fb77291c"
 
 
 def test_the_command_a_reading_chapter_names_rebuilds_the_profile():

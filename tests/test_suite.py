@@ -108,5 +108,17 @@ def test_task_files_load_in_memory_and_nested_kwargs_survive(tmp_path):
 
 def test_arithmetic_keeps_its_size_however_many_tasks_the_screen_keeps():
     one, four = ["a"], ["a", "b", "c", "d"]
-    assert suite.arithmetic_per_task(32, one) == 64 and suite.arithmetic_per_task(32, four) == 16
-    assert suite.arithmetic_per_task(8, ["a", "b", "c"]) == 6  # rounded up: never fewer than 2n
+    assert suite.arithmetic_per_task(64, one) == 64 and suite.arithmetic_per_task(64, four) == 16
+    assert suite.arithmetic_per_task(16, ["a", "b", "c"]) == 6  # rounded up: never fewer than asked
+    assert suite.arithmetic_items(get_profile("smoke")) == 2 * get_profile("smoke").n_target_ood
+    assert suite.arithmetic_items(get_profile("smoke", n_arithmetic=10)) == 10
+
+
+def test_a_capped_draw_leaves_the_validation_split_its_items(monkeypatch):
+    examples = [{"input": f"{i} + 1 =", "target_scores": {str(i + 1): 1}} for i in range(10)]
+    monkeypatch.setattr(suite, "load_bigbench", lambda task: {"examples": examples})
+    rng = random.Random(0)
+    assert len(suite._sample_examples("t", 4, rng, reserve=3)) == 4  # enough for both
+    drawn = suite._sample_examples("t", 9, rng, exclude={"0 + 1 ="}, reserve=3)
+    assert len(drawn) == 6 and all(e["input"] != "0 + 1 =" for e in drawn)  # 9 left, 3 kept back
+    assert suite._sample_examples("t", 5, rng, reserve=20) == []

@@ -166,12 +166,12 @@ PROFILES: dict[str, Profile] = {
         # Sized for power (README "How sure are these numbers?"): a few dozen items per group left Forgetting with a
         # paired SE of 3-5 points. Multiple choice is cheap with the context-once scorer; generation (IFEval, word
         # problems) is what costs. Forgetting's error comes from all three groups (MiSS: BBH 3.7, IFEval 3.2, QA 3.7
-        # points at 40 per subtask, 192 prompts, 160 items). Target gain's comes mostly from word problems (half the
+        # points at 40 per subtask, 192 prompts, 160 items; 2.03 in all), so QA, the cheap one, doubles. Target gain's comes mostly from word problems (half the
         # Target); at 80 word problems, 64 arithmetic and 32 elementary_math_qa items it was 2.9-4.2 points, so the
         # three are 3x, 2x and 4x that (an estimated 2.2-2.4). The validation split is sized for a base General SE
         # under 3.5 points (3.57 with 96 QA items; QA is the cheap group to grow).
         bbh_per_task=40,  # per screened subtask (5 of 24 at 135M)
-        n_qa=160,
+        n_qa=320,
         n_ifeval=192,
         n_target_test=240,
         n_target_ood=128,

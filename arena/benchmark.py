@@ -123,6 +123,7 @@ def analyses_of(profile: Profile, records: list[RunRecord], kind: str) -> dict:
 
 def _worker_init() -> None:
     os.environ.setdefault("ARENA_QUIET", "1")
+    os.environ["ARENA_WORKER"] = "1"  # both cores are taken: scoring does not start a side process (evaluate)
 
     quiet_libraries()
     configure_torch()

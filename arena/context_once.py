@@ -6,8 +6,9 @@ the whole prompt (its own logits cache helps only when every option is one token
 key-value cache is repeated across the options, and only the options' own tokens run again: about one forward per item
 for the same log-likelihoods. ``tests/test_context_once.py`` checks them against HFLM's to 1e-4 in fp32; under bf16
 compute the two orders of summation round apart by about 1e-2. lm-eval has no such path (its code marks it TODO),
-hence this class. It is built on first use (``ContextOnceLM``, a module attribute): lm-eval's HF backend is a 2.5 s
-import that ``import arena.evaluate`` should not pay.
+hence this class. Its greedy generation lets finished rows leave the batch (``arena/generation.py``). It is built on
+first use (``ContextOnceLM``, a module attribute): lm-eval's HF backend is a 2.5 s import that ``import arena.evaluate``
+should not pay.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import functools
 
 import torch
 import torch.nn.functional as F
+
+from .generation import generate_compacting
 
 
 # The context tokens a group must save, (options - 1) x context length, to leave HFLM's batched path: short contexts
@@ -34,12 +37,45 @@ def __getattr__(name: str):
 
 @functools.cache
 def _context_once_class():
-    from lm_eval.models.huggingface import HFLM
+    from lm_eval.models import huggingface
 
-    class ContextOnceLM(HFLM):
+    class ContextOnceLM(huggingface.HFLM):
         """HFLM whose ``_loglikelihood_tokens`` scores each group of requests with the same context tokens from one
         forward of that context, where that saves at least ``MIN_SAVED_TOKENS``. Other requests (a context of their
-        own, a short one, or one too long for the model's window) take HFLM's batched path."""
+        own, a short one, or one too long for the model's window) take HFLM's batched path. Greedy generation lets
+        finished rows leave the batch (``generation.generate_compacting``), at ``generation_batch_size`` rows a
+        batch (default: ``batch_size``)."""
+
+        def __init__(self, *args, generation_batch_size: int | None = None, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.generation_batch_size = generation_batch_size
+
+        def generate_until(self, requests, disable_tqdm: bool = False):
+            size = self.batch_size_per_gpu
+            self.batch_size_per_gpu = self.generation_batch_size or size
+            try:
+                return super().generate_until(requests, disable_tqdm)
+            finally:
+                self.batch_size_per_gpu = size
+
+        def _model_generate(self, context, max_length, stop, **generation_kwargs):
+            # greedy with lm-eval's own arguments only (it passes temperature 0.0); anything else (beams, sampling,
+            # a minimum length, a thinking marker that moves where stop strings apply) takes lm-eval's path
+            plain = (set(generation_kwargs) <= {"attention_mask", "do_sample", "temperature"}
+                     and "attention_mask" in generation_kwargs and not generation_kwargs.get("do_sample")
+                     and not generation_kwargs.get("temperature") and self.think_end_token is None)
+            if not plain or self.backend != "causal":
+                return super()._model_generate(context, max_length, stop, **generation_kwargs)
+            mask, width = generation_kwargs["attention_mask"], context.shape[1]
+
+            def ended(rows: list[list[int]]) -> list[bool]:
+                # a stop string in the text lm-eval will cut (decoded as it decodes): nothing after it is kept
+                return [any(s and s in self.tok_decode(row) for s in stop) for row in rows]
+
+            with torch.autocast(device_type=self.device.type, dtype=self.mixed_precision_dtype,
+                                enabled=self.mixed_precision_dtype is not None):
+                return generate_compacting(
+                    self.model, context, mask, max_length - width, ended, self.tokenizer.pad_token_id)
 
         def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, override_bs: int | None = None):
             groups: dict[tuple[int, ...], list[int]] = {}

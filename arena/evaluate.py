@@ -11,6 +11,7 @@ Log-likelihood tasks (BBH, QA, arithmetic, elementary_math_qa) run without the c
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 from pathlib import Path
@@ -19,7 +20,7 @@ import torch
 
 from . import context_once, stock_fixtures
 from .errors import ArenaError
-from .models import bf16_compute
+from .models import bf16_compute, configure_torch, device
 from .offline_nltk import use_shipped_nltk_data
 from .progress import console_to_buffer, quiet_libraries
 from .scores import (BPB, CHAT_TASKS, PLAIN_TASKS, PREFERRED_METRIC, STOCK_GEN_TOKENS, TWIN_TASKS, stock_slices,
@@ -40,18 +41,21 @@ def _task_manager(data_dir: Path, stock: bool = False):
     return TaskManager(include_path=str(TASK_DIR), include_defaults=stock, metadata={"data_dir": str(data_dir)})
 
 
-def hf_language_model(model, tokenizer, batch_size: int, scorer=None, bf16: bool | None = None):
+def hf_language_model(model, tokenizer, batch_size: int, scorer=None, bf16: bool | None = None,
+                      generation_batch_size: int | None = None):
     """lm-eval's HFLM around the model object (the default backend), with shared multiple-choice contexts encoded once
-    (``context_once``; ``scorer`` another HFLM class, e.g. lm-eval's own for a side-by-side measurement; ``bf16``
-    False computes in fp32 where the device would use bf16)."""
+    and finished rows leaving a generation batch (``context_once``; ``scorer`` another HFLM class, e.g. lm-eval's own
+    for a side-by-side measurement; ``bf16`` False computes in fp32 where the device would use bf16;
+    ``generation_batch_size`` rows a generation batch, default ``batch_size``)."""
 
     # batch_size must go to HFLM: simple_evaluate ignores it for model objects.
     # bf16 compute where the device has it (models.bf16_compute; the cache key records it); HFLM wraps every forward
     # in its own autocast (it must be told, not wrapped), which keeps log-softmax in fp32.
     bf16 = bf16_compute(next(model.parameters()).device) if bf16 is None else bf16
     scorer = scorer or context_once.ContextOnceLM
+    extra = {"generation_batch_size": generation_batch_size} if generation_batch_size else {}
     return scorer(pretrained=model, tokenizer=tokenizer, batch_size=batch_size,
-                  mixed_precision_dtype=torch.bfloat16 if bf16 else None)
+                  mixed_precision_dtype=torch.bfloat16 if bf16 else None, **extra)
 
 
 def run_tasks(lm, tokenizer, tasks: list[str], data_dir: Path, chat: bool, gen_kwargs: dict | None = None,
@@ -85,6 +89,49 @@ def run_tasks(lm, tokenizer, tasks: list[str], data_dir: Path, chat: bool, gen_k
         else:
             items[task] = [float(s[metric]) for s in samples]
     return items
+
+
+def spare_core() -> bool:
+    """Whether a second process can score beside this one: a CPU with two or more usable cores, outside the
+    benchmark's workers (they already hold both; ``ARENA_WORKER``)."""
+    import os
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return device() == "cpu" and cores >= 2 and not os.environ.get("ARENA_WORKER")
+
+
+@contextlib.contextmanager
+def score_aside(reload, tasks: list[str], data_dir: Path, chat: bool, batch_size: int, bf16: bool | None = None,
+                generation_batch_size: int | None = None):
+    """``run_tasks`` on ``tasks`` in a second process while the block runs, on the model ``reload()`` loads (a
+    picklable loader, e.g. ``functools.partial(load_base, spec, quantization)``), scored as this process would score
+    it (``bf16`` None: the kit's scoring copy; False: fp32 as loaded). Yields a function that waits for its items;
+    the process is stopped if the block fails. On this CPU two single-threaded processes do twice the work of one.
+    Separate ``run_tasks`` calls batch separately, so the items equal those of the same calls made in one process."""
+    import multiprocessing
+
+    pool = multiprocessing.get_context("spawn").Pool(1)
+    pending = pool.apply_async(_score_tasks, (reload, tasks, data_dir, chat, batch_size, bf16, generation_batch_size))
+    try:
+        yield pending.get
+    except BaseException:
+        pool.terminate()  # an interrupted or failed scoring leaves no process behind
+        raise
+    else:
+        pool.close()
+    finally:
+        pool.join()
+
+
+def _score_tasks(reload, tasks, data_dir, chat, batch_size, bf16, generation_batch_size) -> dict:
+    import os
+
+    os.environ.setdefault("ARENA_QUIET", "1")
+    configure_torch()
+    model, tokenizer = reload()
+    model = _scoring_copy(model.eval()) if bf16 is None else model.eval()
+    lm = hf_language_model(model, tokenizer, batch_size, bf16=bf16, generation_batch_size=generation_batch_size)
+    return run_tasks(lm, tokenizer, tasks, data_dir, chat=chat)
 
 
 def suite_tasks(data_dir: Path, tasks: list[str]) -> list[str]:
@@ -135,9 +182,11 @@ def round_robin(lists: list[list]) -> list[list]:
     return [[x[i] for x in lists if i < len(x)] for i in range(longest)]
 
 
-def evaluate(model, tokenizer, profile, batch_size: int | None = None, split: str = "test") -> dict:
+def evaluate(model, tokenizer, profile, batch_size: int | None = None, split: str = "test", reload=None) -> dict:
     """Score ``model`` on the profile's suite (``split="test"``) or on its validation split (disjoint items, used only
-    to choose rewinding points). Returns per-item scores plus the General/Target summary (in %)."""
+    to choose rewinding points). Returns per-item scores plus the General/Target summary (in %). ``reload``: a
+    picklable loader of the same model (``score_aside``); with a spare core the kit suite's log-likelihood tasks are
+    then scored in a second process while this one generates."""
     if split not in ("test", "validation"):
         raise ValueError(f"split must be 'test' or 'validation', not {split!r}")
     batch_size = batch_size or profile.eval_batch_size
@@ -146,14 +195,16 @@ def evaluate(model, tokenizer, profile, batch_size: int | None = None, split: st
     try:
         if profile.eval_backend == "vllm":
             return score_with_vllm(model, tokenizer, profile, lambda lm: _evaluate(lm, tokenizer, profile, split))
-        return _evaluate(scoring_language_model(model, tokenizer, batch_size), tokenizer, profile, split)
+        lm = scoring_language_model(model, tokenizer, batch_size, generation_batch_size=profile.generation_batch_size)
+        return _evaluate(lm, tokenizer, profile, split, reload if profile.score_aside and spare_core() else None)
     finally:
         model.train(was_training)
 
 
-def scoring_language_model(model, tokenizer, batch_size: int, scorer=None):
+def scoring_language_model(model, tokenizer, batch_size: int, scorer=None, generation_batch_size: int | None = None):
     """The default backend around ``model`` as the kit scores it (``_scoring_copy``)."""
-    return hf_language_model(_scoring_copy(model), tokenizer, batch_size, scorer)
+    return hf_language_model(_scoring_copy(model), tokenizer, batch_size, scorer,
+                             generation_batch_size=generation_batch_size)
 
 
 def _scoring_copy(model):
@@ -168,7 +219,7 @@ def _scoring_copy(model):
     return model
 
 
-def _evaluate(lm, tokenizer, profile, split: str) -> dict:
+def _evaluate(lm, tokenizer, profile, split: str, reload=None) -> dict:
     if profile.uses_stock_tasks:
         chat, plain = stock_task_lists(profile.model.instruct)
         items = {}
@@ -187,6 +238,11 @@ def _evaluate(lm, tokenizer, profile, split: str) -> dict:
         return {"items": items, "split": split, **summarise(items)}
     data_dir = build_suite(profile) if split == "test" else build_validation(profile)
     chat, plain = CHAT_TASKS, suite_tasks(data_dir, PLAIN_TASKS)
-    items = run_tasks(lm, tokenizer, chat, data_dir, chat=True)
-    items |= run_tasks(lm, tokenizer, plain, data_dir, chat=False) if plain else {}
+    if plain and reload:
+        with score_aside(reload, plain, data_dir, False, lm.batch_size, None, profile.generation_batch_size) as aside:
+            items = run_tasks(lm, tokenizer, chat, data_dir, chat=True)
+            items |= aside()
+    else:
+        items = run_tasks(lm, tokenizer, chat, data_dir, chat=True)
+        items |= run_tasks(lm, tokenizer, plain, data_dir, chat=False) if plain else {}
     return {"items": items, "split": split, **summarise(items)}

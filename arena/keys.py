@@ -60,8 +60,9 @@ def eval_key(profile: Profile, model_id: str, what: dict) -> dict:
     validation split's), quantisation, compute precision, and the model variant."""
     split = {"validation": validation_name(profile)} if what.get("split") == "validation" else {}
     backend = {"backend": profile.eval_backend} if profile.eval_backend != "hf" else {}  # hf: stored keys stay valid
-    # the kit's suite: how it is scored (scores.SCORING_VERSION); the stock tasks: their generation lengths
-    stock = {"generation": STOCK_GEN_TOKENS} if profile.uses_stock_tasks else {"scoring": SCORING_VERSION}
+    # how the suite is scored (scores.SCORING_VERSION); the stock tasks also by their generation lengths
+    stock = ({"generation": STOCK_GEN_TOKENS, "scoring": SCORING_VERSION} if profile.uses_stock_tasks
+             else {"scoring": SCORING_VERSION})
     if profile.uses_stock_tasks:  # which items of each stock task each split scores (scores.stock_slices)
         stock |= {"stock_validation": dict(sorted(profile.stock_validation.items())),
                   "stock_limits": dict(sorted(profile.stock_limits.items())), "stock_seed": profile.seed}

@@ -101,6 +101,10 @@ class Profile:
     # Evaluation (generation lengths live in the task YAML files, arena/tasks/). 8, not 16: lm-eval holds the logits
     # of a whole batch (batch x length x 49k vocabulary), and two benchmark workers must fit in 24 GB together.
     eval_batch_size: int = 8
+    generation_batch_size: int | None = None  # rows a generation batch (the "hf" backend), None = eval_batch_size
+    # A single-model scoring (the base; the screen) puts its log-likelihood tasks in a second process when a CPU core
+    # is spare (evaluate.score_aside): worth it where they take minutes, not on the smoke suite's seconds.
+    score_aside: bool = False
     # "hf": lm-eval's HFLM on the model object (4-bit bases scored unmerged); "vllm": lm-eval's vLLM backend on a bf16
     # merge into the full-precision base, as the paper scores (arena/vllm_backend.py; needs CUDA and vllm).
     eval_backend: str = "hf"
@@ -185,6 +189,7 @@ PROFILES: dict[str, Profile] = {
         # problems 54 s against 30 s, measured side by side); long multiple-choice prompts no longer hold a batch of
         # full-vocabulary logits (arena/context_once.py), so two workers still fit.
         eval_batch_size=32,
+        score_aside=True,
     ),
     "paper": Profile(
         name="paper",

@@ -7,6 +7,7 @@ the analyses and rewinding read them.
 
 from __future__ import annotations
 
+import functools
 import time
 from pathlib import Path
 
@@ -224,7 +225,7 @@ def evaluate_base(profile: Profile, force: bool = False, split: str = "test", me
     def compute(folder):
         start = time.perf_counter()
         model, tokenizer = load_base(spec, quantization)
-        result = evaluate(model, tokenizer, profile, split=split)
+        result = evaluate(model, tokenizer, profile, split=split, reload=functools.partial(load_base, spec, quantization))
         return {**result, "variant": "base", "quantization": quantization, "wall_s": time.perf_counter() - start,
                 **peak_memory_mb(), "provenance": provenance()}
 

@@ -18,7 +18,9 @@ TARGET = {"wordproblems": ("arena_wordproblems", "exact_match"), "arithmetic": (
 CHAT_TASKS = ["arena_ifeval", "arena_wordproblems", "arena_wordproblems_gold"]
 PLAIN_TASKS = ["arena_bbh", "arena_qa", "arena_emqa", "arena_arithmetic"]
 # 2: multiple choice scored by acc_norm; every log-likelihood item also keeps its gold answer's bits per byte (":bpb")
-SCORING_VERSION = 3  # 3: arithmetic by raw log-likelihood (PREFERRED_METRIC)
+# 3: arithmetic by raw log-likelihood (PREFERRED_METRIC); 4: finished rows leave a generation batch, whose size is
+# the profile's generation_batch_size (in bf16 a batch's size and make-up can round a near-tie the other way)
+SCORING_VERSION = 4
 # The likelihood twin ("<task>:bpb") of each group: the gold answer's bits per byte, from the group's own items where
 # they are scored by log-likelihood, else from a twin task that scores the gold answer (its accuracy is not used).
 # IFEval has no gold response, so no twin: General-LL averages BBH and QA.

@@ -15,11 +15,12 @@ chance for everyone to see (chapter 00). The outcome is written once per screen 
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from pathlib import Path
 
-from .evaluate import hf_language_model, run_tasks
+from .evaluate import hf_language_model, run_tasks, score_aside, spare_core
 from .models import load_base
 from .scores import chance_level
 from .suite import BBH_TASKS, SCREEN_GROUPS, bbh_id, read_jsonl, screen_dir, screen_result, write_screen
@@ -64,8 +65,16 @@ def run_screen(profile) -> dict:
     write_screen(profile)
     model, tokenizer = load_base(profile.model, None)
     tasks = [f"arena_bbh_{bbh_id(n)}" for n in BBH_TASKS] + ["arena_arithmetic"]
-    items = run_tasks(hf_language_model(model, tokenizer, SCREEN_BATCH, bf16=False), tokenizer, tasks, folder,
-                      chat=False)
+    # two fixed halves, each its own lm-eval call wherever it runs, so the batches (and the choice) never depend on
+    # whether a second core scored one of them
+    halves = [tasks[0::2], tasks[1::2]]
+    lm = hf_language_model(model, tokenizer, SCREEN_BATCH, bf16=False)
+    if profile.score_aside and spare_core():
+        with score_aside(functools.partial(load_base, profile.model, None), halves[1], folder, False, SCREEN_BATCH,
+                         bf16=False) as aside:
+            items = run_tasks(lm, tokenizer, halves[0], folder, chat=False) | aside()
+    else:
+        items = {k: v for half in halves for k, v in run_tasks(lm, tokenizer, half, folder, chat=False).items()}
     scores, chance = _by_candidate(items, folder)
     out = decide(scores, chance) | {"base": profile.model.name, "items_per_candidate": profile.screen}
     result.write_text(json.dumps(out, indent=1))

@@ -1,8 +1,10 @@
 """Scoring time per task group on the profile's base, two ways side by side in one process, alternating, so the
-ratio holds on any machine (issue 18): lm-eval's HFLM against the kit's context-once scorer (arena/context_once.py),
-or (``--batch-sizes A,B``) the kit's scorer at two batch sizes.
+ratio holds on any machine (issue 18): lm-eval's HFLM against the kit's scorer (arena/context_once.py: shared
+multiple-choice contexts encoded once; generation that lets finished rows leave the batch, arena/generation.py), or
+(``--batch-sizes A,B``) the kit's scorer at two batch sizes.
 
     python benchmarks/scoring_speed.py [--profile embedded] [--split test] [--repeats 2] [--batch-sizes 32,64]
+        [--method lora]  # a trained run from the results store instead of the base (answers end sooner)
 
 Each group is scored ``--repeats`` times each way in turn; the table prints the best wall time of each, their ratio,
 and how many per-item scores differ between the two (expected: none, or a few where bf16 rounding flips a greedy
@@ -23,6 +25,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=None, help="default: the profile's eval_batch_size")
     parser.add_argument("--batch-sizes", default=None, help="A,B: the kit's scorer at batch sizes A and B")
     parser.add_argument("--tasks", default=None, help="comma-separated task names (default: the whole suite)")
+    parser.add_argument("--method", default=None, help="score this method's stored final checkpoint, not the base")
     args = parser.parse_args()
 
     from lm_eval.models.huggingface import HFLM
@@ -38,7 +41,12 @@ def main() -> None:
     configure_torch()
     profile = get_profile(args.profile)
     ensure_assets(profile)
-    model, tokenizer = load_base(profile.model, resolve_quantization(profile))
+    if args.method:
+        from arena.runs import load_trained, sized_method, train_spec
+
+        model, tokenizer = load_trained(profile, train_spec(profile, sized_method(profile, args.method)), scoring=True)
+    else:
+        model, tokenizer = load_base(profile.model, resolve_quantization(profile))
     data_dir = build_suite(profile) if args.split == "test" else build_validation(profile)
     batch = args.batch_size or profile.eval_batch_size
     if args.batch_sizes:  # one scorer, two batch sizes
@@ -48,7 +56,8 @@ def main() -> None:
     else:  # both as the kit scores (a bf16 copy where the device has bf16), differing only in the log-likelihood pass
         scorers = {name: scoring_language_model(model, tokenizer, batch, cls)
                    for name, cls in (("HFLM", HFLM), ("once", ContextOnceLM))}
-        print(f"profile {profile.name}, split {args.split}, batch size {batch}, best of {args.repeats}")
+        print(f"profile {profile.name}, split {args.split}, batch size {batch}, best of {args.repeats}, "
+              f"{args.method or 'base'}")
     first, second = scorers
     print(f"{'tasks':<34}{first + ' s':>11}{second + ' s':>11}{'ratio':>8}{'items':>7}{'differ':>8}")
     total = dict.fromkeys(scorers, 0.0)

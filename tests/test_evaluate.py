@@ -29,3 +29,32 @@ def test_standard_errors_combine_as_independent_groups():
     assert out["groups"]["qa"]["se"] == pytest.approx(100 * se)
     bbh_se = math.sqrt(2 * se**2) / 2
     assert out["general_se"] == pytest.approx(100 * math.sqrt(bbh_se**2 + se**2 + se**2) / 3)
+
+
+def test_log_likelihood_tasks_scored_in_a_second_process_give_the_same_items(monkeypatch):
+    """evaluate(reload=...) with a spare core: the log-likelihood tasks run in a spawned process (score_aside)."""
+    import functools
+
+    from arena import evaluate as ev
+    from arena.models import load_base
+    from arena.pipeline import ensure_assets
+    from arena.profiles import get_profile
+
+    if not ev.spare_core():
+        pytest.skip("one CPU core: nothing is scored aside")
+    profile = get_profile("smoke", score_aside=True)
+    ensure_assets(profile)
+    model, tokenizer = load_base(profile.model)
+    here = ev.evaluate(model, tokenizer, profile)
+    real, calls = ev.score_aside, []
+
+    def spy(reload, tasks, *args, **kwargs):
+        calls.append(tasks)
+        return real(reload, tasks, *args, **kwargs)
+
+    monkeypatch.setattr(ev, "score_aside", spy)
+    aside = ev.evaluate(model, tokenizer, profile, reload=functools.partial(load_base, profile.model, None))
+    assert calls and "arena_qa" in calls[0]  # the log-likelihood tasks went to the second process
+    assert aside["items"] == here["items"]
+    monkeypatch.setenv("ARENA_WORKER", "1")  # inside a benchmark worker both cores are taken
+    assert not ev.spare_core()

@@ -64,3 +64,16 @@ def test_the_screen_scores_the_base_on_every_candidate(screened_profile):
     assert screen.run_screen(screened_profile) == out  # stored: read back, not recomputed
     table = screen.screen_table(screened_profile)
     assert list(table.columns) == ["items", "accuracy", "chance", "threshold", "kept"]
+
+
+def test_the_screen_decides_the_same_with_half_its_candidates_scored_in_a_second_process(screened_profile):
+    from dataclasses import replace
+
+    from arena.evaluate import spare_core
+
+    if not spare_core():
+        pytest.skip("one CPU core: nothing is scored aside")
+    alone = screen.run_screen(screened_profile)
+    (suite.screen_dir(screened_profile) / "result.json").unlink()
+    beside = screen.run_screen(replace(screened_profile, score_aside=True))
+    assert beside["rows"] == alone["rows"] and beside["kept"] == alone["kept"]

@@ -12,7 +12,7 @@ from its own layer or the layers below it (``tests/test_layers.py`` fails on an 
     4 cached runs    keys  runs  screen  pipeline         (every store key; base and method runs stored, loaded back;
                                                           the base-only screen; what a profile needs before it runs)
                         ^
-    3 train, score   train  evaluate  context_once  vllm_backend  forgetting
+    3 train, score   train  evaluate  context_once  generation  vllm_backend  forgetting
                         ^
     2 models         models  methods/  budget  updates
                         ^
@@ -36,7 +36,7 @@ LAYERS = {
         "stock_fixtures", "tasks.utils"),
     2: ("models", "methods", "methods.registry", "methods.init", "methods.builtin", "methods.quantized", "budget",
         "updates"),
-    3: ("train", "evaluate", "context_once", "vllm_backend", "forgetting"),
+    3: ("train", "evaluate", "context_once", "generation", "vllm_backend", "forgetting"),
     4: ("keys", "runs", "screen", "pipeline"),
     5: ("weight_analysis", "activation_analysis", "rewind"),
     6: ("benchmark", "robustness", "export", "plan", "__main__"),

@@ -222,9 +222,9 @@ def test_smoke_rewinding_selects_on_validation_before_any_test_score(monkeypatch
     events = []
     real_evaluate, real_select = arena.evaluate.evaluate, rewind.select_point
 
-    def spy_evaluate(model, tokenizer, profile, batch_size=None, split="test"):
+    def spy_evaluate(model, tokenizer, profile, batch_size=None, split="test", reload=None):
         events.append(split)
-        return real_evaluate(model, tokenizer, profile, batch_size, split)
+        return real_evaluate(model, tokenizer, profile, batch_size, split, reload)
 
     def spy_select(candidates, final, delta=None):
         events.append("select")

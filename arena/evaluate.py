@@ -238,11 +238,9 @@ def _evaluate(lm, tokenizer, profile, split: str, reload=None) -> dict:
         return {"items": items, "split": split, **summarise(items)}
     data_dir = build_suite(profile) if split == "test" else build_validation(profile)
     chat, plain = CHAT_TASKS, suite_tasks(data_dir, PLAIN_TASKS)
-    if plain and reload:
-        with score_aside(reload, plain, data_dir, False, lm.batch_size, None, profile.generation_batch_size) as aside:
-            items = run_tasks(lm, tokenizer, chat, data_dir, chat=True)
-            items |= aside()
-    else:
+    aside = (score_aside(reload, plain, data_dir, False, lm.batch_size, None, profile.generation_batch_size)
+             if plain and reload else contextlib.nullcontext(lambda: run_tasks(lm, tokenizer, plain, data_dir, False)))
+    with aside as plain_items:
         items = run_tasks(lm, tokenizer, chat, data_dir, chat=True)
-        items |= run_tasks(lm, tokenizer, plain, data_dir, chat=False) if plain else {}
+        items |= plain_items() if plain else {}
     return {"items": items, "split": split, **summarise(items)}

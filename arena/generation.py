@@ -35,7 +35,7 @@ def generate_compacting(model, input_ids: torch.Tensor, attention_mask: torch.Te
     ``[batch, context + generated]`` token ids, as ``generate`` does: each row's tokens, then ``pad_token_id`` up to
     the longest row.
     """
-    batch, width = input_ids.shape
+    batch = input_ids.shape[0]
     stop_ids = eos_ids(model)
     rows = list(range(batch))
     made: list[list[int]] = [[] for _ in range(batch)]

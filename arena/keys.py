@@ -61,10 +61,9 @@ def eval_key(profile: Profile, model_id: str, what: dict) -> dict:
     split = {"validation": validation_name(profile)} if what.get("split") == "validation" else {}
     backend = {"backend": profile.eval_backend} if profile.eval_backend != "hf" else {}  # hf: stored keys stay valid
     # how the suite is scored (scores.SCORING_VERSION); the stock tasks also by their generation lengths
-    stock = ({"generation": STOCK_GEN_TOKENS, "scoring": SCORING_VERSION} if profile.uses_stock_tasks
-             else {"scoring": SCORING_VERSION})
+    stock = {"scoring": SCORING_VERSION}
     if profile.uses_stock_tasks:  # which items of each stock task each split scores (scores.stock_slices)
-        stock |= {"stock_validation": dict(sorted(profile.stock_validation.items())),
+        stock |= {"generation": STOCK_GEN_TOKENS, "stock_validation": dict(sorted(profile.stock_validation.items())),
                   "stock_limits": dict(sorted(profile.stock_limits.items())), "stock_seed": profile.seed}
         if profile.dry_run:  # fixtures instead of the stock datasets, and short answers
             stock |= {"dry_run": True, "generation": profile.extra.get("max_gen_toks")}

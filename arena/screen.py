@@ -15,6 +15,7 @@ chance for everyone to see (chapter 00). The outcome is written once per screen 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
@@ -69,12 +70,11 @@ def run_screen(profile) -> dict:
     # whether a second core scored one of them
     halves = [tasks[0::2], tasks[1::2]]
     lm = hf_language_model(model, tokenizer, SCREEN_BATCH, bf16=False)
-    if profile.score_aside and spare_core():
-        with score_aside(functools.partial(load_base, profile.model, None), halves[1], folder, False, SCREEN_BATCH,
-                         bf16=False) as aside:
-            items = run_tasks(lm, tokenizer, halves[0], folder, chat=False) | aside()
-    else:
-        items = {k: v for half in halves for k, v in run_tasks(lm, tokenizer, half, folder, chat=False).items()}
+    aside = (score_aside(functools.partial(load_base, profile.model, None), halves[1], folder, False, SCREEN_BATCH,
+                         bf16=False) if profile.score_aside and spare_core()
+             else contextlib.nullcontext(lambda: run_tasks(lm, tokenizer, halves[1], folder, chat=False)))
+    with aside as second_half:
+        items = run_tasks(lm, tokenizer, halves[0], folder, chat=False) | second_half()
     scores, chance = _by_candidate(items, folder)
     out = decide(scores, chance) | {"base": profile.model.name, "items_per_candidate": profile.screen}
     result.write_text(json.dumps(out, indent=1))

@@ -34,10 +34,11 @@ from .offline_nltk import ifeval_module
 from .profiles import Profile
 from .wordproblems import make_problems
 
-SUITE_VERSION = 6  # bump when any file's content or format changes; 3: QA as multiple choice, the base-only screen;
+SUITE_VERSION = 7  # bump when any file's content or format changes; 3: QA as multiple choice, the base-only screen;
 # 4: 1-digit arithmetic among the screen's candidates, distinct IFEval prompts over 48 topics; 5: arithmetic scored
 # by raw log-likelihood, 2 n_target_ood items over the kept tasks; 6: arithmetic's size a field of its own
-# (n_arithmetic), a kept task's test draw capped to leave the validation split its items
+# (n_arithmetic), a kept task's test draw capped to leave the validation split its items; 7: the word problems' twin
+# reads its own file (n_target_twin)
 TRAIN_DATA_VERSION = 1  # bump when the training problems' content or format changes (wordproblems.make_problems)
 
 BBH_TASKS = [
@@ -104,7 +105,8 @@ def suite_dir(profile: Profile) -> Path:
     """Where this profile's evaluation files live: keyed by the sizes and seed that determine their content, and, when
     a screen chooses the subtasks, by the screen's size and the base it screens."""
     fields = [SUITE_VERSION, profile.n_train, profile.n_target_test, profile.n_target_ood, profile.bbh_per_task,
-              profile.n_ifeval, profile.n_qa, profile.n_ce_docs, profile.seed, arithmetic_items(profile)]
+              profile.n_ifeval, profile.n_qa, profile.n_ce_docs, profile.seed, arithmetic_items(profile),
+              profile.n_target_twin]
     if profile.screened:
         fields += [screen_dir(profile).name]  # the screen's choice (its items, its base)
     return cache_dir() / "suites" / hashlib.sha256(json.dumps(fields).encode()).hexdigest()[:12]
@@ -188,6 +190,7 @@ def build_suite(profile: Profile) -> Path:
     train, test = make_problems(profile.n_train, profile.n_target_test, seed=profile.seed)
     _write(out / "wordproblems_train.jsonl", train)
     _write(out / "wordproblems_test.jsonl", test)
+    _write(out / "wordproblems_gold.jsonl", test[:profile.n_target_twin])  # the Target-LL twin's items
     seen = _screened_inputs(profile, "arithmetic.jsonl")
     per_task = arithmetic_per_task(arithmetic_items(profile), kept["arithmetic"])
     reserve = arithmetic_per_task(2 * profile.val_n_ood, kept["arithmetic"])  # the validation split's draw
@@ -250,7 +253,9 @@ def build_validation(profile: Profile) -> Path:
     # The same generator continued past the test items: the first n_target_test are the test set, the rest are new.
     train, both = make_problems(profile.n_train, profile.n_target_test + profile.val_n_target, seed=profile.seed)
     known = {r["question"] for r in train} | {r["question"] for r in both[:profile.n_target_test]}
-    _write(out / "wordproblems_test.jsonl", [r for r in both[profile.n_target_test:] if r["question"] not in known])
+    problems = [r for r in both[profile.n_target_test:] if r["question"] not in known]
+    _write(out / "wordproblems_test.jsonl", problems)
+    _write(out / "wordproblems_gold.jsonl", problems)  # a few dozen: every one keeps its twin
     arithmetic = arithmetic_per_task(2 * profile.val_n_ood, kept["arithmetic"])
     for file, tasks, per_task in (("arithmetic.jsonl", kept["arithmetic"], arithmetic),
                                   ("emqa.jsonl", [EMQA_TASK], profile.val_n_ood)):

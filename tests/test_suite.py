@@ -96,6 +96,21 @@ def test_validation_split_is_disjoint_from_test_and_training():
     assert len(inputs(val, "bbh")) == 24 * profile.val_bbh_per_task
 
 
+def test_the_word_problems_twin_scores_the_first_n_test_problems_and_every_validation_one():
+    from arena.profiles import get_profile
+    from arena.suite import build_suite, build_validation, read_jsonl, suite_dir
+
+    every = get_profile("smoke")
+    some = get_profile("smoke", n_target_twin=4)
+    assert suite_dir(some) != suite_dir(every)  # the twin's size is part of the suite's key
+    for profile, expected in ((every, every.n_target_test), (some, 4)):
+        test, val = build_suite(profile), build_validation(profile)
+        problems, gold = read_jsonl(test / "wordproblems_test.jsonl"), read_jsonl(test / "wordproblems_gold.jsonl")
+        assert gold == problems[:expected] and len(gold) == expected
+        assert sum(r["heldout_template"] for r in gold) == expected // 2  # the draw alternates seen and held-out
+        assert read_jsonl(val / "wordproblems_gold.jsonl") == read_jsonl(val / "wordproblems_test.jsonl")
+
+
 def test_task_files_load_in_memory_and_nested_kwargs_survive(tmp_path):
     from arena.tasks.utils import load_items
 

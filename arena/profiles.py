@@ -196,6 +196,9 @@ PROFILES: dict[str, Profile] = {
         # full-vocabulary logits (arena/context_once.py), so two workers still fit.
         eval_batch_size=32,
         score_aside=True,
+        # One checkpoint inside the training path (D1's "first saved checkpoint", where General already fell), not
+        # two: each is a validation scoring in every rewinding study.
+        save_every=15,
     ),
     "paper": Profile(
         name="paper",

@@ -115,12 +115,16 @@ def suite_dir(profile: Profile) -> Path:
 # The screen's candidates per group: every BBH subtask and every arithmetic task (elementary_math_qa is one task).
 SCREEN_GROUPS = {"bbh": BBH_TASKS, "arithmetic": ARITHMETIC_TASKS}
 SCREEN_SEED = 104729  # the screen's own random stream (test and validation items exclude its items)
+# The screen's own version: its candidates, items and scoring. Bump it with SUITE_VERSION when a change reaches them;
+# a change to the suite's other files alone (suite version 7) leaves the stored screen valid. 6: the suite version of
+# its last change, so screens stored before the split keep their folder.
+SCREEN_VERSION = 6
 
 
 def screen_dir(profile: Profile) -> Path:
     """Where the screen's items and outcome live: keyed by what determines them (its size, seed and base; it scores in
     fp32 on every machine), not by the suite's sizes, so resizing the suite keeps the screen."""
-    key = json.dumps([SUITE_VERSION, profile.screen, profile.seed, dataclasses.asdict(profile.model)])
+    key = json.dumps([SCREEN_VERSION, profile.screen, profile.seed, dataclasses.asdict(profile.model)])
     return cache_dir() / "screens" / hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
@@ -137,7 +141,7 @@ def write_screen(profile: Profile) -> Path:
         _write(out / "bbh" / f"{bbh_id(name)}.jsonl", _bbh_items(name, profile.screen, rng))
     _write(out / "arithmetic.jsonl", [{**_mc_item(e, ""), "subtask": t} for t in ARITHMETIC_TASKS
                                       for e in _sample_examples(t, profile.screen, rng)])
-    (out / "ITEMS").write_text(json.dumps({"version": SUITE_VERSION, "items_per_candidate": profile.screen}))
+    (out / "ITEMS").write_text(json.dumps({"version": SCREEN_VERSION, "items_per_candidate": profile.screen}))
     return out
 
 

@@ -18,65 +18,6 @@ import torch
 SEGMENT = 16  # tokens between compactions: short enough that early stoppers leave soon, long enough to amortise a call
 
 
-def _reserved_layer_class():
-    from transformers.cache_utils import DynamicLayer
-
-    class ReservedLayer(DynamicLayer):
-        """A ``DynamicLayer`` that writes each step's keys and values into room reserved at the first update, where
-        ``DynamicLayer`` concatenates: that copies the layer's whole cache at every decoding step, 30 % of a step of
-        SmolLM2-135M at batch 32 on a CPU (torch profiler). ``keys`` and ``values`` are views of the filled part, so
-        attention reads the same numbers."""
-
-        def __init__(self, room: int):
-            super().__init__()
-            self.room, self._buffers = room, None
-
-        def update(self, key_states, value_states, *args, **kwargs):
-            if not self.is_initialized:
-                self.lazy_initialization(key_states, value_states)
-            n, m = self.get_seq_length(), key_states.shape[-2]
-            if self._buffers is None or n + m > self._buffers[0].shape[-2]:
-                buffers = []
-                for old, new in ((self.keys, key_states), (self.values, value_states)):
-                    buffer = new.new_empty((*new.shape[:-2], n + m + self.room, new.shape[-1]))
-                    if n:
-                        buffer[..., :n, :] = old
-                    buffers.append(buffer)
-                self._buffers = buffers
-            keys, values = self._buffers
-            keys[..., n:n + m, :] = key_states
-            values[..., n:n + m, :] = value_states
-            self.keys, self.values = keys[..., :n + m, :], values[..., :n + m, :]
-            return self.keys, self.values
-
-        def batch_select_indices(self, indices: torch.Tensor) -> None:
-            if self.get_seq_length() > 0:
-                n = self.get_seq_length()
-                self._buffers = [b[indices, ...] for b in self._buffers]
-                self.keys, self.values = (b[..., :n, :] for b in self._buffers)
-
-        def batch_repeat_interleave(self, repeats: int) -> None:
-            super().batch_repeat_interleave(repeats)
-            self._buffers = None  # the next update reserves room again, from the new tensors
-
-        def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
-            super().reorder_cache(beam_idx)
-            self._buffers = None
-
-    return ReservedLayer
-
-
-def reserved_cache(model, room: int):
-    """A ``DynamicCache`` for ``model`` whose full-attention layers reserve ``room`` positions past the prompt
-    (``ReservedLayer``); other layer kinds (sliding windows) stay as transformers builds them."""
-    from transformers.cache_utils import DynamicCache, DynamicLayer
-
-    cache = DynamicCache(config=model.config)
-    layer = _reserved_layer_class()
-    cache.layers = [layer(room) if type(x) is DynamicLayer else x for x in cache.layers]
-    return cache
-
-
 def eos_ids(model) -> set[int]:
     """The token ids that end a row in ``model.generate`` (its generation config's end-of-sequence ids)."""
     eos = model.generation_config.eos_token_id
@@ -98,7 +39,7 @@ def generate_compacting(model, input_ids: torch.Tensor, attention_mask: torch.Te
     stop_ids = eos_ids(model)
     rows = list(range(batch))
     made: list[list[int]] = [[] for _ in range(batch)]
-    ids, mask, cache, done = input_ids, attention_mask, reserved_cache(model, max_new_tokens), 0
+    ids, mask, cache, done = input_ids, attention_mask, None, 0
     while rows and done < max_new_tokens:
         step = min(segment, max_new_tokens - done)
         out = model.generate(input_ids=ids, attention_mask=mask, past_key_values=cache, max_new_tokens=step,

@@ -2,7 +2,7 @@
 
 import torch
 
-from arena.generation import eos_ids, generate_compacting, reserved_cache
+from arena.generation import eos_ids, generate_compacting
 from arena.models import smoke_model, smoke_tokenizer
 
 PROMPTS = ["Which is larger, seven or twelve?", "Name a colour.", "Count to five, slowly and with care, please.",
@@ -91,32 +91,3 @@ def test_kit_scorer_generates_what_lm_eval_generates():
     assert kit.generate_until(requests([stop]), disable_tqdm=True) == expected
     assert any(len(e) < len(f) for e, f in zip(expected, free))  # the stop string cut at least one answer
     assert kit.batch_size == 2  # the generation batch size is put back for log-likelihood requests
-
-
-def test_reserved_cache_gives_the_dynamic_cache_logits_through_growth_and_row_selection():
-    """Writing into reserved room (no concatenation per step) changes no number: the same logits as transformers'
-    DynamicCache at every step, when a step outgrows the room (reserved again) and after rows leave."""
-    model, tokenizer = smoke_model().eval(), smoke_tokenizer()
-    ids, mask = _batch(tokenizer)
-    caches = {"dynamic": None, "reserved": reserved_cache(model, room=3)}
-    logits = {}
-    with torch.no_grad():
-        for name, cache in caches.items():
-            out = model(input_ids=ids, attention_mask=mask, past_key_values=cache, use_cache=True)
-            cache, m, steps = out.past_key_values, mask, [out.logits[:, -1]]
-            token = out.logits[:, -1:].argmax(-1)
-            for step in range(6):
-                if step == 3:  # two rows leave, as finished rows do between segments
-                    keep = torch.tensor([0, 2, 3, 5])
-                    cache.batch_select_indices(keep)
-                    token, m = token[keep], m[keep]
-                m = torch.cat([m, m.new_ones(m.shape[0], 1)], dim=1)
-                out = model(input_ids=token, attention_mask=m, past_key_values=cache, use_cache=True)
-                steps.append(out.logits[:, -1])
-                token = out.logits[:, -1:].argmax(-1)
-            logits[name] = steps
-            caches[name] = cache
-    assert type(caches["reserved"].layers[0]).__name__ == "ReservedLayer"
-    assert caches["reserved"].get_seq_length() == caches["dynamic"].get_seq_length() == ids.shape[1] + 6
-    for a, b in zip(logits["dynamic"], logits["reserved"]):
-        assert torch.equal(a, b)

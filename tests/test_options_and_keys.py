@@ -104,7 +104,8 @@ def test_store_keys_hash_as_they_did_before_keys_moved_to_one_module():
     session 9: suite version 5 (1-digit arithmetic by raw log-likelihood, distinct IFEval prompts) moves the base
     activations' key, and the geometry key now names the suite folder whose prompts it runs (the training key had
     stopped naming it). Pinned again in session 10: suite version 6 (arithmetic's size a field of its own) moves the
-    geometry and base-activation keys; the training and spectra keys stay."""
+    geometry and base-activation keys; the training and spectra keys stay. Pinned again in session 13: suite version 7
+    (the word problems' twin on a file of its own) moves the same two."""
     from arena import keys, store
     from arena.runs import sized_method, train_spec
 
@@ -113,8 +114,8 @@ def test_store_keys_hash_as_they_did_before_keys_moved_to_one_module():
     modules = keys.default_modules(profile)
     assert store.key_hash(keys.train_key(profile, spec)) == "fa11f4eb29cfade2"
     assert store.key_hash(keys.spectra_key(profile, spec, spec.steps)) == "bd6d05850338a766"
-    assert store.key_hash(keys.geometry_key(profile, spec, spec.steps, modules, 1024)) == "a3491b0fbd2d52bc"
-    assert store.key_hash(keys.activations_key(profile, modules, 1024, None)) == "1da6f4e3fb77291c"
+    assert store.key_hash(keys.geometry_key(profile, spec, spec.steps, modules, 1024)) == "5659600bf82143f2"
+    assert store.key_hash(keys.activations_key(profile, modules, 1024, None)) == "dc147be7215e6bb3"
 
 
 def test_the_command_a_reading_chapter_names_rebuilds_the_profile():

@@ -53,11 +53,12 @@ def test_a_screened_suite_keeps_the_chosen_subtasks_on_items_the_screen_never_sa
     # resizing the suite keeps the screen (its folder is keyed by the screen's own size, seed and base)
     resized = get_profile("smoke", screen=3, seed=4242, bbh_per_task=2)
     assert suite.screen_dir(resized) == folder and suite.suite_dir(resized) != suite.suite_dir(profile)
-    # so does a new suite version; a new screen version does not
-    monkeypatch.setattr(suite, "SUITE_VERSION", suite.SUITE_VERSION + 1)
-    assert suite.screen_dir(profile) == folder and suite.suite_dir(profile) != test
-    monkeypatch.setattr(suite, "SCREEN_VERSION", suite.SCREEN_VERSION + 1)
-    assert suite.screen_dir(profile) != folder
+    # so does a new suite version; a new screen version does not (undone here: the fixture's clean-up reads both)
+    with monkeypatch.context() as patch:
+        patch.setattr(suite, "SUITE_VERSION", suite.SUITE_VERSION + 1)
+        assert suite.screen_dir(profile) == folder and suite.suite_dir(profile) != test
+        patch.setattr(suite, "SCREEN_VERSION", suite.SCREEN_VERSION + 1)
+        assert suite.screen_dir(profile) != folder
 
 
 def test_the_screen_scores_the_base_on_every_candidate(screened_profile):

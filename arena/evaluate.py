@@ -109,18 +109,30 @@ def score_aside(reload, tasks: list[str], data_dir: Path, chat: bool, batch_size
     the process is stopped if the block fails. On this CPU two single-threaded processes do twice the work of one.
     Separate ``run_tasks`` calls batch separately, so the items equal those of the same calls made in one process."""
     import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
 
-    pool = multiprocessing.get_context("spawn").Pool(1)
-    pending = pool.apply_async(_score_tasks, (reload, tasks, data_dir, chat, batch_size, bf16, generation_batch_size))
+    # an executor, not multiprocessing.Pool: a Pool replaces a worker that dies (killed for memory, or a script that
+    # spawns without an ``if __name__ == "__main__":`` guard) and its result never comes; here it raises
+    pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+    pending = pool.submit(_score_tasks, reload, tasks, data_dir, chat, batch_size, bf16, generation_batch_size)
+
+    def result() -> dict:
+        try:
+            return pending.result()
+        except BrokenProcessPool as error:
+            raise ArenaError("the second scoring process ended abruptly (out of memory, or a script that starts "
+                             "processes without an `if __name__ == \"__main__\":` guard); score in one process "
+                             "with the profile's score_aside=False") from error
+
     try:
-        yield pending.get
+        yield result
     except BaseException:
-        pool.terminate()  # an interrupted or failed scoring leaves no process behind
+        for process in list(getattr(pool, "_processes", {}).values()):
+            process.terminate()  # an interrupted or failed scoring leaves no process behind
+        pool.shutdown(wait=False, cancel_futures=True)
         raise
-    else:
-        pool.close()
-    finally:
-        pool.join()
+    pool.shutdown()
 
 
 def _score_tasks(reload, tasks, data_dir, chat, batch_size, bf16, generation_batch_size) -> dict:

@@ -58,3 +58,17 @@ def test_log_likelihood_tasks_scored_in_a_second_process_give_the_same_items(mon
     assert aside["items"] == here["items"]
     monkeypatch.setenv("ARENA_WORKER", "1")  # inside a benchmark worker both cores are taken
     assert not ev.spare_core()
+
+
+def test_a_side_process_that_dies_is_an_error_naming_the_fix_not_a_hang(tmp_path):
+    """score_aside's process killed mid-way (here: its model loader exits it) raises at once instead of waiting for a
+    result that never comes (multiprocessing.Pool replaced the dead worker and waited forever)."""
+    import functools
+    import os
+
+    from arena.errors import ArenaError
+    from arena.evaluate import score_aside
+
+    with pytest.raises(ArenaError, match="score_aside=False"):
+        with score_aside(functools.partial(os._exit, 3), ["arena_qa"], tmp_path, False, 8) as result:
+            result()

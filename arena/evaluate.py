@@ -128,8 +128,9 @@ def score_aside(reload, tasks: list[str], data_dir: Path, chat: bool, batch_size
     try:
         yield result
     except BaseException:
-        for process in list(getattr(pool, "_processes", {}).values()):
-            process.terminate()  # an interrupted or failed scoring leaves no process behind
+        # an interrupted or failed scoring leaves no process behind (Python 3.14's terminate_workers does this)
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
+            process.terminate()
         pool.shutdown(wait=False, cancel_futures=True)
         raise
     pool.shutdown()

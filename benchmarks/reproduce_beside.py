@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -27,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _epoch(stamp: str) -> float:
-    moment = datetime.fromisoformat(stamp)  # papermill writes naive UTC
+    moment = datetime.fromisoformat(stamp)  # UTC; papermill wrote no offset in older versions
     return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
 
 
@@ -77,8 +78,6 @@ def main() -> None:
     parser.add_argument("--profile", default="embedded")
     parser.add_argument("--workdir", default=None, help="where the clones and caches go (default: a new temp dir)")
     args = parser.parse_args()
-    import tempfile
-
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="reproduce-beside-"))
     workdir.mkdir(parents=True, exist_ok=True)
     results = []

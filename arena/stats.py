@@ -80,6 +80,49 @@ def detectable_effect(se: float, alpha: float = 0.05, power: float = 0.8) -> flo
     return float((norm.isf(alpha / 2) + norm.isf(1 - power)) * se)
 
 
+def cheapest_allocation(unit_variances: list[list[float]], weights: list[float], costs: list[float],
+                        target_se: float, most: list[float | None] | None = None) -> list[float]:
+    """Items per group n_g that keep the standard error of a weighted composite sum_g w_g x_g at or below
+    ``target_se`` for every row m of ``unit_variances`` (one row per method) at the least scoring cost sum_g c_g n_g.
+
+    A group's error at n items is sqrt(V_mg / n), with V_mg = n_run * se_run^2 the per-item variance a run measured
+    (paired differences, prompt clusters and subtask strata included), so the constraint is
+    sum_g w_g^2 V_mg / n_g <= T^2 for every m. With one row this is Neyman's allocation with costs (Cochran 1977,
+    5.5): n_g = w_g sqrt(V_g / c_g) * sum_h w_h sqrt(V_h c_h) / T^2. With several it is convex in 1/n_g and solved
+    by scipy (SLSQP) from the Neyman allocation of the elementwise largest variances, which meets every row.
+    ``most`` caps a group's items (the items its source holds; None: no cap). Returns real n_g; round up. No
+    allocation within the caps meets the target: ValueError.
+    """
+    import numpy as np
+    from scipy.optimize import minimize
+
+    v = np.atleast_2d(np.asarray(unit_variances, float))
+    w2, c = np.asarray(weights, float) ** 2, np.asarray(costs, float)
+    if target_se <= 0 or (c <= 0).any() or (v < 0).any():
+        raise ValueError("the target error and every cost must be positive and every variance non-negative")
+    a = v * w2  # row m's constraint: a[m] @ (1 / n) <= T^2
+
+    root = np.sqrt(a.max(axis=0) * c)  # the elementwise worst row: its Neyman allocation meets every row
+    start = np.maximum(np.sqrt(a.max(axis=0) / c) * root.sum() / target_se**2, 1e-9)
+    cap = np.array([np.inf if m is None else float(m) for m in (most or [None] * len(c))])
+    if len(a) == 1 and (start <= cap).all():
+        return [float(x) for x in start]
+    # Optimise y = start / n (1 at the start): cost sum (c start) / y is convex and the constraints are linear in y;
+    # the scaling keeps SLSQP's steps of order one whatever the units.
+    cost, rows = c * start, a / start / target_se**2
+    result = minimize(lambda y: cost @ (1 / y), np.ones(len(c)), jac=lambda y: -cost / y**2, method="SLSQP",
+                      bounds=[(max(1e-6, s / m), None) for s, m in zip(start, cap)],
+                      constraints=[{"type": "ineq", "fun": lambda y: 1 - rows @ y, "jac": lambda y: -rows}],
+                      options={"ftol": 1e-10, "maxiter": 1000})
+    # SLSQP often stops on "positive directional derivative" at the optimum's last digits: judge its point by
+    # feasibility and cost, not by its success flag.
+    found = [start / y for y in (result.x, np.ones(len(c)))
+             if (rows @ y <= 1 + 1e-6).all() and (start / y <= cap * (1 + 1e-6)).all()]
+    if not found:
+        raise ValueError(f"no allocation within the caps {list(cap)} meets a standard error of {target_se}")
+    return [float(x) for x in min(found, key=lambda n: c @ n)]
+
+
 def non_dominated(points: list[tuple[float, float]]) -> list[int]:
     """Indices of the points no other point beats on both axes (higher is better on both), i.e. the Pareto frontier
     in (General, Target) (book/definitions.md A5), sorted by the first coordinate."""

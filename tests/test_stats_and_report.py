@@ -133,3 +133,34 @@ def test_the_base_card_puts_each_group_against_its_chance_level(tmp_path):
     assert math.isnan(table.loc["qa", "margin (SE)"])  # at floor with no spread: nothing to measure
     (tmp_path / "qa.jsonl").write_text(json.dumps({"choices": list("abcd")}) + "\n")  # QA as multiple choice
     assert card.group_table({"items": items, **summarise(items)}, tmp_path).set_index("group").loc["qa", "chance"] == 25
+
+
+def _composite_var(v, w, n):
+    return sum(wi**2 * vi / ni for vi, wi, ni in zip(v, w, n))
+
+
+def test_the_cheapest_allocation_is_neymans_for_one_method_and_meets_every_method_for_several():
+    """stats.cheapest_allocation: one row is Neyman's allocation with costs in closed form; several rows meet every
+    row's target, cost no more than any of 2000 random allocations scaled to meet them, and equal the single-row
+    answer when one row dominates; a cap moves items to the other groups, and an impossible cap is an error."""
+    import numpy as np
+
+    from arena.stats import cheapest_allocation
+
+    w, t = [1 / 3] * 3, 0.1
+    # n_g = w_g sqrt(V_g / c_g) sum_h w_h sqrt(V_h c_h) / T^2 with V = (1, 4, 9), c = 1: (1, 2, 3) * 200 / 3
+    assert cheapest_allocation([[1, 4, 9]], w, [1, 1, 1], t) == pytest.approx([200 / 3, 400 / 3, 200])
+    v, c = [[1, 4, 9], [9, 4, 1]], [1, 2, 3]
+    n = cheapest_allocation(v, w, c, t)
+    assert max(_composite_var(row, w, n) for row in v) <= t**2 * (1 + 1e-6)
+    rng = np.random.default_rng(0)
+    for trial in rng.uniform(0.1, 10, (2000, 3)):
+        scaled = trial * max(_composite_var(row, w, trial) for row in v) / t**2  # just meets the worse row
+        assert np.dot(c, n) <= np.dot(c, scaled) * (1 + 1e-6)
+    assert cheapest_allocation([[1, 4, 9], [0.5, 2, 4.5]], w, c, t) == pytest.approx(
+        cheapest_allocation([[1, 4, 9]], w, c, t), rel=1e-4)
+    capped = cheapest_allocation([[1, 4, 9]], w, [1, 1, 1], t, most=[None, None, 150])
+    assert capped[2] == pytest.approx(150, rel=1e-4) and capped[0] > 200 / 3 and capped[1] > 400 / 3
+    assert _composite_var([1, 4, 9], w, capped) <= t**2 * (1 + 1e-6)
+    with pytest.raises(ValueError, match="caps"):
+        cheapest_allocation([[1, 4, 9]], w, [1, 1, 1], t, most=[1, 1, 1])

@@ -90,37 +90,59 @@ def cheapest_allocation(unit_variances: list[list[float]], weights: list[float],
     sum_g w_g^2 V_mg / n_g <= T^2 for every m. With one row this is Neyman's allocation with costs (Cochran 1977,
     5.5): n_g = w_g sqrt(V_g / c_g) * sum_h w_h sqrt(V_h c_h) / T^2. With several it is convex in 1/n_g and solved
     by scipy (SLSQP) from the Neyman allocation of the elementwise largest variances, which meets every row.
-    ``most`` caps a group's items (the items its source holds; None: no cap). Returns real n_g; round up. No
-    allocation within the caps meets the target: ValueError.
+    ``most`` caps a group's items (the items its source holds; None: no cap): a capped group that would exceed its cap
+    stays there and the others share the rest of the budget. Returns real n_g; round up. No allocation within the caps
+    meets the target: ValueError.
     """
     import numpy as np
     from scipy.optimize import minimize
 
     v = np.atleast_2d(np.asarray(unit_variances, float))
     w2, c = np.asarray(weights, float) ** 2, np.asarray(costs, float)
-    if target_se <= 0 or (c <= 0).any() or (v < 0).any():
-        raise ValueError("the target error and every cost must be positive and every variance non-negative")
-    a = v * w2  # row m's constraint: a[m] @ (1 / n) <= T^2
-
-    root = np.sqrt(a.max(axis=0) * c)  # the elementwise worst row: its Neyman allocation meets every row
-    start = np.maximum(np.sqrt(a.max(axis=0) / c) * root.sum() / target_se**2, 1e-9)
     cap = np.array([np.inf if m is None else float(m) for m in (most or [None] * len(c))])
-    if len(a) == 1 and (start <= cap).all():
-        return [float(x) for x in start]
-    # Optimise y = start / n (1 at the start): cost sum (c start) / y is convex and the constraints are linear in y;
-    # the scaling keeps SLSQP's steps of order one whatever the units.
-    cost, rows = c * start, a / start / target_se**2
-    result = minimize(lambda y: cost @ (1 / y), np.ones(len(c)), jac=lambda y: -cost / y**2, method="SLSQP",
-                      bounds=[(max(1e-6, s / m), None) for s, m in zip(start, cap)],
+    if target_se <= 0 or (c <= 0).any() or (v < 0).any() or (cap <= 0).any():
+        raise ValueError("the target error, every cost and every cap must be positive and every variance "
+                         "non-negative")
+    a = v * w2 / target_se**2  # row m's constraint: a[m] @ (1 / n) <= 1
+    if ((a / cap).sum(axis=1) >= 1).any():  # even every capped group at its cap cannot meet a row
+        raise ValueError(f"no allocation within the caps {most} meets a standard error of {target_se}: raise the "
+                         "caps")
+    if len(a) == 1:
+        return [float(x) for x in _capped_neyman(a[0], c, cap)]
+    worst = _capped_neyman(a.max(axis=0), c, cap)  # the elementwise largest variances: it meets every row
+    # Optimise y = worst / n (1 at the start): cost sum (c worst) / y is convex and the constraints are linear in y;
+    # the scaling keeps SLSQP's steps of order one whatever the units. SLSQP often stops on "positive directional
+    # derivative" at the optimum's last digits: its point is judged by feasibility and cost, not by its flag, and
+    # the feasible start stands when it is no better.
+    on = worst > 0  # a group no row has variance in gets no items
+    cost, rows = c[on] * worst[on], a[:, on] / worst[on]
+    result = minimize(lambda y: cost @ (1 / y), np.ones(on.sum()), jac=lambda y: -cost / y**2, method="SLSQP",
+                      bounds=[(s / m, None) for s, m in zip(worst[on], cap[on])],
                       constraints=[{"type": "ineq", "fun": lambda y: 1 - rows @ y, "jac": lambda y: -rows}],
                       options={"ftol": 1e-10, "maxiter": 1000})
-    # SLSQP often stops on "positive directional derivative" at the optimum's last digits: judge its point by
-    # feasibility and cost, not by its success flag.
-    found = [start / y for y in (result.x, np.ones(len(c)))
-             if (rows @ y <= 1 + 1e-6).all() and (start / y <= cap * (1 + 1e-6)).all()]
-    if not found:
-        raise ValueError(f"no allocation within the caps {list(cap)} meets a standard error of {target_se}")
-    return [float(x) for x in min(found, key=lambda n: c @ n)]
+    best = worst.copy()
+    if (rows @ result.x <= 1 + 1e-6).all() and (worst[on] / result.x <= cap[on] * (1 + 1e-6)).all() and \
+            cost @ (1 / result.x) < c @ worst:
+        best[on] = worst[on] / result.x
+    return [float(x) for x in best]
+
+
+def _capped_neyman(a, c, cap):
+    """The least-cost n with sum_g a_g / n_g <= 1 and n_g <= cap_g: Neyman's n_g = sqrt(a_g / c_g) sum_h
+    sqrt(a_h c_h), with each group over its cap fixed there and the rest re-solved on the budget left (the KKT
+    conditions of a separable convex problem); a group without variance gets no items."""
+    import numpy as np
+
+    n, fixed = np.zeros(len(a)), np.zeros(len(a), bool)
+    while True:
+        free = ~fixed & (a > 0)
+        budget = 1 - (a[fixed] / cap[fixed]).sum()
+        n[free] = np.sqrt(a[free] / c[free]) * np.sqrt(a[free] * c[free]).sum() / budget
+        over = free & (n > cap)
+        if not over.any():
+            return n
+        fixed |= over
+        n[over] = cap[over]
 
 
 def non_dominated(points: list[tuple[float, float]]) -> list[int]:

@@ -142,7 +142,8 @@ def _composite_var(v, w, n):
 def test_the_cheapest_allocation_is_neymans_for_one_method_and_meets_every_method_for_several():
     """stats.cheapest_allocation: one row is Neyman's allocation with costs in closed form; several rows meet every
     row's target, cost no more than any of 2000 random allocations scaled to meet them, and equal the single-row
-    answer when one row dominates; a cap moves items to the other groups, and an impossible cap is an error."""
+    answer when one row dominates; a cap moves items to the other groups (up to the edge of the possible), a group
+    without variance gets none, and an impossible cap is an error."""
     import numpy as np
 
     from arena.stats import cheapest_allocation
@@ -162,5 +163,9 @@ def test_the_cheapest_allocation_is_neymans_for_one_method_and_meets_every_metho
     capped = cheapest_allocation([[1, 4, 9]], w, [1, 1, 1], t, most=[None, None, 150])
     assert capped[2] == pytest.approx(150, rel=1e-4) and capped[0] > 200 / 3 and capped[1] > 400 / 3
     assert _composite_var([1, 4, 9], w, capped) <= t**2 * (1 + 1e-6)
+    # a cap that takes 99.5 % of the budget leaves the rest to the others (sum_g a_g / cap_g just under 1)
+    assert cheapest_allocation([[1, 4, 9]], w, [1, 1, 1], t, most=[None, None, 100.5]) == pytest.approx(
+        [6700, 13400, 100.5], rel=1e-6)
+    assert cheapest_allocation([[1, 0, 9], [9, 0, 1]], w, c, t)[1] == 0  # no variance, no items
     with pytest.raises(ValueError, match="caps"):
         cheapest_allocation([[1, 4, 9]], w, [1, 1, 1], t, most=[1, 1, 1])

@@ -107,9 +107,9 @@ def cheapest_allocation(unit_variances: list[list[float]], weights: list[float],
     if ((a / cap).sum(axis=1) >= 1).any():  # even every capped group at its cap cannot meet a row
         raise ValueError(f"no allocation within the caps {most} meets a standard error of {target_se}: raise the "
                          "caps")
-    if len(a) == 1:
-        return [float(x) for x in _capped_neyman(a[0], c, cap)]
     worst = _capped_neyman(a.max(axis=0), c, cap)  # the elementwise largest variances: it meets every row
+    if len(a) == 1:  # exact for one row
+        return [float(x) for x in worst]
     # Optimise y = worst / n (1 at the start): cost sum (c worst) / y is convex and the constraints are linear in y;
     # the scaling keeps SLSQP's steps of order one whatever the units. SLSQP often stops on "positive directional
     # derivative" at the optimum's last digits: its point is judged by feasibility and cost, not by its flag, and

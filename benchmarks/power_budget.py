@@ -38,15 +38,11 @@ def items_of(items: dict, group: str) -> int:
     return len(items[{**GENERAL, **TARGET}[group][0]])
 
 
-def unit_variances(pairs: list[tuple[dict, dict]], groups: list[str]) -> tuple[list[list[float]], list[int]]:
-    """Per pair (a method's items, its base's items) and group: n * se^2 of the paired difference (points^2)."""
-    from arena.scores import paired_difference
-
-    rows, counts = [], [items_of(pairs[0][0], g) for g in groups]
-    for method_items, base_items in pairs:
-        diff = paired_difference(method_items, base_items)["groups"]
-        rows.append([n * diff[g]["se"] ** 2 for g, n in zip(groups, counts)])
-    return rows, counts
+def unit_variances(summaries: list[dict], items: dict, groups: list[str]) -> tuple[list[list[float]], list[int]]:
+    """Per summary (``scores.summarise``'s "groups": a paired difference, or one model's own scores) and group:
+    n * se^2 (points^2), with n counted on ``items``, the per-item scores they summarise."""
+    counts = [items_of(items, g) for g in groups]
+    return [[n * s[g]["se"] ** 2 for g, n in zip(groups, counts)] for s in summaries], counts
 
 
 def measure_costs(profile) -> dict[str, list[float]]:
@@ -106,6 +102,7 @@ def main() -> None:
     from arena.keys import base_eval_key
     from arena.profiles import get_profile
     from arena.report import POWER_TARGETS
+    from arena.scores import paired_difference
     from arena.stats import cheapest_allocation
 
     profile = get_profile(args.profile)
@@ -120,21 +117,20 @@ def main() -> None:
     if args.save_costs:
         Path(args.save_costs).write_text(json.dumps(costs, indent=1))
     per_item = {g: s / n for g, (s, n) in costs.items()}
-    pairs = [(r["eval"]["items"], r["base_eval"]["items"]) for r in records]
+    paired = [paired_difference(r["eval"]["items"], r["base_eval"]["items"])["groups"] for r in records]
+    method_items = records[0]["eval"]["items"]
     print(f"profile {profile.name}: {len(records)} methods; seconds per item "
           + ", ".join(f"{g} {c:.3f}" for g, c in per_item.items()))
 
     seconds = {}
-    plans = [("Forgetting", GENERAL_W, pairs), ("Target gain", TARGET_W, pairs)]
-    if validation is not None:  # the base's General SE on validation: one row, not paired (zeros as the "base")
-        zero = {k: ([[0.0] * len(p) for p in v] if k.endswith(":inst") else [0.0] * len(v))
-                for k, v in validation["items"].items()}
-        plans.append(("validation General", GENERAL_W, [(validation["items"], zero)]))
+    plans = [("Forgetting", GENERAL_W, paired, method_items), ("Target gain", TARGET_W, paired, method_items)]
+    if validation is not None:  # the base's own General SE on validation (found_eval summarised it), not paired
+        plans.append(("validation General", GENERAL_W, [validation["groups"]], validation["items"]))
     print(f"\n{'measure':<20}{'group':<14}{'items':>7}{'cheapest':>10}{'se now':>9}{'se then':>9}{'s/scoring':>11}"
           f"{'then':>8}")
-    for measure, weights, rows in plans:
+    for measure, weights, summaries, items in plans:
         groups = list(weights)
-        v, n_now = unit_variances(rows, groups)
+        v, n_now = unit_variances(summaries, items, groups)
         caps = [most.get(g) if measure != "validation General" else None for g in groups]
         n_best = [math.ceil(x) for x in cheapest_allocation(v, list(weights.values()), [per_item[g] for g in groups],
                                                             POWER_TARGETS[measure], caps)]

@@ -20,6 +20,7 @@ from its own layer or the layers below it (``tests/test_layers.py`` fails on an 
                      stock_fixtures  tasks/
                         ^
     0 pure maths     tensors  spectra  geometry  oft_path  stats  wordproblems  errors  progress  offline_nltk
+                     processes
 
 Importing ``arena`` is cheap: heavy libraries load inside the functions that need them. The definitions every
 module implements are in the book's Definitions page (``book/definitions.md``).
@@ -31,7 +32,8 @@ import warnings as _warnings
 
 # The layer of every module (the diagram above), read by tests/test_layers.py.
 LAYERS = {
-    0: ("tensors", "spectra", "geometry", "oft_path", "stats", "wordproblems", "errors", "progress", "offline_nltk"),
+    0: ("tensors", "spectra", "geometry", "oft_path", "stats", "wordproblems", "errors", "progress", "offline_nltk",
+        "processes"),
     1: ("profiles", "assets", "distributed", "provenance", "store", "suite", "paper_data", "scores",
         "stock_fixtures", "tasks.utils"),
     2: ("models", "methods", "methods.registry", "methods.init", "methods.builtin", "methods.quantized", "budget",

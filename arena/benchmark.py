@@ -21,6 +21,7 @@ from .methods.quantized import base_quantization
 from .methods.registry import source_module
 from .models import configure_torch, device
 from .pipeline import ensure_assets
+from .processes import process_pool
 from .profiles import command, get_profile, other_bases, Profile
 from .progress import quiet_libraries
 from .rewind import is_oft, rewind_method
@@ -198,11 +199,10 @@ def run_benchmark(profile: Profile | str, methods=None, workers: int | None = No
             done[m] = _run_in_worker((profile, m, force, analyse, None))
             log(f"{done[m]['label']}: done ({time.perf_counter() - start:.0f} s)")
         return [done[m] for m in methods]
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import as_completed
 
-    ctx = multiprocessing.get_context("spawn")  # fork after torch/tokenizers threads start can deadlock
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init, **fresh) as pool:
+    # an interrupted benchmark (Ctrl-C, a killed kernel) leaves no worker training on: a resumed run finds its cores
+    with process_pool(workers, initializer=_worker_init, **fresh) as pool:
         futures = {pool.submit(_run_in_worker, (profile, m, force, analyse, source_module(get_method(m)))): m
                    for m in todo}
         for future in as_completed(futures):

@@ -22,6 +22,7 @@ from . import context_once, stock_fixtures
 from .errors import ArenaError
 from .models import bf16_compute, configure_torch, device
 from .offline_nltk import use_shipped_nltk_data
+from .processes import process_pool
 from .progress import console_to_buffer, quiet_libraries
 from .scores import (BPB, CHAT_TASKS, PLAIN_TASKS, PREFERRED_METRIC, STOCK_GEN_TOKENS, TWIN_TASKS, stock_slices,
                      stock_task_lists, summarise)
@@ -108,32 +109,22 @@ def score_aside(reload, tasks: list[str], data_dir: Path, chat: bool, batch_size
     it (``bf16`` None: the kit's scoring copy; False: fp32 as loaded). Yields a function that waits for its items;
     the process is stopped if the block fails. On this CPU two single-threaded processes do twice the work of one.
     Separate ``run_tasks`` calls batch separately, so the items equal those of the same calls made in one process."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
 
     # an executor, not multiprocessing.Pool: a Pool replaces a worker that dies (killed for memory, or a script that
     # spawns without an ``if __name__ == "__main__":`` guard) and its result never comes; here it raises
-    pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
-    pending = pool.submit(_score_tasks, reload, tasks, data_dir, chat, batch_size, bf16, generation_batch_size)
+    with process_pool(1) as pool:  # a failed or interrupted block leaves no process behind, nor does a killed parent
+        pending = pool.submit(_score_tasks, reload, tasks, data_dir, chat, batch_size, bf16, generation_batch_size)
 
-    def result() -> dict:
-        try:
-            return pending.result()
-        except BrokenProcessPool as error:
-            raise ArenaError("the second scoring process ended abruptly (out of memory, or a script that starts "
-                             "processes without an `if __name__ == \"__main__\":` guard); score in one process "
-                             "with the profile's score_aside=False") from error
+        def result() -> dict:
+            try:
+                return pending.result()
+            except BrokenProcessPool as error:
+                raise ArenaError("the second scoring process ended abruptly (out of memory, or a script that starts "
+                                 "processes without an `if __name__ == \"__main__\":` guard); score in one process "
+                                 "with the profile's score_aside=False") from error
 
-    try:
         yield result
-    except BaseException:
-        # an interrupted or failed scoring leaves no process behind (Python 3.14's terminate_workers does this)
-        for process in list((getattr(pool, "_processes", None) or {}).values()):
-            process.terminate()
-        pool.shutdown(wait=False, cancel_futures=True)
-        raise
-    pool.shutdown()
 
 
 def _score_tasks(reload, tasks, data_dir, chat, batch_size, bf16, generation_batch_size) -> dict:

@@ -15,6 +15,7 @@ import statistics
 
 from .benchmark import default_workers, run_method, _worker_init
 from .pipeline import ensure_assets
+from .processes import process_pool
 from .profiles import command, Profile
 from .rewind import evaluate_point
 from .runs import evaluate_base, sized_method, train_spec
@@ -80,11 +81,7 @@ def run_robustness(profile: Profile, workers: int | None = None, log=print) -> l
     workers = min(workers or default_workers(profile.robustness_methods), len(todo))
     if workers <= 1:
         return [_run((profile, v)) for v in todo]
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    spawn = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=spawn, initializer=_worker_init) as pool:
+    with process_pool(workers, initializer=_worker_init) as pool:
         rows = []
         for v, row in zip(todo, pool.map(_run, [(profile, v) for v in todo])):
             log(f"{v.label}: done")

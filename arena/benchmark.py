@@ -124,7 +124,8 @@ def analyses_of(profile: Profile, records: list[RunRecord], kind: str) -> dict:
 
 def _worker_init() -> None:
     os.environ.setdefault("ARENA_QUIET", "1")
-    os.environ["ARENA_WORKER"] = "1"  # both cores are taken: scoring does not start a side process (evaluate)
+    # both cores are taken: scoring starts a side process only once a peer worker idles (evaluate.spare_core)
+    os.environ["ARENA_WORKER"] = "1"
 
     quiet_libraries()
     configure_torch()
@@ -202,7 +203,7 @@ def run_benchmark(profile: Profile | str, methods=None, workers: int | None = No
     from concurrent.futures import as_completed
 
     # an interrupted benchmark (Ctrl-C, a killed kernel) leaves no worker training on: a resumed run finds its cores
-    with process_pool(workers, initializer=_worker_init, **fresh) as pool:
+    with process_pool(workers, initializer=_worker_init, finish_on_error=True, **fresh) as pool:
         futures = {pool.submit(_run_in_worker, (profile, m, force, analyse, source_module(get_method(m)))): m
                    for m in todo}
         for future in as_completed(futures):

@@ -22,7 +22,7 @@ from . import context_once, stock_fixtures
 from .errors import ArenaError
 from .models import bf16_compute, configure_torch, device
 from .offline_nltk import use_shipped_nltk_data
-from .processes import process_pool
+from .processes import idle_peer, process_pool
 from .progress import console_to_buffer, quiet_libraries
 from .scores import (BPB, CHAT_TASKS, PLAIN_TASKS, PREFERRED_METRIC, STOCK_GEN_TOKENS, TWIN_TASKS, stock_slices,
                      stock_task_lists, summarise)
@@ -94,11 +94,12 @@ def run_tasks(lm, tokenizer, tasks: list[str], data_dir: Path, chat: bool, gen_k
 
 def spare_core() -> bool:
     """Whether a second process can score beside this one: a CPU with two or more usable cores, outside the
-    benchmark's workers (they already hold both; ``ARENA_WORKER``)."""
+    benchmark's workers (they hold both; ``ARENA_WORKER``) unless a peer worker has nothing left to do (the last
+    method of a benchmark; ``processes.idle_peer``)."""
     import os
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return device() == "cpu" and cores >= 2 and not os.environ.get("ARENA_WORKER")
+    return device() == "cpu" and cores >= 2 and (not os.environ.get("ARENA_WORKER") or idle_peer())
 
 
 @contextlib.contextmanager

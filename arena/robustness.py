@@ -81,7 +81,7 @@ def run_robustness(profile: Profile, workers: int | None = None, log=print) -> l
     workers = min(workers or default_workers(profile.robustness_methods), len(todo))
     if workers <= 1:
         return [_run((profile, v)) for v in todo]
-    with process_pool(workers, initializer=_worker_init) as pool:
+    with process_pool(workers, initializer=_worker_init, finish_on_error=True) as pool:
         rows = []
         for v, row in zip(todo, pool.map(_run, [(profile, v) for v in todo])):
             log(f"{v.label}: done")

@@ -21,6 +21,7 @@ from .keys import base_eval_key, scoring_quantization, step_eval_key, train_key
 from .methods import build, get_method, linear_targets
 from .methods.init import lora_layers, subtract_adapter
 from .methods.quantized import base_quantization
+from .methods.registry import source_module
 from .models import base_config, count_parameters, device, load_base
 from .paper_data import load_training_rows
 from .profiles import Profile
@@ -193,6 +194,22 @@ def load_trained(profile: Profile, spec: TrainSpec, step: int | None = None, mer
     return model.eval(), tokenizer
 
 
+def trained_loader(profile: Profile, spec: TrainSpec, step: int):
+    """A picklable ``load_trained(..., scoring=True)`` for a fresh process (``evaluate``'s ``reload``), or None for a
+    method defined in ``__main__``, which a fresh process cannot import."""
+    method = get_method(spec.method)
+    module = source_module(method)
+    return functools.partial(_load_trained_elsewhere, module, profile, spec, step) if method.builtin or module else None
+
+
+def _load_trained_elsewhere(module: str | None, profile: Profile, spec: TrainSpec, step: int):
+    if module:  # a user's method: importing its module registers it in this process too
+        import importlib
+
+        importlib.import_module(module)
+    return load_trained(profile, spec, step, scoring=True)
+
+
 def evaluate_step(profile: Profile, spec: TrainSpec, step: int | None = None, force: bool = False) -> dict:
     """General/Target scores and the forgetting proxies of one checkpoint (cached)."""
 
@@ -201,7 +218,7 @@ def evaluate_step(profile: Profile, spec: TrainSpec, step: int | None = None, fo
     def compute(folder: Path) -> dict:
         start = time.perf_counter()
         model, tokenizer = load_trained(profile, spec, step, scoring=True)
-        result = evaluate(model, tokenizer, profile)
+        result = evaluate(model, tokenizer, profile, reload=trained_loader(profile, spec, step))
         base, _ = load_base(profile.model, scoring_quantization(profile, spec.method))  # the base it is compared with
         texts = [r["text"] for r in read_jsonl(build_suite(profile) / "general_text.jsonl")]
         per_doc = cross_entropy_and_kl(model, base, tokenizer, texts, profile.max_length)

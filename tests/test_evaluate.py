@@ -72,3 +72,29 @@ def test_a_side_process_that_dies_is_an_error_naming_the_fix_not_a_hang(tmp_path
     with pytest.raises(ArenaError, match="score_aside=False"):
         with score_aside(functools.partial(os._exit, 3), ["arena_qa"], tmp_path, False, 8) as result:
             result()
+
+
+def test_a_trained_model_scored_aside_gives_the_same_items(monkeypatch):
+    """evaluate_step hands evaluate a loader of the trained checkpoint (runs.trained_loader): with a spare core its
+    log-likelihood tasks run in a fresh process on the same merged model, and the items equal one process's."""
+    from arena import evaluate as ev
+    from arena.profiles import get_profile
+    from arena.runs import evaluate_step, load_trained, sized_method, train_method, train_spec
+
+    if not ev.spare_core():
+        pytest.skip("one CPU core: nothing is scored aside")
+    profile = get_profile("smoke", steps=3, save_every=3, score_aside=True)
+    spec = train_spec(profile, sized_method(profile, "lora"))
+    train_method(profile, spec)
+    model, tokenizer = load_trained(profile, spec, scoring=True)
+    here = ev.evaluate(model, tokenizer, profile)  # no loader: one process
+    real, calls = ev.score_aside, []
+
+    def spy(reload, tasks, *args, **kwargs):
+        calls.append(tasks)
+        return real(reload, tasks, *args, **kwargs)
+
+    monkeypatch.setattr(ev, "score_aside", spy)
+    aside = evaluate_step(profile, spec, force=True)
+    assert calls and "arena_qa" in calls[0]
+    assert aside["items"] == here["items"]

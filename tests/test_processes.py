@@ -10,7 +10,7 @@ import time
 import psutil
 import pytest
 
-from arena.processes import PARENT_POLL_S, process_pool
+from arena.processes import idle_peer, PARENT_POLL_S, process_pool
 
 
 def gone(pid: int) -> bool:
@@ -74,19 +74,40 @@ def test_workers_and_their_workers_exit_when_the_parent_is_killed(tmp_path):
                 os.kill(pid, signal.SIGKILL)
 
 
-def test_a_block_that_raises_terminates_its_workers_and_drops_queued_tasks(tmp_path):
+def test_a_block_that_is_interrupted_terminates_its_workers_and_their_tasks(tmp_path):
+    from concurrent.futures import wait
+
     marker = tmp_path / "ran"
     with pytest.raises(KeyboardInterrupt):
         with process_pool(1) as pool:
-            running = pool.submit(time.sleep, 600)
+            running = pool.submit(time.sleep, 30)
             queued = pool.submit(marker.touch)
             while not running.running():
                 time.sleep(0.05)
             worker = next(iter(pool._processes))
             raise KeyboardInterrupt  # Ctrl-C while waiting: Executor.__exit__ would wait out both tasks
     assert wait_gone(worker, 10), "the running task's worker was left running"
-    assert queued.cancelled() or queued.exception(timeout=30) is not None  # dropped, or failed with its pool
+    wait([queued], timeout=30)
+    assert queued.cancelled() or queued.exception() is not None  # cancelled, or failed with its pool
     assert not marker.exists()
+
+
+def touch_after(path: str, seconds: float) -> None:
+    time.sleep(seconds)
+    open(path, "w").close()
+
+
+def test_an_error_terminates_the_tasks_unless_they_should_finish(tmp_path):
+    for finish in (False, True):
+        marker = tmp_path / f"finished-{finish}"
+        with pytest.raises(ValueError):
+            with process_pool(1, finish_on_error=finish) as pool:
+                started = pool.submit(touch_after, str(marker), 2)
+                while not started.running():
+                    time.sleep(0.05)
+                raise ValueError("one method failed")
+        time.sleep(3 if not finish else 0)  # a task that was not stopped would have finished by now
+        assert marker.exists() is finish
 
 
 def set_variable(name: str, value: str) -> None:
@@ -97,7 +118,56 @@ def variable(name: str) -> str | None:
     return os.environ.get(name)
 
 
-def test_a_block_that_ends_waits_for_its_tasks_and_runs_the_initializer():
+def test_a_block_that_ends_waits_for_its_tasks_and_runs_the_initializer(tmp_path):
     with process_pool(2, initializer=set_variable, initargs=("ARENA_TEST_INIT", "yes")) as pool:
         values = list(pool.map(variable, ["ARENA_TEST_INIT"] * 4))
+        pool.submit(touch_after, str(tmp_path / "waited"), 1)  # not waited for in the block
     assert values == ["yes"] * 4
+    assert (tmp_path / "waited").exists()
+
+
+def wait_for(path: str) -> None:
+    end = time.monotonic() + 120
+    while not os.path.exists(path) and time.monotonic() < end:
+        time.sleep(0.05)
+
+
+def test_a_worker_sees_an_idle_peer_only_when_its_pool_has_fewer_tasks_left_than_workers(tmp_path):
+    assert not idle_peer()  # not a pool worker
+    release = str(tmp_path / "release")
+    with process_pool(2) as pool:
+        blocker = pool.submit(wait_for, release)
+        busy = pool.submit(idle_peer).result()  # runs in the other worker while the blocker holds the first
+        (tmp_path / "release").touch()
+        blocker.result()
+        alone = pool.submit(idle_peer).result()  # the only task left: the other worker idles
+        mapped = list(pool.map(idle_peer_of, range(1)))
+    assert (busy, alone, mapped) == (False, True, [True])
+    with process_pool(1) as pool:
+        assert pool.submit(idle_peer).result() is False  # one worker has no peer
+
+
+def idle_peer_of(_: int) -> bool:
+    return idle_peer()
+
+
+def spare_core_in_a_benchmark_worker() -> bool:
+    os.environ["ARENA_WORKER"] = "1"  # as benchmark._worker_init sets it
+    from arena.evaluate import spare_core
+
+    return spare_core()
+
+
+def test_a_benchmark_worker_scores_aside_only_while_its_peer_idles(tmp_path):
+    from arena.evaluate import spare_core
+
+    if not spare_core():
+        pytest.skip("one CPU core: nothing is scored aside")
+    release = str(tmp_path / "release")
+    with process_pool(2) as pool:
+        blocker = pool.submit(wait_for, release)
+        busy = pool.submit(spare_core_in_a_benchmark_worker).result()
+        (tmp_path / "release").touch()
+        blocker.result()
+        alone = pool.submit(spare_core_in_a_benchmark_worker).result()
+    assert (busy, alone) == (False, True)

@@ -20,15 +20,20 @@ from typing import Callable, Iterator
 
 PARENT_POLL_S = 1.0  # how often a worker checks that its parent is alive: an orphan lingers about this long per level
 
-# In a process_pool worker: its pool's count of submitted tasks not yet finished (shared), and the pool's size.
+# In a process_pool worker: its pool's count of submitted tasks not yet finished (shared), and how many of its workers
+# can run at once (the pool's size, at most the usable cores).
 _unfinished = None
-_workers = 0
+_running = 0
+
+
+def usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def idle_peer() -> bool:
-    """Whether this process is a ``process_pool`` worker whose pool has fewer unfinished tasks than workers, so at
-    least one of its peers has nothing to do (a core is free while this task runs, unless more tasks are submitted)."""
-    return _unfinished is not None and _unfinished.value < _workers
+    """Whether this process is a ``process_pool`` worker whose pool has fewer unfinished tasks than workers (counted
+    up to the usable cores), so a core is free while this task runs, unless more tasks are submitted."""
+    return _unfinished is not None and _unfinished.value < _running
 
 
 def _exit_when_orphaned(parent: int, every: float) -> None:
@@ -38,8 +43,8 @@ def _exit_when_orphaned(parent: int, every: float) -> None:
 
 
 def _start_worker(parent: int, unfinished, workers: int, initializer: Callable | None, initargs: tuple) -> None:
-    global _unfinished, _workers
-    _unfinished, _workers = unfinished, workers
+    global _unfinished, _running
+    _unfinished, _running = unfinished, min(workers, usable_cores())
     threading.Thread(target=_exit_when_orphaned, args=(parent, PARENT_POLL_S), daemon=True,
                      name="exit-when-orphaned").start()
     if initializer is not None:
@@ -58,7 +63,8 @@ def terminate(pool, within: float = 30.0) -> None:
     """Stop ``pool``'s workers now (what Python 3.14's ``terminate_workers`` does): queued tasks are cancelled, those
     already handed to a worker fail with ``BrokenProcessPool``. Workers the executor starts meanwhile (a replacement,
     under ``max_tasks_per_child``) are stopped too, until its manager thread ends or ``within`` seconds pass."""
-    processes = getattr(pool, "_processes", None) or {}  # the executor's own dict: shutdown forgets it
+    processes = getattr(pool, "_processes", None)  # the executor's own dict (shutdown forgets it), even when empty:
+    processes = {} if processes is None else processes  # a replacement worker is added to it while we wait
     manager = getattr(pool, "_executor_manager_thread", None)
     pool.shutdown(wait=False, cancel_futures=True)
     end = time.monotonic() + within

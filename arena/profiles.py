@@ -105,8 +105,9 @@ class Profile:
     # of a whole batch (batch x length x 49k vocabulary), and two benchmark workers must fit in 24 GB together.
     eval_batch_size: int = 8
     generation_batch_size: int | None = None  # rows a generation batch (the "hf" backend), None = eval_batch_size
-    # A single-model scoring (the base; the screen) puts its log-likelihood tasks in a second process when a CPU core
-    # is spare (evaluate.score_aside): worth it where they take minutes, not on the smoke suite's seconds.
+    # A scoring puts its log-likelihood tasks in a second process when a CPU core is spare (evaluate.score_aside): the
+    # base, the screen, a single method, a benchmark's last method once its peer worker idles. Worth it where they
+    # take minutes, not on the smoke suite's seconds.
     score_aside: bool = False
     # "hf": lm-eval's HFLM on the model object (4-bit bases scored unmerged); "vllm": lm-eval's vLLM backend on a bf16
     # merge into the full-precision base, as the paper scores (arena/vllm_backend.py; needs CUDA and vllm).

@@ -151,7 +151,8 @@ def results_table(records: list[dict], base: dict) -> "pd.DataFrame":
                      "Target gain": d["target_gain"], "Target gain se": d["target_gain_se"],
                      "gain is": verdict(d["target_gain"], d["target_gain_se"], "measurable", "negative"),
                      "CE drift": p["ce_drift"], "CE drift se": p["ce_drift_se"], "KL": p["kl"], "KL se": p["kl_se"],
-                     "train s": r["train"]["train_wall_s"], "eval s": e.get("eval_wall_s")})
+                     "train s": r["train"]["train_wall_s"], "eval s": e.get("eval_wall_s"),
+                     "eval aside": e.get("scored_aside", False)})
     return pd.DataFrame(rows).set_index("method")
 
 
@@ -786,7 +787,8 @@ def speed_table(records: list[dict]) -> "pd.DataFrame":
     return pd.DataFrame([{"method": r["label"], "train tokens/s": r["train"]["train_tokens_per_s"],
                           "vs LoRA": r["train"]["train_tokens_per_s"] / lora["train"]["train_tokens_per_s"],
                           "train s": r["train"]["train_wall_s"], "peak RSS MB": r["train"].get("peak_rss_mb"),
-                          "peak GPU MB": r["train"].get("peak_gpu_mb"), "eval s": r["eval"].get("eval_wall_s")}
+                          "peak GPU MB": r["train"].get("peak_gpu_mb"), "eval s": r["eval"].get("eval_wall_s"),
+                          "eval aside": r["eval"].get("scored_aside", False)}
                          for r in records]).set_index("method")
 
 

@@ -32,8 +32,9 @@ def forgetting_verdicts(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def cost_table(table: pd.DataFrame, records: list[dict]) -> pd.DataFrame:
-    """Chapter 01: trainable parameters, training and scoring seconds, tokens/s and peak memory per method."""
-    cost = table.drop(index="base")[["trainable", "train s", "eval s"]].copy()
+    """Chapter 01: trainable parameters, training and scoring seconds (and whether the scoring had a second core's
+    help, ``evaluate.spare_core``), tokens/s and peak memory per method."""
+    cost = table.drop(index="base")[["trainable", "train s", "eval s", "eval aside"]].copy()
     by_label = {r["label"]: r for r in records}
     cost["train tokens/s"] = [by_label[m]["train"]["train_tokens_per_s"] for m in cost.index]
     cost["peak RSS (MB)"] = [by_label[m]["train"].get("peak_rss_mb") for m in cost.index]

@@ -18,7 +18,7 @@ from .errors import ArenaError
 from .keys import base_eval_key, scoring_quantization
 from .methods import get_method
 from .methods.quantized import base_quantization
-from .methods.registry import source_module
+from .methods.registry import loadable_elsewhere, register_from, source_module
 from .models import configure_torch, device
 from .pipeline import ensure_assets
 from .processes import process_pool
@@ -133,10 +133,7 @@ def _worker_init() -> None:
 
 def _run_in_worker(args) -> RunRecord:
     profile, method, force, analyse, module = args
-    if module:  # a user's method: importing its module registers it in this process too
-        import importlib
-
-        importlib.import_module(module)
+    register_from(module)
     record = run_method(profile, method, force=force)
     if analyse:
         analyse_record(profile, record, force=force)
@@ -159,7 +156,7 @@ def default_workers(methods) -> int:
     """Two single-threaded workers on a CPU with two or more cores; one on a GPU, or when a method was defined in
     ``__main__`` (a plain notebook cell: a fresh process cannot import it; a method in an importable module can go)."""
 
-    if device() == "cuda" or any(not get_method(m).builtin and not source_module(get_method(m)) for m in methods):
+    if device() == "cuda" or not all(loadable_elsewhere(get_method(m)) for m in methods):
         return 1
     return max(1, min(2, os.cpu_count() or 1, len(methods)))
 

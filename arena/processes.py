@@ -4,7 +4,8 @@ A ``ProcessPoolExecutor`` worker carries on with its task when its parent dies (
 on Ctrl-C, a ``kill``), and ``Executor.__exit__`` on an exception waits for every queued task. So an interrupted
 ``make reproduce`` left workers training and scoring on the cores a resumed run needed, and writing the same store
 entries. Here each worker watches its parent and exits when it is gone (its own pool's workers then see it go), and a
-block that raises, ``KeyboardInterrupt`` included, terminates the workers and drops the queued tasks. The standard
+block that is interrupted terminates the workers and drops the queued tasks (an ordinary error too, unless the caller
+asks for its other tasks to finish). The standard
 library has no such option before Python 3.14 (``terminate_workers``), and none at all for the parent's death; hence
 this module. A pool also counts its unfinished tasks, so a worker can tell when a peer has nothing left to do
 (``idle_peer``): the benchmark's last method then scores with the idle core's help.

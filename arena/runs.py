@@ -21,7 +21,7 @@ from .keys import base_eval_key, scoring_quantization, step_eval_key, train_key
 from .methods import build, get_method, linear_targets
 from .methods.init import lora_layers, subtract_adapter
 from .methods.quantized import base_quantization
-from .methods.registry import source_module
+from .methods.registry import loadable_elsewhere, register_from, source_module
 from .models import base_config, count_parameters, device, load_base
 from .paper_data import load_training_rows
 from .profiles import Profile
@@ -198,15 +198,13 @@ def trained_loader(profile: Profile, spec: TrainSpec, step: int):
     """A picklable ``load_trained(..., scoring=True)`` for a fresh process (``evaluate``'s ``reload``), or None for a
     method defined in ``__main__``, which a fresh process cannot import."""
     method = get_method(spec.method)
-    module = source_module(method)
-    return functools.partial(_load_trained_elsewhere, module, profile, spec, step) if method.builtin or module else None
+    if not loadable_elsewhere(method):
+        return None
+    return functools.partial(_load_trained_elsewhere, source_module(method), profile, spec, step)
 
 
 def _load_trained_elsewhere(module: str | None, profile: Profile, spec: TrainSpec, step: int):
-    if module:  # a user's method: importing its module registers it in this process too
-        import importlib
-
-        importlib.import_module(module)
+    register_from(module)
     return load_trained(profile, spec, step, scoring=True)
 
 

@@ -7,7 +7,7 @@ profile sets ``score_aside``). Prints the best wall time of each, their ratio, a
     python benchmarks/aside_speed.py [--profile embedded] [--method lora] [--repeats 1]
 
 Needs the method trained in the results store (``python -m arena train --method lora``, or a finished ``make
-reproduce``) and a CPU with two free cores. A measurement, not a test.
+reproduce``; otherwise the loader says so) and a CPU with two free cores. A measurement, not a test.
 """
 
 from __future__ import annotations
@@ -28,14 +28,11 @@ def main() -> None:
     from arena.evaluate import evaluate, spare_core
     from arena.models import configure_torch
     from arena.profiles import get_profile
-    from arena.runs import load_trained, sized_method, stored_run, train_spec, trained_loader
+    from arena.runs import load_trained, sized_method, train_spec, trained_loader
 
     configure_torch()
     profile = replace(get_profile(args.profile), score_aside=True)
     spec = train_spec(profile, sized_method(profile, args.method))
-    if stored_run(profile, spec) is None:
-        raise SystemExit(f"{args.method} is not trained in this results store: python -m arena train --method "
-                         f"{args.method} --profile {args.profile}")
     if not spare_core():
         raise SystemExit("one usable CPU core: there is no second process to compare")
     model, tokenizer = load_trained(profile, spec, scoring=True)
@@ -45,17 +42,14 @@ def main() -> None:
         for way, loader in (("one process", None), ("aside", reload)):
             start = time.perf_counter()
             items[way] = evaluate(model, tokenizer, profile, reload=loader)["items"]
-            best[way] = min(best[way], time.perf_counter() - start)
-            print(f"  {way}: {time.perf_counter() - start:.1f} s", flush=True)
+            seconds = time.perf_counter() - start
+            best[way] = min(best[way], seconds)
+            print(f"  {way}: {seconds:.1f} s", flush=True)
     one, aside = items["one process"], items["aside"]
     differ = sum(a != b for k in one for a, b in zip(one[k], aside[k]))
-    print(f"{args.profile} {spec_name(spec)}: one process {best['one process']:.1f} s, aside {best['aside']:.1f} s, "
-          f"ratio {best['aside'] / best['one process']:.2f}; per-item scores differing: {differ} of "
+    print(f"{args.profile} {spec.method} (size {spec.size}): one process {best['one process']:.1f} s, "
+          f"aside {best['aside']:.1f} s, ratio {best['aside'] / best['one process']:.2f}; per-item scores differing: {differ} of "
           f"{sum(len(v) for v in one.values())}")
-
-
-def spec_name(spec) -> str:
-    return f"{spec.method} (size {spec.size})"
 
 
 if __name__ == "__main__":  # score_aside spawns a process: the guard keeps it from re-running this script

@@ -152,3 +152,26 @@ def test_a_method_defined_in_a_cell_is_hashed_with_its_classes():
     m = Method("cell-method", "test", "additive", lr=1e-3, wrap=functools.partial(wrap), size_name="r", sizes=(2, 4))
     assert source_module(m) == "test_your_method"  # the partial is looked through, not "functools"
     assert fingerprint(m) == fingerprint(m)
+
+
+def test_a_fresh_process_can_load_the_kits_methods_and_those_of_importable_modules_only():
+    import sys
+
+    from arena.methods import get_method, Method
+    from arena.methods.registry import loadable_elsewhere, register_from
+
+    def wrap(model, r):
+        return model
+
+    wrap.__module__ = "__main__"  # as if defined in a notebook cell
+    assert loadable_elsewhere(get_method("lora"))
+    def toy(name):
+        return Method(name, "test", "additive", lr=1e-3, wrap=wrap, size_name="r", sizes=(2,))
+
+    assert not loadable_elsewhere(toy("in-a-cell"))
+    wrap.__module__ = "json"  # any importable module
+    assert loadable_elsewhere(toy("in-a-module"))
+    sys.modules.pop("colorsys", None)
+    register_from("colorsys")
+    assert "colorsys" in sys.modules
+    register_from(None)  # the kit's own: nothing to import

@@ -96,6 +96,21 @@ def source_module(method: Method) -> str | None:
     return None
 
 
+def loadable_elsewhere(method: Method) -> bool:
+    """Whether a fresh process (a benchmark worker, a side scorer) can get ``method``: the kit's own, or one an
+    importable module registers (``register_from``)."""
+    return method.builtin or source_module(method) is not None
+
+
+def register_from(module: str | None) -> None:
+    """In a fresh process: import ``module`` (``source_module``'s answer; None for the kit's own methods), which
+    registers the method it defines here too."""
+    if module:
+        import importlib
+
+        importlib.import_module(module)
+
+
 def fingerprint(method: Method) -> str | None:
     """A hash of a user method's code (None for the kit's own): part of the training cache key, so editing the
     method retrains it instead of returning results of the old code. A method in a module is hashed by the whole

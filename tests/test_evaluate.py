@@ -98,3 +98,20 @@ def test_a_trained_model_scored_aside_gives_the_same_items(monkeypatch):
     aside = evaluate_step(profile, spec, force=True)
     assert calls and "arena_qa" in calls[0]
     assert aside["items"] == here["items"]
+    assert aside["scored_aside"] and not here["scored_aside"]  # what chapters 01 and 08 show beside the seconds
+
+
+def test_a_method_defined_in_a_cell_gets_no_loader_for_a_fresh_process(monkeypatch):
+    from types import SimpleNamespace
+
+    from arena import runs
+    from arena.methods import Method
+    from arena.profiles import get_profile
+
+    def wrap(model, r):
+        return model
+
+    wrap.__module__ = "__main__"  # as if defined in a notebook cell: a fresh process cannot import it
+    cell = Method("in-a-cell", "test", "additive", lr=1e-3, wrap=wrap, size_name="r", sizes=(2,))
+    monkeypatch.setattr(runs, "get_method", lambda name: cell)
+    assert runs.trained_loader(get_profile("smoke"), SimpleNamespace(method="in-a-cell"), 4) is None

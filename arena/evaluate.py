@@ -5,7 +5,7 @@ unweighted mean of its subtask accuracies; Target = mean of the held-out word pr
 Forgetting = General(base) - General(checkpoint) and TargetGain = Target(ckpt) - Target(base), in percentage points.
 
 Protocol note (printed in the book): this is the kit's offline suite on lm-eval, not the paper's OpenCompass protocol.
-Log-likelihood tasks (BBH, QA, arithmetic, elementary_math_qa) run without the chat template; generated answers
+Log-likelihood tasks (reasoning, knowledge, arithmetic) run without the chat template; generated answers
 (IFEval-style, word problems) use it when the tokenizer has one.
 """
 
@@ -84,7 +84,13 @@ def run_tasks(lm, tokenizer, tasks: list[str], data_dir: Path, chat: bool, gen_k
                 continue
         metric = PREFERRED_METRIC.get(task) or next(m for m in ("acc_norm", "acc", "exact_match",
                                                                 "inst_level_strict_acc") if m in samples[0])
-        if metric == "inst_level_strict_acc":
+        doc = samples[0].get("doc") or {}
+        if doc.get("screen"):  # a screen item: both rules, for the screen to choose (screen.decide)
+            for rule in ("acc", "acc_norm"):
+                items[f"{task}:{rule}"] = [float(s[rule]) for s in samples]
+        if "rule" in doc:  # the rule the screen chose for the item's candidate, recorded in the item
+            items[task] = [float(s[s["doc"]["rule"]]) for s in samples]
+        elif metric == "inst_level_strict_acc":
             items[task + ":inst"] = [list(map(float, s[metric])) for s in samples]
             items[task] = [sum(map(float, s[metric])) / len(s[metric]) for s in samples]
         else:

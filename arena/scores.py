@@ -13,14 +13,14 @@ from .stats import cluster_mean_se, mean_se, stratified_se
 
 GENERAL = {"bbh": ("arena_bbh", "acc"), "ifeval": ("arena_ifeval", "inst_level_strict_acc"),
            "qa": ("arena_qa", "acc")}
-TARGET = {"wordproblems": ("arena_wordproblems", "exact_match"), "arithmetic": ("arena_arithmetic", "exact_match"),
-          "emqa": ("arena_emqa", "acc")}
+TARGET = {"wordproblems": ("arena_wordproblems", "exact_match"), "arithmetic": ("arena_arithmetic", "acc")}
 CHAT_TASKS = ["arena_ifeval", "arena_wordproblems", "arena_wordproblems_gold"]
-PLAIN_TASKS = ["arena_bbh", "arena_qa", "arena_emqa", "arena_arithmetic"]
+PLAIN_TASKS = ["arena_bbh", "arena_qa", "arena_arithmetic"]
 # 2: multiple choice scored by acc_norm; every log-likelihood item also keeps its gold answer's bits per byte (":bpb")
 # 3: arithmetic by raw log-likelihood (PREFERRED_METRIC); 4: finished rows leave a generation batch, whose size is
-# the profile's generation_batch_size (in bf16 a batch's size and make-up can round a near-tie the other way)
-SCORING_VERSION = 4
+# the profile's generation_batch_size (in bf16 a batch's size and make-up can round a near-tie the other way);
+# 5: a multiple-choice item is scored by the rule its file records (the screen's choice per candidate)
+SCORING_VERSION = 5
 # The likelihood twin ("<task>:bpb") of each group: the gold answer's bits per byte, from the group's own items where
 # they are scored by log-likelihood, else from a twin task that scores the gold answer (its accuracy is not used).
 # IFEval has no gold response, so no twin: General-LL averages BBH and QA.
@@ -31,10 +31,9 @@ STOCK_GENERAL = {"bbh": ("bbh_cot_fewshot", "exact_match"), "ifeval": ("ifeval",
                  "qa": ("nq_open", "exact_match")}
 # The paper's math targets (A3) that lm-eval 0.4.13 ships; AMC23 has no stock task (the paper averages all three).
 STOCK_TARGET = {"math500": ("minerva_math500", "math_verify"), "aime24": ("aime24", "exact_match")}
-# minerva_math500: symbolic answer checking, as the paper's math_equal. arena_arithmetic: raw log-likelihood (BIG-bench's
-# multiple_choice_grade): acc_norm divides by the option's characters, so "banana" (6) beat the 1-digit answer in
-# 21 of 24 screen items of 1_digit_addition, where raw log-likelihood picks the answer in 15.
-PREFERRED_METRIC = {"minerva_math500": "math_verify", "arena_arithmetic": "acc"}
+# minerva_math500: symbolic answer checking, as the paper's math_equal. The kit's multiple-choice items name their rule
+# (the screen's choice per candidate), which takes precedence (evaluate.run_tasks).
+PREFERRED_METRIC = {"minerva_math500": "math_verify"}
 # The paper's generation lengths per stock task (A3: 8192 new tokens for math; A4: BBH 512, IFEval 1025, NQ 50); the
 # stock YAMLs differ (minerva_math500 sets none, so HFLM stops at 256; aime24 asks for 32768).
 # Items in each stock task (lm-eval 0.4.13's test splits) and its number of subtasks: a profile's ``stock_limits``
@@ -116,7 +115,7 @@ def _is_stock(items: dict) -> bool:
 def summarise(items: dict) -> dict:
     """Group scores and the composite General and Target scores (percent), each with a standard error.
 
-    General = mean(BBH, IFEval, QA); Target = mean(word problems, mean(arithmetic, elementary_math_qa)).
+    General = mean(BBH, IFEval, QA); Target = mean(word problems, arithmetic).
     Standard errors treat groups as independent: se(mean of g groups) = sqrt(sum se_g^2) / g.
     """
     if _is_stock(items):  # the paper profile: Target = mean of its math benchmarks (A3)
@@ -125,9 +124,7 @@ def summarise(items: dict) -> dict:
     else:
         groups = {g: group_score(items, g) for g in [*GENERAL, *TARGET]}
         general = [groups[g] for g in GENERAL]
-        ood_mean = (groups["arithmetic"][0] + groups["emqa"][0]) / 2
-        ood_se = math.sqrt(groups["arithmetic"][1] ** 2 + groups["emqa"][1] ** 2) / 2
-        target = [groups["wordproblems"], (ood_mean, ood_se)]
+        target = [groups[g] for g in TARGET]
 
     def combine(parts):
         return (100 * sum(m for m, _ in parts) / len(parts),
@@ -143,7 +140,7 @@ def summarise(items: dict) -> dict:
 def _likelihood_summary(items: dict) -> dict:
     """The likelihood twins' composites in bits per byte of the gold answers (lower is better), with standard errors
     as ``summarise``'s: General-LL = mean(BBH, QA) (IFEval has no gold answer); Target-LL = mean(word problems,
-    mean(arithmetic, elementary_math_qa))."""
+    arithmetic)."""
     twins = {g: twin_score(items, g) for g in [*GENERAL, *TARGET]}
     twins = {g: v for g, v in twins.items() if v is not None}
 
@@ -151,7 +148,7 @@ def _likelihood_summary(items: dict) -> dict:
         return sum(m for m, _ in parts) / len(parts), math.sqrt(sum(se**2 for _, se in parts)) / len(parts)
 
     general = mean([twins[g] for g in GENERAL if g in twins])
-    target = mean([twins["wordproblems"], mean([twins["arithmetic"], twins["emqa"]])])
+    target = mean([twins[g] for g in TARGET])
     return {"groups": {g: {"bpb": m, "se": se} for g, (m, se) in twins.items()},
             "general": general[0], "general_se": general[1], "target": target[0], "target_se": target[1]}
 

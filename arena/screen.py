@@ -1,16 +1,19 @@
-"""The base-only screen that chooses which candidate subtasks the suite scores (book/definitions.md S).
+"""The base-only screen that chooses which candidates the suite scores (book/definitions.md S).
 
-A group the base answers at chance cannot show forgetting, and at 135M many BBH subtasks and arithmetic tasks sit at
-chance. Following the noisy-subtask filter of Heineman et al. (2025), the screen scores the **base** (never a trained
-model; always in full precision, so 4-bit and full-precision runs share one suite) on ``Profile.screen`` seeded items of
-every candidate subtask, drawn apart from the test and validation items (``suite.write_screen``), and keeps a candidate
-when its screen accuracy clears chance by ``SCREEN_Z`` standard errors of guessing:
+A yardstick the base answers at chance cannot show forgetting, and a generated family can sit at chance at one
+difficulty and well above it at another. Inspired by the noisy-subtask filter of Heineman et al. (2025), the screen
+scores the **base** (never a trained model; always in full precision, so 4-bit and full-precision runs share one suite)
+on seeded items of every candidate (``suite.write_screen``: ``Profile.screen`` per candidate, a third of a finite fact
+table at most), drawn apart from the test and validation items. For each candidate it takes the better of two scoring
+rules, raw log-likelihood (``acc``) and log-likelihood per character (``acc_norm``), and keeps the candidate when
 
-    keep  iff  acc >= c + z * sqrt(c (1 - c) / m)      (c: chance, m: items; free-form, c = 0: any correct item)
+    z = (acc - c) / sqrt(c (1 - c) / m) >= SCREEN_Z = 2      (c: chance, m: screen items)
 
-A group none of whose candidates passes keeps them all, so that its meaning survives, and its base score then sits at
-chance for everyone to see (chapter 00). The outcome is written once per screen folder (``suite.screen_dir``,
-``suite.screen_result``).
+An at-chance candidate passes that bar about 2-4 % of the time (one-sided normal tail, doubled for the choice of rule),
+where a 1-SE bar on 24 items kept it 12-20 % of the time. A reasoning family keeps its passing setting with the
+largest z (ties: the harder); a group none of whose candidates passes keeps them all (each family at its easiest
+setting) so that its meaning survives, and its base score then sits at chance for everyone to see (chapter 00). The
+test items confirm the choice on fresh items: chapter 00 shows each group's base score against chance in SEs.
 """
 
 from __future__ import annotations
@@ -22,85 +25,109 @@ import math
 from pathlib import Path
 
 from .evaluate import hf_language_model, run_tasks, score_aside, spare_core
+from .groups import family
+from .itemfiles import read_jsonl
 from .models import load_base
-from .scores import chance_level
-from .suite import BBH_TASKS, SCREEN_GROUPS, bbh_id, read_jsonl, screen_dir, screen_result, write_screen
+from .suite import _parts, screen_dir, screen_result, write_screen
 
-SCREEN_Z = 1.0
+SCREEN_Z = 2.0
+RULES = ("acc", "acc_norm")  # the first wins a tie: raw log-likelihood is the simpler rule
 # In fp32 and at a fixed batch, not the profile's scoring settings: in bf16 a batch's padding can flip a near-tie,
 # and the screen's choice must not move with a setting or a machine.
 SCREEN_BATCH = 8
 
 
-def threshold(chance: float, items: int, z: float = SCREEN_Z) -> float:
-    """The screen accuracy a candidate must reach: chance plus ``z`` standard errors of guessing on ``items``."""
-    return chance + z * math.sqrt(chance * (1 - chance) / items)
+def z_score(accuracy: float, chance: float, items: int) -> float:
+    """How many standard errors of guessing ``accuracy`` lies above ``chance`` on ``items`` items."""
+    return (accuracy - chance) / math.sqrt(chance * (1 - chance) / items)
 
 
-def decide(scores: dict[str, dict[str, list[float]]], chance: dict[str, dict[str, float]],
-           z: float = SCREEN_Z) -> dict:
-    """Pure: ``scores[group][candidate]`` = the base's per-item screen scores, ``chance`` alike. Returns ``{"kept":
-    {group: [candidates]}, "rows": [per candidate: group, candidate, items, accuracy, chance, threshold, kept],
-    "whole": [groups kept whole because no candidate passed]}``."""
+def decide(scores: dict[str, dict[str, dict[str, list[float]]]], chance: dict[str, dict[str, float]],
+           one_per_family: set[str] = frozenset(), z: float = SCREEN_Z) -> dict:
+    """Pure: ``scores[group][candidate][rule]`` = the base's per-item screen scores under each rule, ``chance`` by
+    group and candidate. Returns ``{"kept": {group: {candidate: {"rule": r}}}, "rows": [per candidate: group,
+    candidate, items, chance, accuracy under each rule, rule, accuracy, z, passed, kept], "whole": [groups kept whole
+    because no candidate passed], "z": z}``."""
     kept, rows, whole = {}, [], []
     for group, candidates in scores.items():
-        passed = []
-        for name, values in candidates.items():
-            c, m = chance[group][name], len(values)
-            accuracy, bar = sum(values) / m, threshold(chance[group][name], m, z)
-            ok = accuracy > 0 if c == 0 else accuracy >= bar
-            passed += [name] if ok else []
-            rows.append({"group": group, "candidate": name, "items": m, "accuracy": accuracy, "chance": c,
-                         "threshold": bar, "kept": ok})
-        kept[group] = passed or list(candidates)
-        whole += [] if passed else [group]
+        judged = {}
+        for name, by_rule in candidates.items():
+            c, m = chance[group][name], len(next(iter(by_rule.values())))
+            means = {r: sum(v) / m for r, v in by_rule.items()}
+            rule = max((r for r in RULES if r in means), key=lambda r: (means[r], -RULES.index(r)))
+            judged[name] = {"group": group, "candidate": name, "items": m, "chance": c,
+                            **{f"accuracy_{r}": means[r] for r in means}, "rule": rule, "accuracy": means[rule],
+                            "z": z_score(means[rule], c, m), "passed": z_score(means[rule], c, m) >= z}
+        passed = [n for n, row in judged.items() if row["passed"]]
+        if group in one_per_family:  # the passing setting with the largest margin; a tie goes to the harder one
+            best = {}
+            for n in passed:
+                if family(n) not in best or judged[n]["z"] >= judged[best[family(n)]]["z"]:
+                    best[family(n)] = n
+            passed = [n for n in judged if n in best.values()]
+        if not passed:
+            whole.append(group)
+            passed = [n for n in judged if group not in one_per_family
+                      or n == next(m for m in judged if family(m) == family(n))]
+        kept[group] = {n: {"rule": judged[n]["rule"]} for n in passed}
+        rows += [{**row, "kept": n in kept[group]} for n, row in judged.items()]
     return {"kept": kept, "rows": rows, "whole": whole, "z": z}
 
 
-def run_screen(profile) -> dict:
-    """The profile's screen, computed once and stored in its folder (``suite.screen_dir``, ``result.json``)."""
-    folder = screen_dir(profile)
-    result = folder / "result.json"
-    if result.exists():
-        return json.loads(result.read_text())
-    write_screen(profile)
-    model, tokenizer = load_base(profile.model, None)
-    tasks = [f"arena_bbh_{bbh_id(n)}" for n in BBH_TASKS] + ["arena_arithmetic"]
+def run_screen(profile) -> dict[str, dict]:
+    """The profile's screen, one outcome per part (General, the domain), each computed once and stored in its folder
+    (``suite.screen_dir``, ``result.json``)."""
+    parts = dict(_parts(profile))
+    todo = [p for p in parts if not (screen_dir(profile, p) / "result.json").exists()]
+    if todo:
+        model, tokenizer = load_base(profile.model, None)
+        lm = hf_language_model(model, tokenizer, SCREEN_BATCH, bf16=False)
+        for part in todo:
+            _screen_part(profile, part, parts[part], lm, tokenizer)
+        del model, lm
+    return {p: screen_result(profile, p) for p in parts}
+
+
+def _screen_part(profile, part, groups, lm, tokenizer) -> None:
+    folder = write_screen(profile, part)
+    tasks = sorted({g.task(c) for g in groups for c in g.candidates})
     # two fixed halves, each its own lm-eval call wherever it runs, so the batches (and the choice) never depend on
     # whether a second core scored one of them
     halves = [tasks[0::2], tasks[1::2]]
-    lm = hf_language_model(model, tokenizer, SCREEN_BATCH, bf16=False)
     aside = (score_aside(functools.partial(load_base, profile.model, None), halves[1], folder, False, SCREEN_BATCH,
-                         bf16=False) if profile.score_aside and spare_core()
-             else contextlib.nullcontext(lambda: run_tasks(lm, tokenizer, halves[1], folder, chat=False)))
+                         bf16=False) if profile.score_aside and spare_core() and halves[1]
+             else contextlib.nullcontext(lambda: run_tasks(lm, tokenizer, halves[1], folder, chat=False)
+                                         if halves[1] else {}))
     with aside as second_half:
         items = run_tasks(lm, tokenizer, halves[0], folder, chat=False) | second_half()
-    scores, chance = _by_candidate(items, folder)
-    out = decide(scores, chance) | {"base": profile.model.name, "items_per_candidate": profile.screen}
-    result.write_text(json.dumps(out, indent=1))
-    return out
+    scores, chance = by_candidate(groups, items, folder)
+    out = decide(scores, chance, {g.name for g in groups if g.one_per_family})
+    out |= {"base": profile.model.name, "items_per_candidate": profile.screen, "part": part}
+    (folder / "result.json").write_text(json.dumps(out, indent=1))
 
 
-def _by_candidate(items: dict, folder: Path) -> tuple[dict, dict]:
-    """Per-item screen scores and chance levels by group and candidate (arithmetic's items carry their subtask)."""
-    scores = {"bbh": {n: items[f"arena_bbh_{bbh_id(n)}"] for n in BBH_TASKS}}
-    chance = {"bbh": {n: chance_level(folder / "bbh" / f"{bbh_id(n)}.jsonl") for n in BBH_TASKS}}
-    rows = read_jsonl(folder / "arithmetic.jsonl")
-    scores["arithmetic"] = {t: [s for s, r in zip(items["arena_arithmetic"], rows) if r["subtask"] == t]
-                            for t in SCREEN_GROUPS["arithmetic"]}
-    chance["arithmetic"] = {t: sum(1 / len(r["choices"]) for r in rows if r["subtask"] == t)
-                            / sum(r["subtask"] == t for r in rows) for t in SCREEN_GROUPS["arithmetic"]}
+def by_candidate(groups, items: dict, folder: Path) -> tuple[dict, dict]:
+    """Per-item screen scores under each rule, and chance levels, by group and candidate: a task's scores are in its
+    file's row order, and each row names its candidate."""
+    scores, chance = {}, {}
+    for group in groups:
+        scores[group.name], chance[group.name] = {}, {}
+        for c in group.candidates:
+            task, rows = group.task(c), read_jsonl(folder / group.file(c))
+            mine = [i for i, r in enumerate(rows) if r["candidate"] == c]
+            scores[group.name][c] = {r: [items[f"{task}:{r}"][i] for i in mine] for r in RULES}
+            chance[group.name][c] = sum(1 / len(rows[i]["choices"]) for i in mine) / len(mine)
     return scores, chance
 
 
 def screen_table(profile) -> "pd.DataFrame | None":
-    """The screen's decisions (percent), or None for a profile without one."""
+    """The screen's decisions (percent) for every part, or None for a profile without one."""
     import pandas as pd
 
-    result = screen_result(profile)
-    if result is None:
+    if not profile.screened:
         return None
-    frame = pd.DataFrame(result["rows"])
-    for column in ("accuracy", "chance", "threshold"):
+    rows = [row for part, _ in _parts(profile) for row in screen_result(profile, part)["rows"]]
+    frame = pd.DataFrame(rows)
+    for column in [c for c in frame.columns if c.startswith("accuracy") or c == "chance"]:
         frame[column] = 100 * frame[column]
     return frame.set_index(["group", "candidate"])

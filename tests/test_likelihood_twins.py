@@ -10,12 +10,11 @@ from arena.evaluate import gold_bits_per_byte
 from arena.scores import paired_difference, summarise
 
 
-def _items(bbh_bpb=([1.0, 3.0], [2.0]), qa_bpb=(2.0, 4.0), wp_bpb=(1.0, 1.0), arith_bpb=(3.0,), emqa_bpb=(5.0,)):
+def _items(bbh_bpb=([1.0, 3.0], [2.0]), qa_bpb=(2.0, 4.0), wp_bpb=(1.0, 1.0), arith_bpb=(3.0, 5.0)):
     return {"arena_bbh_a": [1, 0], "arena_bbh_b": [1], "arena_ifeval:inst": [[1, 0], [1]], "arena_ifeval": [0.5, 1.0],
-            "arena_qa": [0, 0], "arena_wordproblems": [1, 0], "arena_arithmetic": [0], "arena_emqa": [1],
+            "arena_qa": [0, 0], "arena_wordproblems": [1, 0], "arena_arithmetic": [0, 1],
             "arena_bbh_a:bpb": list(bbh_bpb[0]), "arena_bbh_b:bpb": list(bbh_bpb[1]), "arena_qa:bpb": list(qa_bpb),
-            "arena_wordproblems:bpb": list(wp_bpb), "arena_arithmetic:bpb": list(arith_bpb),
-            "arena_emqa:bpb": list(emqa_bpb)}
+            "arena_wordproblems:bpb": list(wp_bpb), "arena_arithmetic:bpb": list(arith_bpb)}
 
 
 def test_gold_bits_per_byte_of_a_multiple_choice_and_a_loglikelihood_sample():
@@ -32,7 +31,7 @@ def test_twin_composites_by_hand():
     bbh = (2.0 + 2.0) / 2  # mean of subtask means: (1 + 3) / 2 and 2
     assert out["groups"]["bbh"]["bpb"] == pytest.approx(bbh)
     assert out["general"] == pytest.approx((bbh + 3.0) / 2)  # BBH and QA: IFEval has no gold answer
-    assert out["target"] == pytest.approx((1.0 + (3.0 + 5.0) / 2) / 2)
+    assert out["target"] == pytest.approx((1.0 + (3.0 + 5.0) / 2) / 2)  # word problems and arithmetic
     assert "ifeval" not in out["groups"]
     # the accuracy composite ignores the twins' keys (BBH's subtasks are arena_bbh_a and arena_bbh_b only)
     assert summarise(_items())["groups"]["bbh"]["score"] == pytest.approx(100 * (0.5 + 1.0) / 2)
@@ -80,17 +79,14 @@ def test_signal_to_noise_by_hand():
 
 @pytest.fixture(scope="module")
 def mc_suite(tmp_path_factory):
-    """A tiny suite folder: multiple choice whose options differ in length (where acc and acc_norm part), and a
-    free-form BBH subtask."""
+    """A tiny suite folder: multiple choice whose options differ in length (where acc and acc_norm part), once with no
+    rule recorded and once with each item's rule."""
     folder = tmp_path_factory.mktemp("suite")
     rows = [{"input": f"What is {a} plus {b}?", "choices": [str(a + b), f"{a + b + 1}0", "no idea at all", "7"],
              "gold": 0} for a, b in ((2, 3), (10, 4), (7, 7), (1, 30), (25, 25))]
-    for name in ("emqa.jsonl", "arithmetic.jsonl"):
-        (folder / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
-    counting = [{"input": "I have a pen and two cups. How many objects do I have?", "target": "3"},
-                {"input": "I have a cat. How many animals do I have?", "target": "1"}]
-    (folder / "bbh").mkdir()
-    (folder / "bbh" / "object_counting.jsonl").write_text("".join(json.dumps(r) + "\n" for r in counting))
+    (folder / "arithmetic.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    ruled = [{**r, "rule": "acc" if i % 2 else "acc_norm"} for i, r in enumerate(rows)]
+    (folder / "qa.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ruled))
     return folder
 
 
@@ -104,9 +100,10 @@ def _run(lm, folder, tasks):
                                    fewshot_random_seed=0)
 
 
-def test_run_tasks_keeps_acc_norm_and_twins_equal_to_lm_evals_own(mc_suite):
-    """Per item: the kit's multiple-choice score is lm-eval's acc_norm, its twin is the gold option's log-likelihood
-    per byte from lm-eval's own responses, and the context-once scorer gives both as HFLM does."""
+def test_run_tasks_keeps_each_items_rule_and_twins_equal_to_lm_evals_own(mc_suite):
+    """Per item: the kit's multiple-choice score is lm-eval's metric under the rule the item records (acc_norm where it
+    records none), its twin is the gold option's log-likelihood per byte from lm-eval's own responses, and the
+    context-once scorer gives both as HFLM does."""
     from lm_eval.models.huggingface import HFLM
 
     from arena.context_once import ContextOnceLM
@@ -115,24 +112,22 @@ def test_run_tasks_keeps_acc_norm_and_twins_equal_to_lm_evals_own(mc_suite):
 
     # fp32 on both sides: with bf16 compute the two orders of summation differ by bf16's rounding (about 1e-2)
     model, tokenizer = smoke_model().eval(), smoke_tokenizer()
-    tasks = ["arena_emqa", "arena_bbh_object_counting"]
+    tasks = ["arena_arithmetic", "arena_qa"]
     reference = _run(HFLM(pretrained=model, tokenizer=tokenizer, batch_size=4), mc_suite, tasks)["samples"]
     items = run_tasks(ContextOnceLM(pretrained=model, tokenizer=tokenizer, batch_size=4), tokenizer, tasks, mc_suite,
                       chat=False)
-    emqa = sorted(reference["arena_emqa"], key=lambda s: s["doc_id"])
-    assert items["arena_emqa"] == [s["acc_norm"] for s in emqa]
-    for score, sample in zip(items["arena_emqa"], emqa):  # acc_norm: the best log-likelihood per character
+    plain = sorted(reference["arena_arithmetic"], key=lambda s: s["doc_id"])
+    assert items["arena_arithmetic"] == [s["acc_norm"] for s in plain]
+    for score, sample in zip(items["arena_arithmetic"], plain):  # acc_norm: the best log-likelihood per character
         choices = sample["doc"]["choices"]
         best = max(range(len(choices)), key=lambda i: sample["filtered_resps"][i][0] / len(choices[i]))
         assert score == float(best == sample["target"])
-    for got, sample in zip(items["arena_emqa:bpb"], emqa):
+    ruled = sorted(reference["arena_qa"], key=lambda s: s["doc_id"])
+    assert items["arena_qa"] == [s["acc" if i % 2 else "acc_norm"] for i, s in enumerate(ruled)]
+    for got, sample in zip(items["arena_arithmetic:bpb"], plain):
         gold = sample["target"]
         expected = -sample["filtered_resps"][gold][0] / (math.log(2) * len(sample["arguments"][gold][1].encode()))
         assert got == pytest.approx(expected, abs=1e-4)
-    # a free-form item scored by log-likelihood (greedy match) keeps its target's bits per byte as its twin
-    counting = sorted(reference["arena_bbh_object_counting"], key=lambda s: s["doc_id"])
-    assert items["arena_bbh_object_counting"] == [float(s["acc"]) for s in counting]
-    assert items["arena_bbh_object_counting:bpb"] == pytest.approx([gold_bits_per_byte(s) for s in counting], abs=1e-4)
 
 
 def test_the_certainty_page_reads_the_largest_paired_error_of_each_measure():

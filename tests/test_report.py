@@ -17,7 +17,7 @@ def _items(general, target):
     """Items where every general task scores ``general`` and every target task ``target`` (0/1 per item)."""
     g, t = [general] * 4, [target] * 4
     return {"arena_bbh_a": g, "arena_ifeval:inst": [[general]] * 4, "arena_ifeval": g, "arena_qa": g,
-            "arena_wordproblems": t, "arena_arithmetic": t, "arena_emqa": t}
+            "arena_wordproblems": t, "arena_arithmetic": t}
 
 
 def _record(method, general, target, family="additive"):
@@ -86,7 +86,7 @@ def _mixed(general_hits, target_hits, n=4):
     g = [1.0 if i < general_hits else 0.0 for i in range(n)]
     t = [1.0 if i < target_hits else 0.0 for i in range(n)]
     return {"arena_bbh_a": g, "arena_ifeval:inst": [[x] for x in g], "arena_ifeval": g, "arena_qa": g,
-            "arena_wordproblems": t, "arena_arithmetic": t, "arena_emqa": t}
+            "arena_wordproblems": t, "arena_arithmetic": t}
 
 
 def _scored(method, general_hits, target_hits):
@@ -206,7 +206,7 @@ def test_claims_are_decided_by_paired_verdicts_not_point_estimates():
         """20 items per task; ``general`` / ``target``: how many of them are right."""
         g, t = [1] * general + [0] * (20 - general), [1] * target + [0] * (20 - target)
         items = {"arena_bbh_a": g, "arena_ifeval:inst": [[x] for x in g], "arena_ifeval": g, "arena_qa": g,
-                 "arena_wordproblems": t, "arena_arithmetic": t, "arena_emqa": t}
+                 "arena_wordproblems": t, "arena_arithmetic": t}
         return {**_record(method, 0, 0), "eval": {**_record(method, 0, 0)["eval"], "items": items,
                                                   **summarise(items)}}
 

@@ -1,27 +1,56 @@
-"""The base-only screen that chooses the suite's subtasks (arena/screen.py, book/definitions.md S)."""
+"""The base-only screen that chooses the suite's candidates (arena/screen.py, book/definitions.md S)."""
 
 import json
-import math
+import random
 import shutil
 
 import pytest
 
 from arena import screen, suite
+from arena.itemfiles import norm, read_jsonl
 from arena.profiles import get_profile
 
 
+def _rules(acc, acc_norm=None):
+    return {"acc": acc, "acc_norm": acc_norm if acc_norm is not None else acc}
+
+
 def test_decide_by_hand():
-    scores = {"bbh": {"two_way_pass": [1] * 11 + [0] * 5, "two_way_edge": [1] * 10 + [0] * 6,
-                      "two_way_fail": [1] * 9 + [0] * 7, "free_form_one": [1] + [0] * 15, "free_form_none": [0] * 16},
-              "arithmetic": {"a": [0] * 16, "b": [1] + [0] * 15}}
-    chance = {"bbh": {"two_way_pass": 0.5, "two_way_edge": 0.5, "two_way_fail": 0.5, "free_form_one": 0.0,
-                      "free_form_none": 0.0}, "arithmetic": {"a": 1 / 7, "b": 1 / 7}}
-    assert screen.threshold(0.5, 16) == pytest.approx(0.5 + math.sqrt(0.25 / 16))  # 0.625
-    out = screen.decide(scores, chance)
-    assert out["kept"]["bbh"] == ["two_way_pass", "two_way_edge", "free_form_one"]
-    # no arithmetic task clears chance by one SE of guessing (b: 1/16 < 1/7): the group is kept whole
-    assert out["kept"]["arithmetic"] == ["a", "b"] and out["whole"] == ["arithmetic"]
-    assert len(out["rows"]) == 7
+    # 60 two-way items: z = (acc - 0.5) / sqrt(0.25 / 60) = (acc - 0.5) * 15.49; z >= 2 needs 38 of 60 (z = 2.07)
+    scores = {"bbh": {"nav@1": _rules([1] * 38 + [0] * 22), "nav@2": _rules([1] * 40 + [0] * 20),
+                      "nav@3": _rules([1] * 37 + [0] * 23), "bool@1": _rules([1] * 30 + [0] * 30,
+                                                                             [1] * 45 + [0] * 15)},
+              "arithmetic": {"a": _rules([1] * 16 + [0] * 44), "b": _rules([1] * 17 + [0] * 43)}}
+    chance = {"bbh": {n: 0.5 for n in scores["bbh"]}, "arithmetic": {"a": 0.25, "b": 0.25}}
+    out = screen.decide(scores, chance, one_per_family={"bbh"})
+    assert screen.z_score(38 / 60, 0.5, 60) == pytest.approx(2.066, abs=1e-3)
+    # nav@2 has the largest margin of nav's passing settings; bool passes only by acc_norm, which it records
+    assert out["kept"]["bbh"] == {"nav@2": {"rule": "acc"}, "bool@1": {"rule": "acc_norm"}}
+    # no arithmetic candidate clears chance by two SEs (b: z = 0.45): the group is kept whole
+    assert out["kept"]["arithmetic"] == {"a": {"rule": "acc"}, "b": {"rule": "acc"}}
+    assert out["whole"] == ["arithmetic"] and len(out["rows"]) == 6
+    nav3 = next(r for r in out["rows"] if r["candidate"] == "nav@3")
+    assert not nav3["passed"] and not nav3["kept"] and nav3["z"] == pytest.approx(1.807, abs=1e-3)
+
+
+def test_a_family_none_of_whose_settings_passes_is_dropped_and_a_group_with_none_keeps_the_easiest():
+    scores = {"bbh": {"a@1": _rules([1] * 40 + [0] * 20), "b@1": _rules([0] * 60), "b@2": _rules([1] * 30 + [0] * 30)}}
+    out = screen.decide(scores, {"bbh": {n: 0.5 for n in scores["bbh"]}}, one_per_family={"bbh"})
+    assert list(out["kept"]["bbh"]) == ["a@1"]
+    scores = {"bbh": {"b@1": _rules([0] * 60), "b@2": _rules([0] * 60), "c@1": _rules([0] * 60)}}
+    out = screen.decide(scores, {"bbh": {n: 0.5 for n in scores["bbh"]}}, one_per_family={"bbh"})
+    assert list(out["kept"]["bbh"]) == ["b@1", "c@1"] and out["whole"] == ["bbh"]
+
+
+def test_the_screen_keeps_an_at_chance_candidate_rarely():
+    """A 4-way candidate at chance, 60 items, the better of two (here independent) rules: kept about 2-5 % of the
+    time, not the 12-20 % of a 1-SE bar on 24 items."""
+    rng = random.Random(0)
+    kept = 0
+    for _ in range(4000):
+        rules = _rules([float(rng.random() < 0.25) for _ in range(60)], [float(rng.random() < 0.25) for _ in range(60)])
+        kept += screen.decide({"qa": {"x": rules}}, {"qa": {"x": 0.25}})["rows"][0]["passed"]
+    assert 0.01 < kept / 4000 < 0.06
 
 
 @pytest.fixture
@@ -29,47 +58,58 @@ def screened_profile():
     profile = get_profile("smoke", screen=3, seed=4242)  # a suite folder of its own in the shared asset cache
     yield profile
     shutil.rmtree(suite.suite_dir(profile), ignore_errors=True)
-    shutil.rmtree(suite.screen_dir(profile), ignore_errors=True)
+    for part in ("general", "math"):
+        shutil.rmtree(suite.screen_dir(profile, part), ignore_errors=True)
 
 
-def test_a_screened_suite_keeps_the_chosen_subtasks_on_items_the_screen_never_saw(screened_profile, monkeypatch):
+def test_a_screened_suite_keeps_the_chosen_candidates_on_items_the_screen_never_saw(screened_profile, monkeypatch):
     profile = screened_profile
     with pytest.raises(Exception, match="python -m arena assets --profile smoke"):
         suite.build_suite(profile)  # the screen has not run: a one-line error naming the fix
-    folder = suite.write_screen(profile)
-    kept = {"bbh": ["navigate", "snarks"], "arithmetic": ["arithmetic/2_digit_addition"]}
-    (folder / "result.json").write_text(json.dumps({"kept": kept, "rows": [], "whole": []}))
+    general, math = suite.write_screen(profile), suite.write_screen(profile, "math")
+    kept = {"bbh": {"navigate@4": {"rule": "acc"}, "comparison@1": {"rule": "acc_norm"}},
+            "qa": {"capital@large": {"rule": "acc"}}}
+    (general / "result.json").write_text(json.dumps({"kept": kept, "rows": [], "whole": []}))
+    (math / "result.json").write_text(json.dumps({"kept": {"arithmetic": {"addition@2": {"rule": "acc"}}},
+                                                  "rows": [], "whole": []}))
     test, validation = suite.build_suite(profile), suite.build_validation(profile)
     for split in (test, validation):
-        assert sorted(p.stem for p in (split / "bbh").glob("*.jsonl")) == ["navigate", "snarks"]
-        assert all(" plus " in r["input"] for r in suite.read_jsonl(split / "arithmetic.jsonl"))
-        for file in ("bbh/navigate.jsonl", "arithmetic.jsonl"):
-            screened = {suite._norm(r["input"]) for r in suite.read_jsonl(folder / file)}
-            assert not screened & {suite._norm(r["input"]) for r in suite.read_jsonl(split / file)}
+        assert sorted(p.stem for p in (split / "bbh").glob("*.jsonl")) == ["comparison", "navigate"]
+        assert all(" plus " in r["input"] for r in read_jsonl(split / "arithmetic.jsonl"))
+        assert {r["rule"] for r in read_jsonl(split / "bbh" / "comparison.jsonl")} == {"acc_norm"}
+        assert {r["setting"] for r in read_jsonl(split / "bbh" / "navigate.jsonl")} == {4}
+        for folder, file in ((general, "bbh/navigate.jsonl"), (general, "qa.jsonl"), (math, "arithmetic.jsonl")):
+            screened = {norm(r["input"]) for r in read_jsonl(folder / file)}
+            assert not screened & {norm(r["input"]) for r in read_jsonl(split / file)}
     from arena.evaluate import suite_tasks
 
-    assert suite_tasks(test, ["arena_bbh", "arena_qa"]) == ["arena_bbh_navigate", "arena_bbh_snarks", "arena_qa"]
+    assert suite_tasks(test, ["arena_bbh", "arena_qa"]) == ["arena_bbh_comparison", "arena_bbh_navigate", "arena_qa"]
     assert get_profile("smoke").screen == 0 and suite.suite_dir(profile) != suite.suite_dir(get_profile("smoke"))
     # resizing the suite keeps the screen (its folder is keyed by the screen's own size, seed and base)
     resized = get_profile("smoke", screen=3, seed=4242, bbh_per_task=2)
-    assert suite.screen_dir(resized) == folder and suite.suite_dir(resized) != suite.suite_dir(profile)
+    assert suite.screen_dir(resized) == general and suite.suite_dir(resized) != suite.suite_dir(profile)
     # so does a new suite version; a new screen version does not (undone here: the fixture's clean-up reads both)
     with monkeypatch.context() as patch:
         patch.setattr(suite, "SUITE_VERSION", suite.SUITE_VERSION + 1)
-        assert suite.screen_dir(profile) == folder and suite.suite_dir(profile) != test
+        assert suite.screen_dir(profile) == general and suite.suite_dir(profile) != test
         patch.setattr(suite, "SCREEN_VERSION", suite.SCREEN_VERSION + 1)
-        assert suite.screen_dir(profile) != folder
+        assert suite.screen_dir(profile) != general
 
 
 def test_the_screen_scores_the_base_on_every_candidate(screened_profile):
-    """run_screen end to end on the smoke model: every candidate scored on its own items, the outcome stored."""
+    """run_screen end to end on the smoke model: every candidate scored under both rules on its own items."""
+    from arena.groups import BBH, QA
+    from arena.domains import ARITHMETIC
+
     out = screen.run_screen(screened_profile)
-    assert len(out["rows"]) == len(suite.BBH_TASKS) + len(suite.ARITHMETIC_TASKS)
-    assert all(r["items"] == 3 for r in out["rows"])
-    assert set(out["kept"]) == {"bbh", "arithmetic"} and all(out["kept"].values())
+    rows = out["general"]["rows"] + out["math"]["rows"]
+    assert len(rows) == len(BBH.candidates) + len(QA.candidates) + len(ARITHMETIC.candidates)
+    assert all(r["items"] == 3 and r["rule"] in ("acc", "acc_norm") for r in rows)
+    assert set(out["general"]["kept"]) == {"bbh", "qa"} and all(out["general"]["kept"].values())
     assert screen.run_screen(screened_profile) == out  # stored: read back, not recomputed
     table = screen.screen_table(screened_profile)
-    assert list(table.columns) == ["items", "accuracy", "chance", "threshold", "kept"]
+    assert {"items", "chance", "accuracy", "rule", "z", "kept"} <= set(table.columns)
+    suite.build_suite(screened_profile)  # the screen's outcome builds a suite
 
 
 def test_the_screen_decides_the_same_with_half_its_candidates_scored_in_a_second_process(screened_profile):
@@ -80,6 +120,8 @@ def test_the_screen_decides_the_same_with_half_its_candidates_scored_in_a_second
     if not spare_core():
         pytest.skip("one CPU core: nothing is scored aside")
     alone = screen.run_screen(screened_profile)
-    (suite.screen_dir(screened_profile) / "result.json").unlink()
+    for part in ("general", "math"):
+        (suite.screen_dir(screened_profile, part) / "result.json").unlink()
     beside = screen.run_screen(replace(screened_profile, score_aside=True))
-    assert beside["rows"] == alone["rows"] and beside["kept"] == alone["kept"]
+    for part in ("general", "math"):
+        assert beside[part]["rows"] == alone[part]["rows"] and beside[part]["kept"] == alone[part]["kept"]

@@ -9,10 +9,10 @@ from arena.report import verdict
 from arena.stats import mean_se, non_dominated
 
 
-def _items(bbh, ifeval_inst, qa, wp, arith, emqa):
+def _items(bbh, ifeval_inst, qa, wp, arith, more_arith):
     return {"arena_bbh_a": bbh, "arena_ifeval:inst": ifeval_inst,
             "arena_ifeval": [sum(x) / len(x) for x in ifeval_inst], "arena_qa": qa, "arena_wordproblems": wp,
-            "arena_arithmetic": arith, "arena_emqa": emqa}
+            "arena_arithmetic": arith + more_arith}  # one group, drawn in two parts
 
 
 def test_paired_difference_equals_difference_of_summaries():
@@ -116,16 +116,15 @@ def test_the_base_card_puts_each_group_against_its_chance_level(tmp_path):
     from arena import card
 
     (tmp_path / "bbh").mkdir()
-    # two BBH subtasks with 2 and 4 options (chance 50 % and 25 %), emqa with 5 options, free-form arithmetic
+    # two BBH subtasks with 2 and 4 options (chance 50 % and 25 %), free-form arithmetic
     (tmp_path / "bbh" / "a.jsonl").write_text(json.dumps({"choices": ["x", "y"]}) + "\n")
     (tmp_path / "bbh" / "b.jsonl").write_text(json.dumps({"choices": ["w", "x", "y", "z"]}) + "\n")
-    (tmp_path / "emqa.jsonl").write_text(json.dumps({"choices": list("abcde")}) + "\n")
     (tmp_path / "arithmetic.jsonl").write_text(json.dumps({"target": "4"}) + "\n")
     (tmp_path / "qa.jsonl").write_text(json.dumps({"targets": ["Paris"]}) + "\n")  # a free-form file: chance 0
     items = _items([1, 1, 1, 1], [[1], [1], [0], [1]], [0, 0], [1, 0], [0, 0], [1, 0])
     items["arena_bbh_b"] = [1, 1, 1, 0]
     table = card.group_table({"items": items, **summarise(items)}, tmp_path).set_index("group")
-    assert table.loc["bbh", "chance"] == pytest.approx(37.5) and table.loc["emqa", "chance"] == pytest.approx(20)
+    assert table.loc["bbh", "chance"] == pytest.approx(37.5) and "emqa" not in table.index
     assert table.loc["qa", "chance"] == 0 and table.loc["arithmetic", "chance"] == 0
     bbh = table.loc["bbh"]
     assert bbh["margin (SE)"] == pytest.approx((bbh["score"] - 37.5) / bbh["se"])

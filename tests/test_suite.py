@@ -1,29 +1,11 @@
 import json
 import random
 
-from arena import suite
+import pytest
+
+from arena import arithmetic, domains, groups, suite
+from arena.itemfiles import leave_reserve, norm, read_jsonl
 from arena.profiles import get_profile
-
-
-def test_bbh_items_exclude_lm_eval_exemplars(monkeypatch):
-    exemplars = suite._bbh_exemplars("navigate")
-    assert len(exemplars) == 3
-    # A fake task file whose first examples are the exemplars' questions (as BIG-bench holds them, without options).
-    import re
-
-    raw = [re.split(r"\noptions:", e, flags=re.I)[0] for e in exemplars]
-    examples = [{"input": text, "target_scores": {"Yes": 1, "No": 0}} for text in raw]
-    examples += [{"input": f"Take {i} steps. Turn around.", "target_scores": {"Yes": 0, "No": 1}} for i in range(5)]
-    monkeypatch.setattr(suite, "load_bigbench", lambda name: {"examples": examples, "task_prefix": ""})
-    items = suite._bbh_items("navigate", 100, random.Random(0))
-    assert len(items) == 5 and all("steps. Turn around" in it["input"] for it in items)
-    assert all(it["choices"][it["gold"]] == "No" for it in items)
-
-
-def test_greedy_items_take_the_correct_option_or_digit_target():
-    dyck = suite._greedy_item({"input": "[ (", "target_scores": {") ]": 1, "]": 0}}, "")
-    assert dyck["target"] == ") ]"
-    assert suite._greedy_item({"input": "count", "target": ["three", "3"]}, "")["target"] == "3"
 
 
 def test_ifeval_items_use_lm_eval_checkers_and_are_seeded():
@@ -46,7 +28,7 @@ def test_ifeval_prompts_are_distinct_at_the_embedded_size():
     assert [i["key"] for i in items] == list(range(n))
 
 
-def test_ifeval_scorer_rewards_following_and_penalises_not(monkeypatch):
+def test_ifeval_scorer_rewards_following_and_penalises_not():
     from arena.tasks.utils import ifeval_results
 
     doc = {"key": 0, "prompt": "p", "instruction_id_list": ["punctuation:no_comma", "change_case:english_lowercase"],
@@ -55,56 +37,96 @@ def test_ifeval_scorer_rewards_following_and_penalises_not(monkeypatch):
     assert ifeval_results(doc, ["Has, A comma"])["inst_level_strict_acc"] == [False, False]
 
 
-def test_qa_items_are_multiple_choice_with_distractors_of_the_same_relation(monkeypatch):
-    gold = {f"The capital of {c} is": t for c, t in
-            (("France", "Paris"), ("Spain", "Madrid"), ("Italy", "Rome"), ("Peru", "Lima"), ("Chile", "Santiago"))}
-    examples = [{"input": q, "target": t} for q, t in gold.items()]
-    examples += [{"input": "The religion of Jim is", "target": ["Buddhism", "Zen"]}]
-    monkeypatch.setattr(suite, "load_bigbench", lambda name: {"examples": examples})
-    suite._qa_answers_by_relation.cache_clear()
-    try:
-        items = suite._qa_items(10, random.Random(0))
-    finally:
-        suite._qa_answers_by_relation.cache_clear()
-    assert len(items) == 5  # the religion has no three other answers to draw from
+def test_arithmetic_items_are_right_and_their_distractors_near_misses():
+    items = arithmetic.items("subtraction@2", 40, random.Random(0))
+    assert len({i["input"] for i in items}) == 40
     for item in items:
-        assert len(item["choices"]) == 4 == len(set(item["choices"])) and set(item["choices"]) <= set(gold.values())
-        assert item["choices"][item["gold"]] == gold[item["input"]]
-    assert suite.qa_relation("Michoacán is located in") == "is located in"
-    assert suite.qa_relation("The native language of Milo Yiannopoulos is") == "The native language of"
+        a, _, b = item["input"].removeprefix("Question: What is ").rstrip("?").partition(" minus ")
+        assert item["choices"][item["gold"]] == str(int(a) - int(b))
+        assert len(set(item["choices"])) == 4 and all(abs(int(c) - (int(a) - int(b))) <= 99 for c in item["choices"])
+    assert len(arithmetic.items("addition@1", 500, random.Random(0))) == 100  # a finite source returns what it holds
+    with pytest.raises(Exception, match="choose one of"):
+        arithmetic.parse("division@1")
+
+
+def test_a_draw_leaves_a_finite_source_its_reserve():
+    drawn = list(range(10))
+    assert leave_reserve(drawn, 4, 3) == [0, 1, 2, 3]  # enough for both
+    assert leave_reserve(drawn, 9, 3) == list(range(7))  # ran short: 3 kept back
+    assert leave_reserve(drawn, 5, 20) == []
+
+
+def test_knowledge_candidates_are_relations_and_one_setting_per_family():
+    qa = groups.QA
+    assert "capital@large" in qa.candidates and "capital@all" in qa.candidates and qa.one_per_family
+    assert groups.relation("capital@large") == "capital_large" and groups.relation("capital@all") == "capital"
+    assert groups.relation("currency") == "currency"
+    assert len({groups.family(c) for c in groups.BBH.candidates}) >= 10  # BBH's role: 10 or more families
+
+
+def test_unscreened_suites_keep_every_candidate_each_family_at_its_easiest_setting():
+    kept = suite.kept_candidates(get_profile("smoke"))
+    from arena import reasoning
+
+    assert {groups.family(c) for c in kept["bbh"]} == set(reasoning.FAMILIES)
+    for c in kept["bbh"]:
+        assert groups.setting(c) == reasoning.FAMILIES[groups.family(c)].settings[0]
+    assert all(v == {"rule": "acc"} for g in kept.values() for v in g.values())
+    assert set(suite.kept_candidates(get_profile("smoke"), "math")["arithmetic"]) == set(arithmetic.CANDIDATES)
+
 
 def test_validation_split_is_disjoint_from_test_and_training():
-    from arena.profiles import get_profile
-    from arena.suite import build_suite, build_validation, read_jsonl
-
     profile = get_profile("smoke")
-    test, val = build_suite(profile), build_validation(profile)
+    test, val = suite.build_suite(profile), suite.build_validation(profile)
     assert val != test and (val / "DONE").exists()
 
-    def inputs(folder, name, field="input"):
+    def texts(folder, name, field="input"):
         files = sorted((folder / "bbh").glob("*.jsonl")) if name == "bbh" else [folder / name]
-        return [r[field] for f in files for r in read_jsonl(f)]
+        return [norm(r[field]) for f in files for r in read_jsonl(f)]
 
     for name, field in [("bbh", "input"), ("qa.jsonl", "input"), ("ifeval.jsonl", "prompt"),
-                        ("arithmetic.jsonl", "input"), ("emqa.jsonl", "input"),
-                        ("wordproblems_test.jsonl", "question")]:
-        v = inputs(val, name, field)
+                        ("arithmetic.jsonl", "input"), ("wordproblems_test.jsonl", "question")]:
+        v = texts(val, name, field)
         assert v, name
-        assert not set(v) & set(inputs(test, name, field)), f"{name}: validation items in the test split"
+        assert not set(v) & set(texts(test, name, field)), f"{name}: validation items in the test split"
+        assert len(set(texts(test, name, field))) == len(texts(test, name, field)), f"{name}: a repeated item"
     train = {r["question"] for r in read_jsonl(test / "wordproblems_train.jsonl")}
-    assert not set(inputs(val, "wordproblems_test.jsonl", "question")) & train
-    assert len(inputs(val, "bbh")) == 24 * profile.val_bbh_per_task
+    assert not set(texts(val, "wordproblems_test.jsonl", "question")) & {norm(q) for q in train}
+    from arena import reasoning
+
+    assert len(texts(val, "bbh")) == len(reasoning.FAMILIES) * profile.val_bbh_per_task
+    assert all("rule" in r and "candidate" in r for r in read_jsonl(test / "qa.jsonl"))
+    assert not (test / "emqa.jsonl").exists()
+
+
+def test_the_general_suite_and_the_domain_are_keyed_apart():
+    profile = get_profile("smoke")
+    more_problems = get_profile("smoke", n_target_test=10)
+    more_facts = get_profile("smoke", n_qa=9)
+    assert suite.general_dir(more_problems) == suite.general_dir(profile)  # a domain's size leaves General alone
+    assert suite.domain_dir(more_problems) != suite.domain_dir(profile)
+    assert suite.domain_dir(more_facts) == suite.domain_dir(profile) and suite.general_dir(more_facts) != \
+        suite.general_dir(profile)
+    assert len({suite.suite_dir(p) for p in (profile, more_problems, more_facts)}) == 3
+    with pytest.raises(Exception, match="choose one of: math"):
+        domains.get_domain("medical")
+
+
+def test_general_text_is_natural_prose_from_the_interpreter():
+    from arena import prose
+
+    docs = prose.documents(24, random.Random(0))
+    assert len(docs) == 24 and all(len(d["text"]) >= prose.MIN_CHARS for d in docs)
+    assert all(". " in d["text"] or d["text"].endswith(".") for d in docs)
+    assert "python3." in prose.identity()
 
 
 def test_the_word_problems_twin_scores_the_first_n_test_problems_and_every_validation_one():
-    from arena.profiles import get_profile
-    from arena.suite import build_suite, build_validation, read_jsonl, suite_dir
-
     every = get_profile("smoke")
     some = get_profile("smoke", n_target_twin=4)
-    assert suite_dir(some) != suite_dir(every)  # the twin's size is part of the suite's key
+    assert suite.suite_dir(some) != suite.suite_dir(every)  # the twin's size is part of the suite's key
     for profile, expected in ((every, every.n_target_test), (some, 4)):
-        test, val = build_suite(profile), build_validation(profile)
+        test, val = suite.build_suite(profile), suite.build_validation(profile)
         problems, gold = read_jsonl(test / "wordproblems_test.jsonl"), read_jsonl(test / "wordproblems_gold.jsonl")
         assert gold == problems[:expected] and len(gold) == expected
         assert sum(r["heldout_template"] for r in gold) == expected // 2  # the draw alternates seen and held-out
@@ -121,19 +143,14 @@ def test_task_files_load_in_memory_and_nested_kwargs_survive(tmp_path):
         assert load_items(str(tmp_path), name)["test"].to_list() == rows
 
 
-def test_arithmetic_keeps_its_size_however_many_tasks_the_screen_keeps():
-    one, four = ["a"], ["a", "b", "c", "d"]
-    assert suite.arithmetic_per_task(64, one) == 64 and suite.arithmetic_per_task(64, four) == 16
-    assert suite.arithmetic_per_task(16, ["a", "b", "c"]) == 6  # rounded up: never fewer than asked
-    assert suite.arithmetic_items(get_profile("smoke")) == 2 * get_profile("smoke").n_target_ood
-    assert suite.arithmetic_items(get_profile("smoke", n_arithmetic=10)) == 10
+def test_every_reasoning_family_has_its_task_file():
+    from pathlib import Path
 
+    from arena import reasoning
 
-def test_a_capped_draw_leaves_the_validation_split_its_items(monkeypatch):
-    examples = [{"input": f"{i} + 1 =", "target_scores": {str(i + 1): 1}} for i in range(10)]
-    monkeypatch.setattr(suite, "load_bigbench", lambda task: {"examples": examples})
-    rng = random.Random(0)
-    assert len(suite._sample_examples("t", 4, rng, reserve=3)) == 4  # enough for both
-    drawn = suite._sample_examples("t", 9, rng, exclude={"0 + 1 ="}, reserve=3)
-    assert len(drawn) == 6 and all(e["input"] != "0 + 1 =" for e in drawn)  # 9 left, 3 kept back
-    assert suite._sample_examples("t", 5, rng, reserve=20) == []
+    tasks = Path(suite.__file__).parent / "tasks"
+    for name in reasoning.FAMILIES:
+        text = (tasks / f"arena_bbh_{name}.yaml").read_text()
+        assert f"task: arena_bbh_{name}\n" in text and f"file: bbh/{name}.jsonl" in text
+        assert f"  - arena_bbh_{name}\n" in (tasks / "arena_bbh.yaml").read_text()
+    assert len(list(tasks.glob("arena_bbh_*.yaml"))) == len(reasoning.FAMILIES)

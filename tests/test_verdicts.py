@@ -13,7 +13,7 @@ def _items(general: float, target: float) -> dict:
     """Per-item scores whose General and Target are ``general`` and ``target`` (0-1), 4 items per task."""
     g = [general] * 4
     return {"arena_bbh_a": g, "arena_ifeval:inst": [[general]] * 4, "arena_ifeval": g, "arena_qa": g,
-            "arena_wordproblems": [target] * 4, "arena_arithmetic": [target] * 4, "arena_emqa": [target] * 4}
+            "arena_wordproblems": [target] * 4, "arena_arithmetic": [target] * 4}
 
 
 def _record(label: str, general: float, target: float, ce: float) -> dict:

@@ -37,7 +37,7 @@ def task_table(result: dict, data_dir: Path):
         group_of = {task: g for g, (task, _) in {**STOCK_GENERAL, **STOCK_TARGET}.items()}
         for task in (t for t in result["items"] if ":" not in t):
             acc, se, n = _mean_se(result["items"][task])
-            rows.append({"candidate": task, "group": group_of.get(task.split("_")[0], group_of.get(task, "bbh")),
+            rows.append({"candidate": task, "group": group_of.get(task, "bbh"),
                          "accuracy": 100 * acc, "se": 100 * se, "chance": None, "items": n})
         return pd.DataFrame(rows)
     files = {f"arena_bbh_{p.stem}": ("bbh", p) for p in sorted((data_dir / "bbh").glob("*.jsonl"))}

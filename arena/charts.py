@@ -15,13 +15,14 @@ def offline() -> None:
 
 
 def scores_vs_chance(frame, title: str):
-    """Bars of accuracy per task with a tick at chance level. ``frame`` columns: task, accuracy, chance, se."""
+    """Bars of accuracy per candidate with a tick at chance level. ``frame`` columns: candidate, accuracy, chance,
+    se."""
     import altair as alt
 
-    base = alt.Chart(frame).encode(y=alt.Y("task:N", sort="-x", title=None))
+    base = alt.Chart(frame).encode(y=alt.Y("candidate:N", sort="-x", title=None))
     bars = base.mark_bar(color="#4c78a8").encode(x=alt.X("accuracy:Q", title="accuracy (%)",
                                                          scale=alt.Scale(domain=[0, 100])),
-                                                tooltip=["task", "accuracy", "se", "chance"])
+                                                tooltip=["candidate", "accuracy", "se", "chance"])
     errors = base.mark_errorbar().encode(x="lo:Q", x2="hi:Q")
     chance = base.mark_tick(color="#e45756", thickness=3, size=14).encode(x="chance:Q")
     return (bars + errors + chance).transform_calculate(

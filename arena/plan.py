@@ -31,6 +31,7 @@ from .profiles import Profile
 from .rewind import variants
 from .runs import sized_method, train_spec
 from .scores import STOCK_GEN_TOKENS, stock_slices
+from .reasoning import FAMILIES
 from .suite import arithmetic_items
 
 GIB = 1024 ** 3
@@ -131,12 +132,13 @@ def scoring_pass(profile: Profile, split: str = "test") -> list[dict]:
             rows.append({"task": task, "prompts": sum(len(s[split]) for s in slices.values()),
                          "max new tokens": STOCK_GEN_TOKENS[task]})
         return rows
+    families = len(FAMILIES)  # at most: a screen may keep fewer
     if split == "validation":
-        n = (profile.val_bbh_per_task * 24 + profile.val_n_ifeval + profile.val_n_qa + profile.val_n_target
-             + 3 * profile.val_n_ood)
+        n = (profile.val_bbh_per_task * families + profile.val_n_ifeval + profile.val_n_qa + profile.val_n_target
+             + 2 * profile.val_n_ood)
     else:
-        n = (profile.bbh_per_task * 24 + profile.n_ifeval + profile.n_qa + profile.n_target_test
-             + profile.n_target_ood + arithmetic_items(profile))
+        n = (profile.bbh_per_task * families + profile.n_ifeval + profile.n_qa + profile.n_target_test
+             + arithmetic_items(profile))
     return [{"task": "embedded suite", "prompts": n, "max new tokens": 256}]
 
 

@@ -1,7 +1,8 @@
 """Run profiles: one object that says which base model, how much data, how many steps and where it runs.
 
 - ``smoke``: a tiny random Llama built in code (seconds; tests and CI).
-- ``embedded`` (default): SmolLM2-135M-Instruct shipped inside a PyPI wheel, BIG-bench data from the PyPI sdist; offline.
+- ``embedded`` (the default on CPU): SmolLM2-135M-Instruct shipped inside a PyPI wheel; the suite from the kit's
+  generators and pinned fact packages; offline.
 - ``paper``: Qwen2.5-7B and Llama-3.2-3B-Instruct from the hub, nf4 on CUDA, at the paper's sizes
   (book/definitions.md A1, A6): weeks of GPU time, and more memory than one 24 GB card has.
 - ``onegpu``: the same bases in nf4, sized to finish overnight on one 24 GB GPU (``python -m arena plan``).
@@ -52,21 +53,21 @@ class Profile:
     # A method with no 4-bit path (arena/methods/quantized.py) on a 4-bit profile: "bf16" trains it on a bf16 base
     # and records the note; "error" stops.
     four_bit_fallback: str = "bf16"
-    # Target task (plasticity): generated word problems, held-out test, BIG-bench out-of-distribution tasks.
+    # Target task (plasticity): generated word problems, held-out test, generated arithmetic out of distribution.
     n_train: int = 2000  # generated training problems
     n_target_test: int = 40  # held-out word problems (half from templates never seen in training)
-    n_target_ood: int = 8  # out-of-distribution items: elementary_math_qa n, arithmetic 2n over its kept tasks
-    n_arithmetic: int | None = None  # arithmetic's items over its kept tasks, where not 2 n_target_ood
+    n_target_ood: int = 8  # out-of-distribution items: arithmetic 2n over its kept candidates
+    n_arithmetic: int | None = None  # arithmetic's items over its kept candidates, where not 2 n_target_ood
     # Word problems whose gold answer's likelihood is scored (the Target-LL twin): the first n of the test draw (half
     # from held-out templates, as the draw alternates); None = every one. The twin is a forward pass of its own.
     n_target_twin: int | None = None
     # General suite (stability): items per group.
-    bbh_per_task: int = 2  # items per BBH subtask (24 subtasks)
+    bbh_per_task: int = 2  # items per reasoning family (BBH's role)
     n_ifeval: int = 16  # instruction-following prompts
     n_qa: int = 40  # closed-book QA items
     n_ce_docs: int = 24  # general-text documents for the cross-entropy proxy
-    # Items per candidate subtask (BBH, arithmetic) of the base-only screen that chooses which subtasks the suite
-    # scores (arena/screen.py); 0 = no screen: every subtask.
+    # Items per candidate (a reasoning family at a setting, a fact relation, an arithmetic operation) of the base-only
+    # screen that chooses what the suite scores (arena/screen.py); 0 = no screen: every candidate.
     screen: int = 0
     # Validation split (rewinding's operating-point selection, D5): the same groups, disjoint items, smaller.
     val_bbh_per_task: int = 1
@@ -168,23 +169,20 @@ PROFILES: dict[str, Profile] = {
     ),
     "embedded": Profile(
         name="embedded",
-        description="SmolLM2-135M-Instruct (Q4_1 GGUF from PyPI) on CPU; math word problems; BIG-bench general suite",
+        description="SmolLM2-135M-Instruct (Q4_1 GGUF from PyPI) on CPU; math word problems; the kit's generated "
+                    "general suite",
         models=(SMOLLM2,),
-        screen=24,  # the base-only screen keeps the BBH subtasks and arithmetic tasks it answers above chance
-        # Sized for power (README "How sure are these numbers?"): a few dozen items per group left Forgetting with a
-        # paired SE of 3-5 points. Multiple choice is cheap with the context-once scorer; generation (IFEval, word
-        # problems) is what costs. Forgetting's error comes from all three groups (MiSS: BBH 3.7, IFEval 3.2, QA 3.7
-        # points at 40 per subtask, 192 prompts, 160 items; 2.03 in all), so QA, the cheap one, doubles. Target gain's comes mostly from word problems (half the
-        # Target); at 80 word problems, 64 arithmetic and 32 elementary_math_qa items it was 2.9-4.2 points, so the
-        # three are 3x, 2x and 4x that (an estimated 2.2-2.4). The validation split is sized for a base General SE
-        # under 3.5 points (3.57 with 96 QA items; QA is the cheap group to grow).
-        bbh_per_task=40,  # per screened subtask (5 of 24 at 135M)
-        n_qa=320,
+        screen=60,  # the base-only screen keeps the candidates it answers 2 SE above chance on 60 items each
+        # Sized for power (chapter 09): a few dozen items per group left Forgetting with a paired SE of 3-5 points.
+        # Multiple choice is cheap with the context-once scorer; generation (IFEval, word problems) is what costs.
+        # Target = mean(word problems, arithmetic): arithmetic, a cheap multiple-choice group, carries half of it.
+        bbh_per_task=40,  # per kept reasoning family
+        n_qa=320,  # over the kept relations
         n_ifeval=192,
         n_target_test=240,
         n_target_ood=128,
-        n_arithmetic=128,  # 64 per kept 1-digit task: each has 100 examples, 24 go to the screen, 8 to validation
-        # The Target-LL twin's signal-to-noise ratio across methods was 16.6 on all 240 (session 11) against 4.6 for
+        n_arithmetic=240,  # over the kept candidates; a 1-digit one holds 100 questions, 60 go to the screen
+        # The Target-LL twin's signal-to-noise ratio across methods was 16.6 on all 240 (suite v5) against 4.6 for
         # Target gain: a third of them keeps it far above the accuracy's, and saves a third of a word-problem pass.
         n_target_twin=80,
         val_bbh_per_task=16,

@@ -640,10 +640,11 @@ def number_sources(profile, records: list[dict]) -> "pd.DataFrame":
     processes = sorted({r["train"].get("processes", 1) for r in records}) or [1]
     spec = records[0]["spec"] if records else {}
     suite = (f"lm-eval stock tasks ({', '.join(t for t, _ in STOCK_GENERAL.values())}; math targets)"
-             if profile.uses_stock_tasks else "the kit's offline suite on lm-eval (BIG-bench BBH subtasks, "
-             "IFEval-style prompts, closed-book QA; held-out and out-of-distribution word problems); multiple "
-             "choice by log-likelihood, scored acc_norm (arithmetic: raw log-likelihood); each group but IFEval also "
-             "keeps a likelihood twin (gold-answer bits per byte, not the paper's)")
+             if profile.uses_stock_tasks else "the kit's offline suite on lm-eval (generated BBH-style reasoning "
+             "families, IFEval-style prompts, fact-table knowledge; held-out word problems and generated "
+             "arithmetic), the candidates a base-only screen keeps; multiple choice by log-likelihood, by the rule "
+             "the screen chose per candidate; each group but IFEval also keeps a likelihood twin (gold-answer bits "
+             "per byte, not the paper's)")
     backend = ("lm-eval vLLM backend, bf16 merge into the full-precision base" if profile.eval_backend == "vllm"
                else "lm-eval HFLM on the model object (4-bit bases unmerged), shared multiple-choice contexts encoded "
                     "once (arena/context_once.py)")

@@ -1,4 +1,4 @@
-"""Cost of the activation-space analysis (issue 5): capturing and scoring every module of one checkpoint on the
+"""Cost of the activation-space analysis: capturing and scoring every module of one checkpoint on the
 current device, with the base activations cold (captured now) and warm (reused from the store).
 
     python benchmarks/geometry_cost.py [--profile embedded] [--method lora]

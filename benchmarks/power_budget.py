@@ -1,4 +1,4 @@
-"""The cheapest suite that meets issue 18's power targets (``report.POWER_TARGETS``), from a finished run's own
+"""The cheapest suite that meets the kit's power targets (``report.POWER_TARGETS``), from a finished run's own
 variances and this machine's scoring costs: per group, the items that keep the paired standard error of Forgetting
 and of Target gain under target for every method, and the base's validation General SE under its target, at the least
 scoring time (``stats.cheapest_allocation``, Neyman's allocation with costs), beside the profile's items, with the
@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 GENERAL_W = {"bbh": 1 / 3, "ifeval": 1 / 3, "qa": 1 / 3}  # scores.summarise: General = mean(BBH, IFEval, QA)
-TARGET_W = {"wordproblems": 1 / 2, "arithmetic": 1 / 4, "emqa": 1 / 4}  # Target = mean(WP, mean(arith, emqa))
+TARGET_W = {"wordproblems": 1 / 2, "arithmetic": 1 / 2}  # scores.summarise: Target = mean(word problems, arithmetic)
 
 
 def items_of(items: dict, group: str) -> int:
@@ -95,7 +95,7 @@ def main() -> None:
     parser.add_argument("--costs", default=None, help="a JSON file of {group: [seconds, items]} (from --save-costs)")
     parser.add_argument("--save-costs", default=None, help="write the measured costs here")
     parser.add_argument("--most", default="", help="caps on a group's test items (not validation's), e.g. "
-                        "arithmetic=136,bbh=545 (BBH: items over all its kept subtasks)")
+                        "arithmetic=136,bbh=545 (BBH: items over all its kept families)")
     args = parser.parse_args()
 
     from arena import benchmark, runs
@@ -157,8 +157,8 @@ def main() -> None:
     print(f"\none test scoring: {test[0] / 60:.1f} min now, {test[1] / 60:.1f} min at the cheapest allocation")
     print(f"one validation scoring: {val[0] / 60:.1f} min now, {val[1] / 60:.1f} min then (its Target groups as now)")
     bbh = len([k for k in records[0]["eval"]["items"] if k.startswith("arena_bbh_") and ":" not in k])
-    print(f"(BBH counts items over its {bbh} kept subtasks: bbh_per_task is that / {bbh}; emqa is n_target_ood, "
-          "arithmetic n_arithmetic, word problems n_target_test)")
+    print(f"(BBH counts items over its {bbh} kept families: bbh_per_task is that / {bbh}; arithmetic is "
+          "n_arithmetic, word problems n_target_test)")
     total = [(counts["test"] * t + counts["validation"] * u) / 60 for t, u in zip(test, val)]
     print(f"this run's {counts['test']} test and {counts['validation']} validation scorings: {total[0]:.0f} CPU-min "
           f"now, {total[1]:.0f} then, at the base's per-item costs (trained models' answers can end sooner)")

@@ -1,5 +1,5 @@
 """``make reproduce`` of two commits back to back on this machine, each in a fresh clone with an empty results store:
-the wall time of each and of each stage, side by side, and their ratio (issue 18's bar: no longer than e278403 on
+the wall time of each and of each stage, side by side, and their ratio (an earlier bar: no longer than e278403 on
 the same machine). Machines here differ by 1.5x, so only the ratio carries over.
 
     python benchmarks/reproduce_beside.py [--commits e278403,HEAD] [--profile embedded] [--workdir DIR]

@@ -1,5 +1,5 @@
 """Scoring time per task group on the profile's base, two ways side by side in one process, alternating, so the
-ratio holds on any machine (issue 18): lm-eval's HFLM against the kit's scorer (arena/context_once.py: shared
+ratio holds on any machine: lm-eval's HFLM against the kit's scorer (arena/context_once.py: shared
 multiple-choice contexts encoded once; generation that lets finished rows leave the batch, arena/generation.py), or
 (``--batch-sizes A,B``) the kit's scorer at two batch sizes.
 

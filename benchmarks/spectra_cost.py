@@ -1,4 +1,4 @@
-"""Cost of the weight-space analysis (issue 4): whole-model time and peak memory on the embedded model, and one
+"""Cost of the weight-space analysis: whole-model time and peak memory on the embedded model, and one
 Qwen2.5-7B-shaped ``mlp.down_proj`` (3584 x 18944, random) on the current device.
 
     python benchmarks/spectra_cost.py [--profile embedded] [--method lora]

@@ -1,4 +1,4 @@
-"""Training throughput and peak memory per method on this device, as ratios to LoRA (issues 3 and 7; peers.md reports
+"""Training throughput and peak memory per method on this device, as ratios to LoRA (peers.md reports
 OFT at ~0.79x LoRA's speed and BOFT at ~0.14x on a GPU).
 
     python benchmarks/train_throughput.py [--profile embedded] [--methods full,lora,oft] [--steps 6] [--warmup 2]
@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 
-GPU_TARGET_GB = 24  # issue 7: Qwen2.5-7B-shaped LoRA and OFT training should fit a 24 GB card
+GPU_TARGET_GB = 24  # Qwen2.5-7B-shaped LoRA and OFT training should fit a 24 GB card
 
 
 def _timed(model, optimizer, scheduler, next_batch, steps: int, warmup: int) -> dict:

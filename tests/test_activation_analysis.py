@@ -1,4 +1,4 @@
-"""Activation-space analysis on trained smoke checkpoints (paper_spec.md C; issue 5)."""
+"""Activation-space analysis on trained smoke checkpoints (paper_spec.md C)."""
 
 import pytest
 

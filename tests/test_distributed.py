@@ -1,4 +1,4 @@
-"""Data-parallel training under `accelerate launch` (issue 7), on CPU with two gloo processes: the launched run is the
+"""Data-parallel training under `accelerate launch`, on CPU with two gloo processes: the launched run is the
 single-process run (same data per step, same update), only process 0 writes, and a run resumes across modes."""
 
 import json

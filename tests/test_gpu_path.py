@@ -1,4 +1,4 @@
-"""The GPU path's options and its throughput benchmark (issue 7). Everything here runs on CPU except the tests marked
+"""The GPU path's options and its throughput benchmark. Everything here runs on CPU except the tests marked
 gpu/bnb, which need CUDA and skip without it."""
 
 import subprocess

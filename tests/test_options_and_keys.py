@@ -98,14 +98,9 @@ def test_base_evaluation_keys_are_the_stored_ones(monkeypatch, split, what):
 def test_store_keys_hash_as_they_did_before_keys_moved_to_one_module():
     """Stored runs stay valid: the training, spectra, geometry and base-activation keys of the smoke LoRA hash to
     pinned values, so no change moves them by accident (evaluation keys also hold the machine's compute precision, so
-    they are checked against eval_key above instead). Pinned again in session 8, which moved them on purpose: a
-    training key names its training problems instead of the suite folder (suite.training_data_name), and the suite's
-    version went to 3 (QA as multiple choice, the screen), which the base activations' key names. Pinned again in
-    session 9: suite version 5 (1-digit arithmetic by raw log-likelihood, distinct IFEval prompts) moves the base
-    activations' key, and the geometry key now names the suite folder whose prompts it runs (the training key had
-    stopped naming it). Pinned again in session 10: suite version 6 (arithmetic's size a field of its own) moves the
-    geometry and base-activation keys; the training and spectra keys stay. Pinned again in session 13: suite version 7
-    (the word problems' twin on a file of its own) moves the same two."""
+    they are checked against eval_key above instead). A training key names its training problems, not the suite
+    folder (suite.training_data_name); the geometry and base-activation keys name the suite whose prompts they run,
+    so a new suite version moves those two on purpose (pinned again at suite version 8: generated suite)."""
     from arena import keys, store
     from arena.runs import sized_method, train_spec
 
@@ -114,8 +109,8 @@ def test_store_keys_hash_as_they_did_before_keys_moved_to_one_module():
     modules = keys.default_modules(profile)
     assert store.key_hash(keys.train_key(profile, spec)) == "fa11f4eb29cfade2"
     assert store.key_hash(keys.spectra_key(profile, spec, spec.steps)) == "bd6d05850338a766"
-    assert store.key_hash(keys.geometry_key(profile, spec, spec.steps, modules, 1024)) == "5659600bf82143f2"
-    assert store.key_hash(keys.activations_key(profile, modules, 1024, None)) == "dc147be7215e6bb3"
+    assert store.key_hash(keys.geometry_key(profile, spec, spec.steps, modules, 1024)) == "1951057f86e8bb45"
+    assert store.key_hash(keys.activations_key(profile, modules, 1024, None)) == "304b9e2556808a72"
 
 
 def test_the_command_a_reading_chapter_names_rebuilds_the_profile():

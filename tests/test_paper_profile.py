@@ -1,4 +1,4 @@
-"""The paper profile, checked offline (issue 7): its bases' configs resolve without the hub and reproduce the paper's
+"""The paper profile, checked offline: its bases' configs resolve without the hub and reproduce the paper's
 parameter counts (A8), and the stock lm-eval tasks it scores with exist in the installed lm-eval."""
 
 import pytest
@@ -103,7 +103,7 @@ def test_chapter_00_tables_read_a_stock_task_result():
     items = {"bbh_cot_fewshot_boolean_expressions": [1.0, 0.0], "ifeval:inst": [[1.0, 0.0], [1.0]],
              "ifeval": [0.5, 1.0], "nq_open": [1.0, 0.0, 0.0], "minerva_math500": [1.0, 0.0], "aime24": [0.0, 0.0]}
     result = {"items": items, **summarise(items)}
-    tasks = card.task_table(result, None).set_index("task")
+    tasks = card.task_table(result, None).set_index("candidate")
     assert tasks.loc["nq_open", "group"] == "qa" and tasks.loc["minerva_math500", "group"] == "math500"
     assert tasks.loc["bbh_cot_fewshot_boolean_expressions", "accuracy"] == 50.0
     groups = card.group_table(result).set_index("group")
@@ -114,7 +114,7 @@ def test_the_paper_profiles_suite_holds_only_the_proxy_text():
     from arena.pipeline import ensure_assets
     from arena.suite import build_suite, read_jsonl
 
-    ensure_assets(get_profile("smoke"))  # the BIG-bench files (a package download, allowed)
+    ensure_assets(get_profile("smoke"))  # what the smoke profile needs before the guard
     folder = build_suite(get_profile("paper", n_ce_docs=3))
     assert sorted(p.name for p in folder.iterdir()) == ["DONE", "general_text.jsonl"]
     assert len(read_jsonl(folder / "general_text.jsonl")) == 3

@@ -1,4 +1,4 @@
-"""Rewinding (paper_spec.md D; issue 6): the interpolation ends reproduce base and trained model, the OFT generator
+"""Rewinding (paper_spec.md D): the interpolation ends reproduce base and trained model, the OFT generator
 path stays orthogonal where the dense path does not, and selection never reads the test split."""
 
 

@@ -1,4 +1,4 @@
-"""lm-eval's vLLM backend (issue 7): what can be checked without vLLM or a GPU, and a real run where both exist."""
+"""lm-eval's vLLM backend: what can be checked without vLLM or a GPU, and a real run where both exist."""
 
 import ast
 import importlib.util

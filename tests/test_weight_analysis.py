@@ -1,4 +1,4 @@
-"""Whole-model weight-space analysis on trained smoke checkpoints (paper_spec.md B; issue 4)."""
+"""Whole-model weight-space analysis on trained smoke checkpoints (paper_spec.md B)."""
 
 import pytest
 

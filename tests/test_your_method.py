@@ -1,4 +1,4 @@
-"""Bring your own method (issue 8): a method written outside ``arena/`` goes through training, evaluation and the
+"""Bring your own method: a method written outside ``arena/`` goes through training, evaluation and the
 analyses, and lands on the Pareto data beside the cached results of the others, which are not recomputed."""
 
 import os

@@ -16,11 +16,11 @@ from its own layer or the layers below it (``tests/test_layers.py`` fails on an 
                         ^
     2 models         models  methods/  budget  updates
                         ^
-    1 setup, data    profiles  assets  distributed  provenance  store  suite  paper_data  scores
-                     stock_fixtures  tasks/
+    1 setup, data    profiles  assets  distributed  provenance  store  suite  groups  domains  paper_data  scores
+                     stock_fixtures  tasks/                    (the suite's files; its screened groups; a domain)
                         ^
-    0 pure maths     tensors  spectra  geometry  oft_path  stats  wordproblems  errors  progress  offline_nltk
-                     processes
+    0 pure maths,    tensors  spectra  geometry  oft_path  stats  errors  progress  offline_nltk  processes
+      generators     wordproblems  arithmetic  reasoning  facts  prose  itemfiles   (seeded items, fact tables, prose)
 
 Importing ``arena`` is cheap: heavy libraries load inside the functions that need them. The definitions every
 module implements are in the book's Definitions page (``book/definitions.md``).
@@ -33,9 +33,9 @@ import warnings as _warnings
 # The layer of every module (the diagram above), read by tests/test_layers.py.
 LAYERS = {
     0: ("tensors", "spectra", "geometry", "oft_path", "stats", "wordproblems", "errors", "progress", "offline_nltk",
-        "processes"),
-    1: ("profiles", "assets", "distributed", "provenance", "store", "suite", "paper_data", "scores",
-        "stock_fixtures", "tasks.utils"),
+        "processes", "arithmetic", "reasoning", "facts", "prose", "itemfiles"),
+    1: ("profiles", "assets", "distributed", "provenance", "store", "suite", "groups", "domains", "paper_data",
+        "scores", "stock_fixtures", "tasks.utils"),
     2: ("models", "methods", "methods.registry", "methods.init", "methods.builtin", "methods.quantized", "budget",
         "updates"),
     3: ("train", "evaluate", "context_once", "generation", "vllm_backend", "forgetting"),

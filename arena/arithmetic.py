@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 
 from .errors import ArenaError
+from .itemfiles import norm
 
 OPERATIONS = {"addition": ("plus", lambda a, b: a + b), "subtraction": ("minus", lambda a, b: a - b),
               "multiplication": ("times", lambda a, b: a * b)}
@@ -59,7 +60,7 @@ def items(candidate: str, n: int, rng: random.Random, exclude: set | frozenset =
         if len(out) == n:
             break
         item = make_item(candidate, rng)
-        if item["input"].lower() not in seen:
-            seen.add(item["input"].lower())
+        if norm(item["input"]) not in seen:
+            seen.add(norm(item["input"]))
             out.append(item)
     return out

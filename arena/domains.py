@@ -18,7 +18,7 @@ from typing import Callable
 from . import arithmetic
 from .errors import ArenaError
 from .groups import Group
-from .itemfiles import inputs, leave_reserve, read_jsonl, write_jsonl
+from .itemfiles import inputs, leave_reserve, write_jsonl
 from .wordproblems import make_problems
 
 

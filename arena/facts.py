@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .errors import ArenaError
+from .itemfiles import norm
 
 # Entities that no longer exist but linger in geonames; their facts duplicate their successors' (Belgrade, Willemstad).
 _DEFUNCT = {"AN", "CS"}  # Netherlands Antilles, Serbia and Montenegro
@@ -44,11 +45,6 @@ class Relation:
     source: str  # package(s) and field it reads
     question: str  # format string with {subject}
     pairs: Callable[[], list[tuple[str, str]]]  # (subject, answer), sorted by subject, subjects unique
-
-
-def norm(text: str) -> str:
-    """Lower-case with whitespace collapsed: the key for ``exclude`` (questions already used elsewhere)."""
-    return " ".join(text.lower().split())
 
 
 def _gives_away(subject: str, answer: str) -> bool:

@@ -16,6 +16,7 @@ from datetime import date, timedelta
 from typing import Callable
 
 from .errors import ArenaError
+from .itemfiles import norm
 
 NAMES = ["Alice", "Bob", "Claire", "Dave", "Eve", "Fred", "Gina", "Hank", "Iris", "Jack", "Kate", "Liam", "Mona", "Ned"]
 PENGUINS = ["Louis", "Bernard", "Vincent", "Gwen", "James", "Pingu", "Tux", "Opus", "Skipper", "Mumble", "Gloria"]
@@ -58,10 +59,6 @@ class Family:
     knob: str  # what the difficulty setting means
     settings: tuple  # knob values, easiest first
     make: Callable[[object, random.Random], dict]  # (setting, rng) -> {"input", "choices", "gold"}
-
-
-def norm(text: str) -> str:
-    return " ".join(text.lower().split())
 
 
 def _item(rng, question, gold, wrong):

@@ -3,7 +3,7 @@ and keep everything in the results store so a finished run is never recomputed.
 
 ``run_method`` is what the CLI (``python -m arena train``) and the notebooks call for one method; ``run_benchmark``
 runs several, in parallel worker processes on CPU (one thread each: on this class of machine two single-threaded
-processes do about twice the work of one two-threaded one; README "Where the time goes").
+processes do about twice the work of one two-threaded one; chapter 08 gives the times).
 """
 
 from __future__ import annotations

@@ -231,7 +231,7 @@ PROFILES: dict[str, Profile] = {
         quantization="nf4",
         n_train=2_000,  # SFT rows read; 60 steps x 16 use 960 of those that fit max_length
         n_target_ood=0,
-        bbh_per_task=0,  # lm-eval's stock tasks, a seeded sample of each (README "On one GPU" gives the sizes)
+        bbh_per_task=0,  # lm-eval's stock tasks, a seeded sample of each (make plan PROFILE=onegpu gives the sizes)
         stock_limits={"bbh_cot_fewshot": 10, "ifeval": 300, "nq_open": 300, "minerva_math500": 40},
         stock_validation={"bbh_cot_fewshot": 1, "ifeval": 30, "nq_open": 30, "minerva_math500": 8, "aime24": 3},
         n_ce_docs=50,

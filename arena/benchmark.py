@@ -187,9 +187,10 @@ def run_benchmark(profile: Profile | str, methods=None, workers: int | None = No
                   key=lambda m: (m not in profile.rewind_methods, not is_oft(m)))
     workers = min(workers or default_workers(todo), max(1, len(todo)))
     fresh = {}
-    if profile.dry_run:
-        # a 7B-wide random base in fp32 is ~6 GB and a rewinding study peaks near 22 GB: one process at a time, and
-        # a fresh one per method, so each method's memory goes back to the system before the next starts
+    if profile.dry_run or (device() == "cuda" and all(loadable_elsewhere(get_method(m)) for m in todo)):
+        # one process at a time, and a fresh one per method, so each method's memory goes back to the system (and the
+        # card) before the next starts: in one long-lived process CUDA's caching allocator and fragmentation build up
+        # across methods; a 7B-wide random base of a dry run is ~6 GB in fp32 and a rewinding study peaks near 22 GB
         workers, fresh = 1, {"max_tasks_per_child": 1}
     start = time.perf_counter()
     if workers == 1 and not fresh:

@@ -85,6 +85,18 @@ def compute_precision() -> str:
     return "bf16-weights" if bf16_compute() else "fp32"
 
 
+def release_memory() -> None:
+    """Return freed tensors' memory now: a dropped model is garbage only once its reference cycles are collected, and
+    CUDA's caching allocator keeps what it freed reserved unless asked, so the next model would not find it."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def resolve_quantization(profile: Profile) -> str | None:
     """``nf4`` or ``None``. ``auto`` means nf4 on CUDA and none on CPU (bitsandbytes' CPU kernels run nf4 there, but
     slower than full precision; ``quantization="nf4"`` asks for them)."""

@@ -16,13 +16,13 @@ from .budget import at_size, match, Sized
 from .distributed import is_main, main_first
 from .errors import ArenaError
 from .evaluate import evaluate
-from .forgetting import cross_entropy_and_kl, summarise_proxies
+from .forgetting import against_base, log_probs, summarise_proxies
 from .keys import base_eval_key, scoring_quantization, step_eval_key, train_key
 from .methods import build, get_method, linear_targets
 from .methods.init import lora_layers, subtract_adapter
 from .methods.quantized import base_quantization
 from .methods.registry import loadable_elsewhere, register_from, source_module
-from .models import base_config, count_parameters, device, load_base
+from .models import base_config, count_parameters, device, load_base, release_memory
 from .paper_data import load_training_rows
 from .profiles import Profile
 from .provenance import peak_memory_mb, provenance
@@ -217,9 +217,14 @@ def evaluate_step(profile: Profile, spec: TrainSpec, step: int | None = None, fo
         start = time.perf_counter()
         model, tokenizer = load_trained(profile, spec, step, scoring=True)
         result = evaluate(model, tokenizer, profile, reload=trained_loader(profile, spec, step))
-        base, _ = load_base(profile.model, scoring_quantization(profile, spec.method))  # the base it is compared with
         texts = [r["text"] for r in read_jsonl(build_suite(profile) / "general_text.jsonl")]
-        per_doc = cross_entropy_and_kl(model, base, tokenizer, texts, profile.max_length)
+        finetuned = log_probs(model, tokenizer, texts, profile.max_length)
+        del model  # one model on the device at a time: two 7B bases in bf16 do not fit a 24 GB card
+        release_memory()
+        base, _ = load_base(profile.model, scoring_quantization(profile, spec.method))  # the base it is compared with
+        per_doc = against_base(finetuned, base, tokenizer, texts, profile.max_length)
+        del base
+        release_memory()
         return {**result, "proxies": {**summarise_proxies(per_doc), "per_doc": per_doc}, "step": step,
                 "variant": "trained", "eval_wall_s": time.perf_counter() - start, **peak_memory_mb(),
                 "provenance": provenance()}
@@ -241,6 +246,8 @@ def evaluate_base(profile: Profile, force: bool = False, split: str = "test", me
         start = time.perf_counter()
         model, tokenizer = load_base(spec, quantization)
         result = evaluate(model, tokenizer, profile, split=split, reload=functools.partial(load_base, spec, quantization))
+        del model  # the caller loads the next model: this one must not hold the card meanwhile
+        release_memory()
         return {**result, "variant": "base", "quantization": quantization, "wall_s": time.perf_counter() - start,
                 **peak_memory_mb(), "provenance": provenance()}
 

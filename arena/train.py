@@ -26,7 +26,7 @@ from .errors import ArenaError
 from .models import bf16_compute
 from .profiles import OPTIMIZERS
 from .progress import progress
-from .provenance import peak_memory_mb
+from .provenance import peak_memory_mb, reset_peak_memory
 
 IGNORE = -100  # labels ignored by the loss (prompt tokens and padding)
 
@@ -308,6 +308,7 @@ def train(model, examples: list[dict], spec: TrainSpec, folder: Path, meta: dict
     use it to simulate a kill). Returns per-step losses, trained tokens, wall time and peak memory."""
 
     folder = Path(folder)
+    reset_peak_memory()  # this method's peak, not the worst of every method this process trained before it
     parallel = context()  # one process, or data-parallel under `accelerate launch` (arena/distributed.py)
     local_micros = parallel.micro_batches(spec.grad_accum)
     # DDP-wrapped and on this process's device under a launch, before the optimiser and any resumed state see it

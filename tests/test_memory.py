@@ -1,0 +1,75 @@
+"""One model on the device at a time, and each method's own memory peak: what a 24 GB card needs of a run that
+scores a trained model and then its base, and of a worker that trains several methods in turn."""
+
+import gc
+import weakref
+
+import pytest
+
+from arena.profiles import get_profile
+
+
+@pytest.fixture
+def private_store(tmp_path, monkeypatch):
+    monkeypatch.setenv("PEFT_ARENA_CACHE", str(tmp_path))  # nothing stored: every model is loaded for real
+    return get_profile("smoke", methods=("lora",))
+
+
+def _alive(refs) -> int:
+    gc.collect()
+    return sum(ref() is not None for ref in refs)
+
+
+def test_scoring_a_checkpoint_never_holds_two_models(private_store, monkeypatch):
+    from arena import runs
+    from arena.benchmark import run_method
+
+    profile, loaded, most = private_store, [], []
+    original = runs.load_base  # every model a run loads comes through it: the base, training's, a checkpoint's
+
+    def counting(*args, **kwargs):
+        most.append(_alive(loaded))  # how many models are alive when another one is loaded
+        model, tokenizer = original(*args, **kwargs)
+        loaded.append(weakref.ref(model))
+        return model, tokenizer
+
+    monkeypatch.setattr(runs, "load_base", counting)
+    record = run_method(profile, "lora")
+    assert record["eval"]["proxies"]["ce_drift"] == record["eval"]["proxies"]["ce_drift"]  # computed, not NaN
+    assert len(loaded) >= 3 and max(most) == 0, f"models alive at each load: {most}"
+    assert _alive(loaded) == 0  # and none once the run is recorded
+
+
+def test_no_model_is_alive_after_run_method_returns(private_store):
+    from transformers import PreTrainedModel
+
+    from arena.benchmark import run_method
+
+    run_method(private_store, "lora")
+    gc.collect()
+    # a meta-device skeleton (methods.registry.skeleton, for parameter counts) holds no memory
+    assert not [o for o in gc.get_objects() if isinstance(o, PreTrainedModel)
+                and any(p.device.type != "meta" for p in o.parameters())]
+
+
+def test_a_new_peak_starts_with_each_method():
+    import numpy as np
+
+    from arena.provenance import peak_memory_mb, reset_peak_memory
+
+    block = np.ones(300 * 2**20 // 8)  # 300 MB resident
+    high = peak_memory_mb()["peak_rss_mb"]
+    del block
+    gc.collect()
+    reset_peak_memory()
+    assert peak_memory_mb()["peak_rss_mb"] < high - 200  # the earlier method's peak is gone
+
+
+def test_training_resets_the_peak(monkeypatch):
+    from arena import train
+
+    calls = []
+    monkeypatch.setattr(train, "reset_peak_memory", lambda: calls.append(1))
+    with pytest.raises(Exception):
+        train.train(None, [], None, "/nonexistent", {}, 0)  # fails past the reset: the reset comes first
+    assert calls == [1]

@@ -6,11 +6,14 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-PROFILE ?= embedded
+# The users' setting is one CUDA GPU with 4-bit bases (onegpu); a CPU machine runs the embedded model. PROFILE= overrides.
+PROFILE ?= $(shell nvidia-smi -L >/dev/null 2>&1 && echo onegpu || echo embedded)
 PARAMS ?=
 QUANT ?=
 DRY_RUN ?=
-NOTEBOOK_TIMEOUT ?= 7200
+HUB_PROFILES := onegpu paper
+# papermill's limit is per cell, and chapter 01 of a hub profile is one cell of many hours (make plan): none there
+NOTEBOOK_TIMEOUT ?= $(if $(and $(filter $(PROFILE),$(HUB_PROFILES)),$(if $(DRY_RUN),,1)),,7200)
 OUT := build/$(PROFILE)$(if $(QUANT),-$(QUANT))$(if $(DRY_RUN),-dryrun)
 QUANT_PARAM := $(if $(QUANT),-p quantization $(QUANT))$(if $(DRY_RUN), -p dry_run True)
 DRY_FLAG := $(if $(DRY_RUN),--dry-run)
@@ -27,15 +30,16 @@ PYTEST_ARGS ?=
 BENCH_ARGS ?=
 PLAN_ARGS ?=
 
-.PHONY: help install reproduce plan book test test-fast test-dryrun test-gpu browser assets bench robustness clean \
-  distclean
+.PHONY: help install reproduce preflight plan book test test-fast test-dryrun test-gpu gpu-check browser assets bench \
+  robustness clean distclean
 .DEFAULT_GOAL := help
 
 help: ## List targets and the notebooks' parameters
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 	@echo "  DRY_RUN=1: a hub profile (onegpu, paper) on random 2-layer bases of the exact architectures and local data"
 	@echo "             fixtures, on the CPU with no hub: checks every chapter and the book, never a number"
-	@echo "  Variables: PROFILE=smoke|embedded|onegpu|paper (default embedded), QUANT=auto|nf4|none (default: the profile's;"
+	@echo "  Variables: PROFILE=smoke|embedded|onegpu|paper (default onegpu with a CUDA GPU, else embedded),"
+	@echo "             QUANT=auto|nf4|none (default: the profile's;"
 	@echo "             auto = nf4 on CUDA, none on CPU), PARAMS='-p name value ...',"
 	@echo "             PEFT_ARENA_CACHE (assets and results cache, default ~/.cache/peft-arena)"
 	@if [ -x $(BIN)/papermill ]; then for nb in $(NOTEBOOKS); do $(BIN)/papermill --help-notebook $$nb \
@@ -67,7 +71,7 @@ $(OUT)/book/chapters/%.ipynb: notebooks/%.ipynb $(ARENA_SRC) $(OUT)/.profile | i
 	@$(BIN)/python -m arena assets --profile $(PROFILE) $(DRY_FLAG)
 	ARENA_QUIET=1 $(THREADS) $(BIN)/papermill $< $(@:.ipynb=.partial.ipynb) -p profile $(PROFILE) $(QUANT_PARAM) $(NB_PARAMS_$*) $(PARAMS) \
 	  --cwd notebooks -k python3 \
-	  --execution-timeout $(NOTEBOOK_TIMEOUT) --log-level WARNING --no-progress-bar
+	  $(if $(NOTEBOOK_TIMEOUT),--execution-timeout $(NOTEBOOK_TIMEOUT)) --log-level WARNING --no-progress-bar
 	@$(BIN)/python book/_ext/hide_cells.py $(@:.ipynb=.partial.ipynb)
 	@mv $(@:.ipynb=.partial.ipynb) $@
 
@@ -79,8 +83,13 @@ $(HTML): $(EXECUTED) $(BOOK_SRC)
 	$(BIN)/jupyter-book build $(OUT)/book --warningiserror --quiet
 	@echo "book: $(abspath $(HTML))"
 
-reproduce: install $(HTML) ## Run every notebook (papermill) and build the book; prints where it is
+reproduce: install $(if $(and $(filter $(PROFILE),$(HUB_PROFILES)),$(if $(DRY_RUN),,1)),preflight) $(HTML) ## Run every notebook (papermill) and build the book; prints where it is
 	@echo "open $(abspath $(HTML)) in a browser"
+
+# A hub profile: the plan for this card, then hub access for every base and the data, before anything downloads
+preflight: install
+	$(BIN)/python -m arena plan --profile $(PROFILE) $(if $(QUANT),--quantization $(QUANT))
+	$(BIN)/python -m arena assets --profile $(PROFILE) --preflight-only
 
 book: $(HTML) ## Build the book from the executed notebooks
 
@@ -112,6 +121,9 @@ robustness: install ## The robustness study (3 methods x learning rates x seeds;
 	$(BIN)/python -m arena robustness --profile $(PROFILE) $(if $(QUANT),--quantization $(QUANT)) $(DRY_FLAG)
 	rm -f $(OUT)/book/chapters/07_summary.ipynb $(OUT)/book/chapters/10_robustness.ipynb
 	$(MAKE) reproduce
+
+gpu-check: install ## The GPU check: the kit's path, throughput, decode and SVD beside the plan (--cpu mode without CUDA)
+	$(BIN)/python benchmarks/gpu_check.py $(if $(shell nvidia-smi -L >/dev/null 2>&1 && echo y),,--cpu)
 
 bench: install ## Print training tokens/s and peak memory per method as ratios to LoRA (a measurement, not a test)
 	$(BIN)/python benchmarks/train_throughput.py --profile $(PROFILE) $(if $(QUANT),--quantization $(QUANT)) $(BENCH_ARGS)

@@ -27,7 +27,7 @@ from pathlib import Path
 from .evaluate import hf_language_model, run_tasks, score_aside, spare_core
 from .groups import family
 from .itemfiles import read_jsonl
-from .models import load_base
+from .models import load_base, release_memory
 from .suite import _parts, screen_dir, screen_result, write_screen
 
 SCREEN_Z = 2.0
@@ -85,6 +85,7 @@ def run_screen(profile) -> dict[str, dict]:
         for part in todo:
             _screen_part(profile, part, parts[part], lm, tokenizer)
         del model, lm
+        release_memory()  # chapter 00 loads the next model
     return {p: screen_result(profile, p) for p in parts}
 
 

@@ -36,7 +36,7 @@ from .profiles import get_profile
 from .runs import (cached_eval, evaluate_base, evaluate_step, found_eval, load_trained, sized_method, train_method,
                    train_spec)
 from .scores import paired_difference
-from .updates import adapted_layers, custom_layers, is_quantized, module_update, start_weight
+from .updates import adapted_layers, custom_layers, is_quantized, module_update
 from .weight_analysis import pretrained_source
 
 SCHEDULES = ("sqrt", "linear")
@@ -61,22 +61,28 @@ class DenseInterpolation:
     parameter name (``weight_analysis.pretrained_source``).
 
     Routes, all exact at both ends: plain LoRA on an untouched base scales peft's ``scaling`` (no copies; works on a
-    4-bit base); other peft layers get W0 + alpha dW written into their base weight with the adapter switched off;
-    peft layers on a 4-bit base and plain-torch layers have their output replaced by x (W0 + alpha dW)^T (+ bias),
-    W0 being the weight they started from (deq(Q(W0)) on a 4-bit base); full FT writes the weights. A residual
-    initialisation (PiSSA, MiLoRA, KeepLoRA: base != W0) is detected by comparing the base with W0, so it is
-    rewound towards W0, not towards its residual. ``with path.at(alpha): ...``; the trained model comes
-    back exactly on exit.
+    4-bit base); other peft layers on a full-precision base get W0 + alpha dW written into their base weight with the
+    adapter switched off; peft layers on a 4-bit base and plain-torch layers output (1 - alpha) y_start + alpha y, y
+    being the trained layer's output and y_start that of the weight it started from (deq(Q(W0)) on a 4-bit base): by
+    linearity x (W_start + alpha dW)^T + b; full FT writes the weights. A residual initialisation (PiSSA, MiLoRA,
+    KeepLoRA: base != W0) is detected by comparing the base with W0, so it is rewound towards W0, not towards its
+    residual. ``with path.at(alpha): ...``; the trained model comes back exactly on exit.
+
+    Memory: at 7B an fp32 W0 and dW of every matrix would be 48.6 GiB, so nothing is kept between calls. Each call
+    reads W0 and recomputes dW one matrix at a time; on exit a base that equals W0 is read back from the source, and
+    only weights the source cannot rebuild (a residual base, full FT's trained weights) wait on the host meanwhile.
+    ``allow_scaling=False`` forces the weight-writing route on plain LoRA too.
     """
 
     def __init__(self, model, read_w0: Callable[[str], torch.Tensor], adapter: str = "default",
-                 residual: bool | None = None):
-        self.model, self.adapter = model, adapter
+                 residual: bool | None = None, allow_scaling: bool = True):
+        self.model, self.adapter, self.read_w0 = model, adapter, read_w0
         self.layers = list(adapted_layers(model, adapter)) if hasattr(model, "peft_config") else []
         self.custom = [] if self.layers else custom_layers(model)
-        self.targets: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # (parameter, W0, dW)
-        self.linear: dict = {}  # plain-torch layer -> (W0, dW, pretrained bias)
-        self.scale_only = bool(self.layers) and all(_plain_lora(m, adapter) for _, m in self.layers)
+        self.writes: list[tuple[str, torch.Tensor, object, bool]] = []  # (W0's name, parameter, layer, rebuildable)
+        self.outputs: list[torch.nn.Module] = []  # layers whose output is interpolated
+        self._held: dict[str, torch.Tensor] = {}
+        self.scale_only = allow_scaling and bool(self.layers) and all(_plain_lora(m, adapter) for _, m in self.layers)
         if self.scale_only and residual is None:
             # residual inits moved the base off W0; a 4-bit base cannot be compared, and has no residual method
             residual = any(not is_quantized(w := m.get_base_layer().weight)
@@ -87,28 +93,17 @@ class DenseInterpolation:
             return
 
         with torch.no_grad():
-            for name, layer in self.layers:
-                base = layer.get_base_layer()
-                if is_quantized(base.weight):  # a 4-bit weight cannot hold W0 + alpha dW: the layer's output is
-                    W0 = start_weight(layer, None)  # replaced instead, from its own start deq(Q(W0))
-                    bias = None if base.bias is None else base.bias.detach().float().cpu()
-                    self.linear[layer] = (W0, module_update(layer, W0, adapter), bias)
-                    continue
-                W0 = read_w0(name + ".weight")
-                self.targets.append((base.weight, W0, module_update(layer, W0, adapter)))
-            for name, module in self.custom:
-                W0 = read_w0(name + ".weight")
-                try:
-                    bias = read_w0(name + ".bias")
-                except KeyError:
-                    bias = None
-                self.linear[module] = (W0, module_update(module, W0), bias)
+            if any(is_quantized(m.get_base_layer().weight) for _, m in self.layers):
+                self.outputs = [m for _, m in self.layers]  # a 4-bit weight cannot hold W0 + alpha dW
+            else:
+                for name, layer in self.layers:
+                    weight = layer.get_base_layer().weight
+                    self.writes.append((name + ".weight", weight, layer, _holds(weight, read_w0(name + ".weight"))))
+            self.outputs += [m for _, m in self.custom]
             if not self.layers and not self.custom:  # full finetuning: every parameter that moved
-                for name, param in model.named_parameters():
-                    W0 = read_w0(name)
-                    if not torch.equal(param.detach().cpu().float(), W0):
-                        self.targets.append((param, W0, param.detach().cpu().float() - W0))
-        if not self.targets and not self.linear:
+                self.writes = [(name, p, None, False) for name, p in model.named_parameters()
+                               if not _holds(p, read_w0(name))]
+        if not self.writes and not self.outputs:
             raise ArenaError("the model has no update to interpolate (is it the base model?)")
 
     @contextlib.contextmanager
@@ -117,35 +112,52 @@ class DenseInterpolation:
             with lora_scaled(self.model, alpha, self.adapter):
                 yield self.model
             return
-        saved = [p.data.clone() for p, _, _ in self.targets]  # exact restore, not W0 + 1*dW
+        written = []
         hooks = []
         try:
             with torch.no_grad():
-                for p, W0, dW in self.targets:
-                    p.data.copy_((W0 + alpha * dW).to(p.device, p.dtype))
-            for module, (W0, dW, bias) in self.linear.items():
-                hooks.append(module.register_forward_hook(_linear_at(W0 + alpha * dW, bias)))
-            with self.model.disable_adapter() if self.layers else contextlib.nullcontext():
+                for name, p, layer, rebuildable in self.writes:  # one W0 and one dW alive at a time
+                    W0 = self.read_w0(name)
+                    dW = module_update(layer, W0, self.adapter) if layer is not None else p.detach().cpu().float() - W0
+                    if not rebuildable:  # the source cannot rebuild it: it waits on the host until exit
+                        self._held[name] = p.detach().to("cpu", copy=True)
+                    written.append((name, p, rebuildable))
+                    p.copy_(torch.add(W0, dW, alpha=alpha).to(p.device, p.dtype))  # W0 may be the source's own
+                    del W0, dW
+            hooks = [m.register_forward_hook(_output_at(alpha, _start_of(m))) for m in self.outputs]
+            with self.model.disable_adapter() if self.writes and self.layers else contextlib.nullcontext():
                 yield self.model
         finally:
             for hook in hooks:
                 hook.remove()
             with torch.no_grad():
-                for p, original in zip((p for p, _, _ in self.targets), saved):
-                    p.data.copy_(original)
+                for name, p, rebuildable in written:
+                    p.copy_((self.read_w0(name) if rebuildable else self._held.pop(name)).to(p.device, p.dtype))
+            self._held = {}
 
 
-def _linear_at(weight: torch.Tensor, bias: torch.Tensor | None):
-    """A forward hook replacing a layer's output by x W^T (+ b): the layer as the linear map it represents."""
-    cache: dict = {}
+def _holds(weight: torch.Tensor, W0: torch.Tensor) -> bool:
+    """Whether ``weight`` is W0 in its own dtype, so W0 read from the source restores it bit for bit."""
+    return torch.equal(weight.detach(), W0.to(weight.device, weight.dtype))
+
+
+def _start_of(module) -> Callable | None:
+    """The map a layer started from: a peft layer's base layer, or the nn.Linear a plain-torch layer wraps (None when
+    it wraps none: its ``delta_weight()`` is then subtracted instead)."""
+    if hasattr(module, "get_base_layer"):
+        return module.get_base_layer()
+    return next((c for c in module.modules() if isinstance(c, torch.nn.Linear) and c is not module), None)
+
+
+def _output_at(alpha: float, start: Callable | None):
+    """A forward hook giving x (W_start + alpha dW)^T (+ b) as (1 - alpha) y_start + alpha y, y being the layer's own
+    output: no weight is materialised, and torch.lerp returns y_start at 0 and y at 1 exactly."""
 
     def hook(module, inputs, output):
         x = inputs[0]
-        key = (x.device, x.dtype)
-        if key not in cache:
-            cache[key] = (weight.to(x.device, x.dtype), None if bias is None else bias.to(x.device, x.dtype))
-        w, b = cache[key]
-        return torch.nn.functional.linear(x, w, b).to(output.dtype)
+        if start is None:
+            return output + (alpha - 1.0) * torch.nn.functional.linear(x, module.delta_weight().to(x.dtype))
+        return torch.lerp(start(x).float(), output.float(), alpha).to(output.dtype)
 
     return hook
 
@@ -352,8 +364,6 @@ class _Loaded:
             yield model
             return
         model = self.model
-        if path != "dense":
-            self._dense = None  # the dense path holds W0 and dW of every matrix: free them once its points are done
         # every point is scored merged where the final checkpoint is (unquantised bases), so gains compare like
         if path == "final":
             with merged_view(model) as m:

@@ -60,6 +60,88 @@ def test_dense_path_ends_are_base_and_trained(name):
     assert torch.equal(_logits(model), trained_logits), "the trained weights must come back exactly"
 
 
+def retained_bytes(obj, model, source) -> int:
+    """Bytes of the tensors that ``obj`` and the hooks on ``model`` hold (attributes, containers, closures) beyond
+    ``model``'s own parameters and buffers and the W0 ``source`` it reads: what an interpolation costs on top of the
+    model it walks."""
+    owned = {t.untyped_storage().data_ptr() for t in [*model.parameters(), *model.buffers()]}
+    hooks = [h for m in model.modules() for h in [*m._forward_hooks.values(), *m._forward_pre_hooks.values()]]
+    seen, storages, stack = {id(source)}, {}, [vars(obj), hooks]
+    while stack:
+        x = stack.pop()
+        if id(x) in seen or isinstance(x, torch.nn.Module):
+            continue
+        seen.add(id(x))
+        if isinstance(x, torch.Tensor):
+            storage = x.untyped_storage()
+            if storage.data_ptr() not in owned:
+                storages[storage.data_ptr()] = storage.nbytes()
+        elif isinstance(x, dict):
+            stack += [*x.keys(), *x.values()]
+        elif isinstance(x, (list, tuple, set)):
+            stack += list(x)
+        elif callable(x) and getattr(x, "__closure__", None):
+            stack += [cell.cell_contents for cell in x.__closure__]
+    return sum(storages.values())
+
+
+def largest_pair_bytes(model) -> int:
+    """One W0 and one dW of the model's largest matrix, in fp32."""
+    return 2 * 4 * max(p.numel() for p in model.parameters() if p.dim() == 2)
+
+
+@pytest.mark.parametrize("name", ["oft", "dora", "full"])
+def test_dense_path_retains_less_than_one_matrix_pair(name):
+    """At 7B an fp32 W0 and dW of every matrix are 48.6 GiB: the path rebuilds W0 + alpha dW layer by layer on each
+    call instead, so what it holds between calls stays below a single matrix pair, and inside a call too where the
+    trained weights can be rebuilt (an adapter's base is W0; full FT's trained weights wait on the host)."""
+    model, read_w0 = _trained(name), _read_w0()
+    bound = largest_pair_bytes(model)
+    path = DenseInterpolation(model, read_w0, residual=get_method(name).residual)
+    assert retained_bytes(path, model, read_w0) < bound, name
+    with path.at(0.5):
+        if name != "full":
+            assert retained_bytes(path, model, read_w0) < bound, name
+    assert retained_bytes(path, model, read_w0) < bound, name
+
+
+@pytest.mark.nf4
+def test_dense_path_on_a_4bit_oft_keeps_no_weights_and_is_exact_at_both_ends():
+    """OFT on an nf4 base, as the one-GPU profile trains it at 7B: the 4-bit weight cannot hold W0 + alpha dW, so the
+    layers' outputs are interpolated, with no dequantised or bf16 matrix kept, and the ends are the base and the
+    trained model exactly."""
+    from arena.models import load_base
+    from arena.profiles import get_profile
+    from arena.runs import prepare_for_training, sized_method
+    from arena.weight_analysis import pretrained_source
+
+    nf4 = get_profile("smoke", quantization="nf4")
+    torch.manual_seed(0)
+    model = build("oft", prepare_for_training(load_base(nf4.model, "nf4")[0], "nf4", False),
+                  sized_method(nf4, "oft").size, steps=2)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(0.02 * torch.randn_like(p))
+    model.eval()
+    trained = _logits(model)
+    with model.disable_adapter():
+        base = _logits(model)
+    read_w0 = pretrained_source(nf4)
+    bound = largest_pair_bytes(smoke_model())
+    path = DenseInterpolation(model, read_w0)
+    assert retained_bytes(path, model, read_w0) < bound
+    with path.at(0.0):
+        assert torch.equal(_logits(model), base)
+    with path.at(0.5):
+        assert retained_bytes(path, model, read_w0) < bound
+        half = _logits(model)
+    with path.at(1.0):
+        assert torch.equal(_logits(model), trained)
+    assert not torch.allclose(half, trained) and not torch.allclose(half, base)
+    assert torch.equal(_logits(model), trained)
+
+
 def test_plain_lora_is_rewound_by_its_scaling_and_residual_inits_are_not():
     assert DenseInterpolation(_trained("lora"), _read_w0()).scale_only
     for residual in ("pissa", "milora", "keeplora"):  # detected from base != W0, no hint needed
@@ -118,14 +200,8 @@ def test_merged_view_computes_the_same_model_and_restores_the_base(name):
 def test_lora_scaling_equals_the_dense_weight_path():
     model = _trained("lora")
     scaled = DenseInterpolation(model, _read_w0())
-    dense = DenseInterpolation(model, _read_w0())
-    dense.scale_only = False  # force the weight-writing route on the same model
-    from arena.updates import adapted_layers, module_update
-
-    read = _read_w0()
-    dense.targets = [(m.get_base_layer().weight, read(n + ".weight"), module_update(m, read(n + ".weight")))
-                     for n, m in adapted_layers(model)]
-    dense.layers = list(adapted_layers(model))
+    dense = DenseInterpolation(model, _read_w0(), allow_scaling=False)  # the weight-writing route on the same model
+    assert scaled.scale_only and not dense.scale_only and dense.writes
     with scaled.at(0.3):
         a = _logits(model)
     with dense.at(0.3):

@@ -301,7 +301,8 @@ _SUITE_DEFAULTS = {name: Profile.__dataclass_fields__[name].default for name in 
 
 def dry_run_of(profile: Profile) -> Profile:
     """``profile`` as a dry run: every hub base replaced by random weights of its exact architecture cut to
-    ``DRY_RUN_LAYERS`` layers (with the kit's byte-level stand-in tokenizer), the SFT data and the stock tasks read
+    ``DRY_RUN_LAYERS`` layers (with the kit's byte-level stand-in tokenizer) in nf4 with activation recomputation (the
+    GPU path, on bitsandbytes' CPU kernels), the SFT data and the stock tasks read
     from local fixtures (``stock_fixtures``), and sizes cut to minutes on a CPU: 2 steps, one item per stock
     (sub)task and split, 4 generated tokens, LoRA and OFT (those of the profile's methods, else both), the weight
     analysis on ``DRY_RUN_SPECTRA``. Everything
@@ -317,9 +318,10 @@ def dry_run_of(profile: Profile) -> Profile:
     return dataclasses.replace(
         profile, models=models, methods=methods, rewind_methods=tuple(m for m in methods
                                                                        if m in profile.rewind_methods),
-        quantization="auto", rewind_alphas=(0.5,), steps=2, batch_size=1, grad_accum=2, max_length=160,
+        # nf4 with k-bit preparation and recomputation, the GPU path's combination, on bitsandbytes' CPU kernels
+        quantization="nf4", rewind_alphas=(0.5,), steps=2, batch_size=1, grad_accum=2, max_length=160,
         save_every=1, n_train=16, spectra_modules=DRY_RUN_SPECTRA, **_SUITE_DEFAULTS,
-        n_ce_docs=2, eval_batch_size=8, optimizer="adamw", gradient_checkpointing="off",
+        n_ce_docs=2, eval_batch_size=8, optimizer="adamw", gradient_checkpointing="on",
         stock_limits={t: 1 for t in tasks}, stock_validation={t: 1 for t in tasks},
         extra={**profile.extra, "train_file": "fixture", "max_gen_toks": 4})
 

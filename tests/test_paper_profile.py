@@ -226,6 +226,8 @@ def test_a_dry_run_swaps_each_hub_base_for_its_architecture_and_says_so_in_its_c
     assert config.intermediate_size == public.intermediate_size and config.vocab_size == public.vocab_size
     assert model_identity(dry.models[0]) != model_identity(QWEN25_7B)  # its results never mix with a real run's
     assert command("benchmark", dry) == "python -m arena benchmark --profile paper --dry-run"
+    # the GPU path's combination, run on bitsandbytes' CPU kernels: nf4, k-bit preparation, recomputation
+    assert dry.quantization == "nf4" and dry.gradient_checkpointing == "on"
     with pytest.raises(ArenaError, match="needs no dry run"):
         dry_run_of(get_profile("embedded"))
 

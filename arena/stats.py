@@ -1,12 +1,12 @@
-"""Small statistics the chapters share: means with standard errors, the Pareto frontier, correlations with
-bootstrap intervals (book/definitions.md S)."""
+"""Small statistics the chapters share: means with standard errors, the Pareto frontier, the tests behind the
+verdicts (spread against noise, equivalence, Holm), correlations with Fisher-z intervals (book/definitions.md S)."""
 
 from __future__ import annotations
 
 import math
 import statistics
 
-MIN_BOOTSTRAP = 5  # below this many points a bootstrap interval is meaningless: report none (NaN)
+MIN_FISHER = 4  # Fisher's z needs n - 3 > 0 points: below, no interval (NaN)
 
 
 def mean_se(values: list[float]) -> tuple[float, float]:
@@ -156,44 +156,101 @@ def non_dominated(points: list[tuple[float, float]]) -> list[int]:
     return sorted(keep, key=lambda i: points[i])
 
 
-def _bootstrap_interval(fn, x, y, n_boot: int, seed: int) -> tuple[float, float]:
-    """Percentile 95 % interval of ``fn(x, y)`` over pairs resampled with replacement; NaN below MIN_BOOTSTRAP
-    points, where an interval is meaningless."""
+def two_sided_p(value: float, se: float) -> float:
+    """p-value of "the true value is zero" for an estimate with standard error ``se`` (normal): 2 Phi(-|value| / se);
+    1 for an exact zero, 0 for an exact non-zero."""
+    from scipy.stats import norm
+
+    if se == 0:
+        return 1.0 if value == 0 else 0.0
+    return float(2 * norm.sf(abs(value) / se))
+
+
+def holm(pvalues: list[float]) -> list[float]:
+    """Holm's step-down adjusted p-values (Holm 1979): with p_(1) <= ... <= p_(m),
+    p~_(j) = max_{i <= j} min(1, (m - i + 1) p_(i)). Rejecting every p~ <= alpha keeps the chance of any false
+    rejection among the m tests at or below alpha, whatever their dependence."""
     import numpy as np
 
-    rng = np.random.default_rng(seed)
-    boots = []
-    for _ in range(n_boot if len(x) >= MIN_BOOTSTRAP else 0):
-        idx = rng.integers(0, len(x), len(x))
-        if np.ptp(x[idx]) > 0 and np.ptp(y[idx]) > 0:  # a constant resample has no correlation
-            boots.append(fn(x[idx], y[idx]))
-    if not boots:
+    p = np.asarray(pvalues, float)
+    order = np.argsort(p)
+    m = len(p)
+    stepped = np.maximum.accumulate(np.minimum(1.0, (m - np.arange(m)) * p[order]))
+    out = np.empty(m)
+    out[order] = stepped
+    return [float(x) for x in out]
+
+
+def tost(estimate: float, se: float, margin: float) -> float:
+    """p-value of the two one-sided tests (TOST, Schuirmann 1987) of "the true value is within +-``margin``", on a
+    normal estimate: max(Phi(-(estimate + margin) / se), Phi(-(margin - estimate) / se)). Below a level alpha both
+    one-sided tests reject, i.e. the interval estimate -+ z_{1-alpha} se lies inside (-margin, margin)."""
+    from scipy.stats import norm
+
+    if se == 0:
+        return 0.0 if abs(estimate) < margin else 1.0
+    return float(max(norm.sf((estimate + margin) / se), norm.sf((margin - estimate) / se)))
+
+
+def spread_test(values: list[float], ses: list[float]) -> dict:
+    """Do k estimates differ by more than their errors say? ``snr`` = sd(values) / sqrt(mean(se^2)), the kit's
+    signal-to-noise ratio; under "every true value equal" with independent normal errors, SNR^2 (k - 1) is chi^2 with
+    k - 1 degrees of freedom (exactly when the errors are equal), so ``f`` = SNR^2 is a chi^2_{k-1} / (k - 1) ratio
+    with p-value ``p``, and ``null_95`` = sqrt(chi^2_{k-1, 0.95} / (k - 1)) is the SNR noise alone exceeds one time in
+    twenty (1.39 for 9 estimates): an SNR near 1 is what equal methods draw."""
+    from scipy.stats import chi2
+
+    k = len(values)
+    if k < 2:
+        raise ValueError("a spread needs at least two estimates")
+    mean = sum(values) / k
+    signal = math.sqrt(sum((v - mean) ** 2 for v in values) / (k - 1))
+    noise = math.sqrt(sum(s**2 for s in ses) / k)
+    snr = signal / noise if noise else float("inf") if signal else float("nan")
+    f = snr**2
+    p = float(chi2.sf(f * (k - 1), k - 1)) if f == f else float("nan")
+    return {"signal": signal, "noise": noise, "snr": snr, "f": f, "p": p,
+            "null_95": math.sqrt(chi2.isf(0.05, k - 1) / (k - 1))}
+
+
+def fisher_interval(r: float, n: int, level: float = 0.95, spearman: bool = False) -> tuple[float, float]:
+    """Interval for a correlation from Fisher's z = atanh(r): tanh(z -+ z_{(1+level)/2} s), s = 1 / sqrt(n - 3) for
+    Pearson's r (exact under bivariate normality as n grows), s = sqrt((1 + r^2 / 2) / (n - 3)) for Spearman's rho
+    (Bonett & Wright 2000). NaN below MIN_FISHER points. It treats each point as exact: the error of each method's own
+    estimate is not in it."""
+    from scipy.stats import norm
+
+    if n < MIN_FISHER or r != r:
         return float("nan"), float("nan")
-    lo, hi = np.percentile(boots, [2.5, 97.5])
-    return float(lo), float(hi)
+    if abs(r) >= 1:
+        return float(r), float(r)
+    s = math.sqrt(((1 + r**2 / 2) if spearman else 1.0) / (n - 3))
+    half = norm.isf((1 - level) / 2) * s
+    z = math.atanh(r)
+    return math.tanh(z - half), math.tanh(z + half)
 
 
-def rank_correlation(x: list[float], y: list[float], n_boot: int = 2000, seed: int = 0) -> dict:
-    """Spearman's rho of paired values with a percentile bootstrap interval and scipy's p-value. With a handful of
-    methods the interval is wide; the chapters say so."""
+def rank_correlation(x: list[float], y: list[float]) -> dict:
+    """Spearman's rho of paired values with scipy's p-value and a Fisher-z 95 % interval (``fisher_interval``; nominal:
+    with a handful of methods its real coverage is approximate, and the chapters say so)."""
     import numpy as np
     from scipy import stats
 
     x, y = np.asarray(x, float), np.asarray(y, float)
     rho, p = stats.spearmanr(x, y)
-    lo, hi = _bootstrap_interval(lambda a, b: stats.spearmanr(a, b)[0], x, y, n_boot, seed)
+    lo, hi = fisher_interval(float(rho), len(x), spearman=True)
     return {"rho": float(rho), "p": float(p), "ci_low": lo, "ci_high": hi, "n": int(len(x))}
 
 
-def correlations(x: list[float], y: list[float], n_boot: int = 2000, seed: int = 0) -> dict:
-    """Pearson's r and Spearman's rho with percentile bootstrap intervals (pairs resampled together)."""
+def correlations(x: list[float], y: list[float]) -> dict:
+    """Pearson's r and Spearman's rho with Fisher-z 95 % intervals (``fisher_interval``)."""
     import numpy as np
     from scipy import stats
 
     x, y = np.asarray(x, float), np.asarray(y, float)
     out = {"n": int(len(x))}
-    for name, fn in (("pearson", lambda a, b: stats.pearsonr(a, b)[0]),
-                     ("spearman", lambda a, b: stats.spearmanr(a, b)[0])):
-        lo, hi = _bootstrap_interval(fn, x, y, n_boot, seed)
-        out |= {name: float(fn(x, y)), f"{name}_low": lo, f"{name}_high": hi}
+    for name, fn in (("pearson", stats.pearsonr), ("spearman", stats.spearmanr)):
+        r = float(fn(x, y)[0])
+        lo, hi = fisher_interval(r, len(x), spearman=name == "spearman")
+        out |= {name: r, f"{name}_low": lo, f"{name}_high": hi}
     return out

@@ -168,3 +168,63 @@ def test_the_cheapest_allocation_is_neymans_for_one_method_and_meets_every_metho
     assert cheapest_allocation([[1, 0, 9], [9, 0, 1]], w, c, t)[1] == 0  # no variance, no items
     with pytest.raises(ValueError, match="caps"):
         cheapest_allocation([[1, 4, 9]], w, [1, 1, 1], t, most=[1, 1, 1])
+
+
+def test_the_snr_null_level_is_checked_by_simulating_nine_equal_methods():
+    """Nine methods that all change a measure equally, each estimate drawn with its own paired error (1.6-2.1 points,
+    as Forgetting's): their SNR is about 1, its 95th percentile about 1.39 (stats.spread_test's ``null_95``), and the
+    test's p falls below 5 % about one time in twenty. An SNR of 1.82 over nine methods is then p ~ 0.001, not noise."""
+    import numpy as np
+    from scipy.stats import chi2
+
+    from arena.stats import spread_test
+
+    rng = np.random.default_rng(1)
+    ses = np.linspace(1.6, 2.1, 9)
+    draws = rng.standard_normal((20000, 9)) * ses + 3.0  # every method's true change is the same 3 points
+    snr = draws.std(axis=1, ddof=1) / math.sqrt((ses**2).mean())
+    null_95 = spread_test(list(draws[0]), list(ses))["null_95"]
+    assert null_95 == pytest.approx(1.392, abs=1e-3)
+    assert np.median(snr) == pytest.approx(0.96, abs=0.03)
+    assert np.percentile(snr, 95) == pytest.approx(null_95, abs=0.03)
+    p = np.array([spread_test(list(d), list(ses))["p"] for d in draws[:4000]])
+    assert (p <= 0.05).mean() == pytest.approx(0.05, abs=0.012)
+    # by hand: (0 x 8, 3) has variance 9 / 9 = 1 over 8 degrees of freedom; errors of 1 give SNR 1, chi^2 = 8 on 8
+    t = spread_test([0.0] * 8 + [3.0], [1.0] * 9)
+    assert t["snr"] == pytest.approx(1.0) and t["p"] == pytest.approx(chi2.sf(8, 8))
+    assert spread_test([0.0] * 8 + [3.0 * 1.82], [1.0] * 9)["p"] == pytest.approx(0.00086, abs=2e-5)
+
+
+def test_holm_and_the_equivalence_test_by_hand():
+    from arena.stats import holm, tost, two_sided_p
+
+    # sorted 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1 = 0.02, 0.03, 0.06, 0.04; running maximum 0.02, 0.03, 0.06, 0.06
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert holm([0.5]) == [0.5] and holm([0.9, 0.8]) == [1.0, 1.0]  # 2 x 0.8 is capped at 1
+    assert two_sided_p(2.96, 1.0) == pytest.approx(0.00308, abs=1e-5)
+    # within +-2 points: 0 +- 0.5 is shown equivalent; 3.2 +- 0.9 (measurable, but could be 1.5) is not
+    assert tost(0.0, 0.5, 2.0) == pytest.approx(3.17e-5, rel=1e-2)
+    assert tost(3.2, 0.9, 2.0) == pytest.approx(0.909, abs=1e-3)
+
+
+def test_fisher_intervals_cover_at_their_nominal_level_over_nine_methods():
+    """Pearson's r over 9 bivariate-normal points (rho = 0.6): the Fisher-z interval covers the truth about 95 % of the
+    time (a percentile bootstrap over the 9 points covers about 91 %), and its bounds are the closed form."""
+    import numpy as np
+
+    from arena.stats import correlations, fisher_interval
+
+    rng = np.random.default_rng(2)
+    rho, n, covered = 0.6, 9, 0
+    cov = [[1, rho], [rho, 1]]
+    for _ in range(3000):
+        x, y = rng.multivariate_normal([0, 0], cov, n).T
+        lo, hi = fisher_interval(float(np.corrcoef(x, y)[0, 1]), n)
+        covered += lo <= rho <= hi
+    assert covered / 3000 == pytest.approx(0.95, abs=0.012)
+    x, y = [1, 2, 3, 4, 5, 6, 7, 8, 9], [2, 1, 4, 3, 6, 5, 9, 7, 8]
+    out = correlations(x, y)
+    r = out["pearson"]
+    assert out["pearson_low"] == pytest.approx(math.tanh(math.atanh(r) - 1.959964 / math.sqrt(6)), abs=1e-6)
+    assert out["spearman_high"] == pytest.approx(
+        math.tanh(math.atanh(out["spearman"]) + 1.959964 * math.sqrt((1 + out["spearman"] ** 2 / 2) / 6)), abs=1e-6)

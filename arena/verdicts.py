@@ -1,16 +1,19 @@
 """The sentences and verdict tables the chapters print, computed from the run's numbers (chapters 01 and 03-07).
 
-Every verdict follows one rule (book/definitions.md S): a change is "within noise" unless it is more than two
-standard errors from zero (``report.verdict``); a correlation across methods is confirmed only when its bootstrap
-interval excludes zero.
+Every verdict says what the data support (book/definitions.md S): a change is "within noise" unless it is more than
+two standard errors from zero (``report.verdict``), and a table of many such verdicts carries Holm's correction
+beside them; "similar", "near" and "kept" need an equivalence or non-inferiority test, never a non-significant one;
+a spread across methods is tested against "all methods equal"; a correlation across methods is confirmed only when its
+Fisher-z interval (95 % nominal, over a handful of methods) excludes zero.
 """
 
 from __future__ import annotations
 
 import pandas as pd
 
-from .report import compare, deltas, dominance, overshoot, PAPER_C5_CORRELATION, PAPER_D6, PAPER_E1, verdict
-from .stats import correlations, rank_correlation
+from .report import (ALPHA, compare, compare_with_seeds, deltas, dominance, NO_OVERSHOOT, overshoot,
+                     PAPER_C5_CORRELATION, PAPER_D6, PAPER_E1, verdict, Z)
+from .stats import correlations, holm, rank_correlation, two_sided_p
 
 FORGETTING, CE = "forgetting (General, pts)", "CE drift"
 SMOOTHNESS = ("fluctuation_scale_free_retention", "fluctuation_scale_free_adaptation")
@@ -19,16 +22,41 @@ GEOMETRY = ["mean_cosine_drift", "mean_abs_log_norm_ratio", "gram_cosine_dist", 
 
 
 def forgetting_verdicts(table: pd.DataFrame) -> pd.DataFrame:
-    """Chapter 01: per method, Forgetting, CE drift and Target gain as "value ± se: verdict" (``results_table``)."""
+    """Chapter 01: per method, Forgetting, CE drift and Target gain as "value ± se: verdict" (``results_table``), and
+    Forgetting and Target gain again under Holm's correction over the table's 2m tests (m methods, two-sided normal
+    p = 2 Phi(-|value| / se), ``stats.holm``) at the single verdict's level ``ALPHA``: what survives it is measurable
+    with at most that chance of any false "measurable" in the whole table."""
+    methods = table.drop(index="base")
+    axes = ("Forgetting", "Target gain")
+    tests = [(m, axis) for m in methods.index for axis in axes]
+    adjusted = dict(zip(tests, holm([two_sided_p(methods.loc[m, a], methods.loc[m, f"{a} se"]) for m, a in tests])))
     rows = []
-    for method, row in table.drop(index="base").iterrows():
+    for method, row in methods.iterrows():
         ce = verdict(row["CE drift"], row["CE drift se"], "measurable", "negative")
-        rows.append({"method": method,
-                     "Forgetting (General)": f"{row['Forgetting']:+.2f} ± {row['Forgetting se']:.2f}: "
-                                             f"{row['forgetting is']}",
-                     "CE drift": f"{row['CE drift']:+.4f} ± {row['CE drift se']:.4f}: {ce}",
-                     "Target gain": f"{row['Target gain']:+.2f} ± {row['Target gain se']:.2f}: {row['gain is']}"})
+        forgetting = f"{row['Forgetting']:+.2f} ± {row['Forgetting se']:.2f}: {row['forgetting is']}"
+        out = {"method": method, "Forgetting (General)": forgetting,
+               "CE drift": f"{row['CE drift']:+.4f} ± {row['CE drift se']:.4f}: {ce}",
+               "Target gain": f"{row['Target gain']:+.2f} ± {row['Target gain se']:.2f}: {row['gain is']}"}
+        for axis in axes:
+            p = adjusted[(method, axis)]
+            word = ("measurable" if row[axis] > 0 else "negative") if p <= ALPHA else "within noise"
+            out[f"{axis}, Holm over {len(tests)}"] = f"{word} ({_p(p, 'adjusted p')})"
+        rows.append(out)
     return pd.DataFrame(rows).set_index("method")
+
+
+def family_note(table: pd.DataFrame) -> str:
+    """Chapter 01: what the per-method verdicts of ``forgetting_verdicts`` mean as a family: m tests at the single
+    level ALPHA expect m ALPHA false alarms where nothing changed, and at least one with chance 1 - (1 - ALPHA)^m
+    (independent tests); the Holm columns hold that chance at ALPHA."""
+    m = 2 * len(table.drop(index="base"))
+    return (f"{m} verdicts at {Z:g} standard errors each: if no method changed anything, about {m * ALPHA:.1f} of them "
+            f"would read measurable by chance, and at least one would with probability {1 - (1 - ALPHA) ** m:.0%}. "
+            f"The Holm columns keep that probability at {ALPHA:.1%} over the whole table.")
+
+
+def _p(p: float, name: str = "p") -> str:
+    return f"{name} < 0.001" if p < 0.001 else f"{name} = {p:.2g}"
 
 
 def cost_table(table: pd.DataFrame, records: list[dict]) -> pd.DataFrame:
@@ -51,7 +79,8 @@ def _forgetting_columns(frame: pd.DataFrame, records: list[dict], base: dict) ->
 
 def smoothness_vs_forgetting(spectra: pd.DataFrame, records: list[dict], base: dict):
     """Chapter 03: ``(per_method, correlations)``: the model-wide mean scale-free fluctuation scores per method beside
-    its forgetting, and their Spearman correlations with percentile bootstrap intervals over methods."""
+    its forgetting, and their Spearman correlations with Fisher-z intervals over methods
+    (``stats.rank_correlation``)."""
     per_method = _forgetting_columns(spectra.groupby("method")[list(SMOOTHNESS)].mean(), records, base)
     rows = [{"smoothness score": score, "forgetting measure": target,
              **rank_correlation(per_method[score], per_method[target])}
@@ -60,13 +89,22 @@ def smoothness_vs_forgetting(spectra: pd.DataFrame, records: list[dict], base: d
 
 
 def smoothness_sentence(row) -> str:
-    """One line per correlation of ``smoothness_vs_forgetting``: its sign, and whether the interval confirms it."""
+    """One line per correlation of ``smoothness_vs_forgetting``: its sign, and whether its interval confirms it."""
     sign = "more" if row.rho > 0 else "less"
-    sure = ("too few methods for a bootstrap interval" if row.ci_low != row.ci_low else
-            "the bootstrap interval excludes zero" if row.ci_low > 0 or row.ci_high < 0
-            else "the bootstrap interval includes zero, so this run cannot confirm it")
+    label = interval_label(row.n)
+    sure = (f"too few methods for an interval ({label})" if row.ci_low != row.ci_low else
+            f"its interval [{row.ci_low:+.2f}, {row.ci_high:+.2f}] ({label}) excludes zero"
+            if row.ci_low > 0 or row.ci_high < 0 else
+            f"its interval [{row.ci_low:+.2f}, {row.ci_high:+.2f}] ({label}) includes zero, so this run cannot "
+            "confirm it")
     return (f"- {row['smoothness score']} vs {row['forgetting measure']}: Spearman rho = {row.rho:+.2f} over "
             f"{row.n} methods (rougher profiles go with {sign} forgetting); {sure}.")
+
+
+def interval_label(n: int) -> str:
+    """How every correlation interval is labelled: Fisher z, its nominal level and the number of methods, and what it
+    leaves out (each method's own measurement error)."""
+    return f"Fisher z, 95 % nominal, n = {n}; each method's own error not included"
 
 
 def geometry_vs_forgetting(geometry: pd.DataFrame, records: list[dict], base: dict) -> pd.DataFrame:
@@ -87,8 +125,8 @@ def csd_table(geometry: pd.DataFrame, records: list[dict], base: dict) -> pd.Dat
 
 
 def geometry_correlations(general: pd.DataFrame) -> pd.DataFrame:
-    """Chapter 04: Pearson and Spearman correlations (bootstrap intervals) of each metric with forgetting and CE
-    drift across methods, with the paper's values beside the forgetting rows."""
+    """Chapter 04: Pearson and Spearman correlations (Fisher-z intervals, ``stats.correlations``) of each metric with
+    forgetting and CE drift across methods, with the paper's values beside the forgetting rows."""
     rows = []
     for metric in GEOMETRY:
         for target in (FORGETTING, CE):
@@ -104,7 +142,7 @@ def distortion_claim(corr: pd.DataFrame, target: str) -> str:
     pr, ck, raw = (corr.loc[(m, target)] for m in ("proc_residual", "cka", "raw_residual"))
     firm = pr["pearson_low"] > 0 and ck["pearson_high"] < 0
     signs = pr["pearson"] > 0 and ck["pearson"] < 0
-    no_interval = pr["pearson_low"] != pr["pearson_low"]  # NaN: too few methods to bootstrap
+    no_interval = pr["pearson_low"] != pr["pearson_low"]  # NaN: too few methods for an interval
     said = ("supports the claim (both intervals exclude zero)" if firm else
             "points the same way as the paper (too few methods for an interval)" if signs and no_interval else
             "points the same way as the paper, but the intervals include zero" if signs else
@@ -112,23 +150,24 @@ def distortion_claim(corr: pd.DataFrame, target: str) -> str:
     raw_note = ("raw movement separates the methods about as well here (unlike the paper's finding)"
                 if abs(raw["pearson"]) >= 0.8 * abs(pr["pearson"]) else
                 "raw movement separates them less well, as in the paper")
+    n = f" ({interval_label(int(pr['n']))})" if "n" in pr else ""
     return (f"- vs {target}: Procrustes r = {pr['pearson']:+.2f} [{pr['pearson_low']:+.2f}, "
             f"{pr['pearson_high']:+.2f}], CKA r = {ck['pearson']:+.2f} [{ck['pearson_low']:+.2f}, "
-            f"{ck['pearson_high']:+.2f}]: this run {said}; raw residual r = {raw['pearson']:+.2f}, so {raw_note}.")
+            f"{ck['pearson_high']:+.2f}]{n}: this run {said}; raw residual r = {raw['pearson']:+.2f}, so {raw_note}.")
 
 
 def overshoot_sentences(shoot: dict) -> list[str]:
-    """Chapter 05: per method, whether an earlier point beats the final on General without losing Target beyond
-    noise (``report.overshoot``)."""
+    """Chapter 05: per method, whether an earlier point beats the final on General and keeps its Target
+    (``report.overshoot``: non-inferior within ``report.MARGIN``)."""
     lines = []
     for method, o in shoot.items():
         if o["point"] is None:
             lines.append(f"- {method}: every earlier point loses Target beyond noise: no overshoot")
             continue
         lines.append(f"- {method}: {o['point']} has General {o['general_gap']:+.1f} ± {o['general_gap_se']:.1f} pts "
-                     f"over the final with Target {o['target_change']:+.1f} ± {o['target_change_se']:.1f}; as the best "
-                     f"of {o['candidates']} earlier points it needs {o['threshold']:.2f} standard errors: "
-                     + ("the final overshoots" if o["overshoot"] else "no overshoot beyond noise"))
+                     f"over the final with Target {o['target_change']:+.1f} ± {o['target_change_se']:.1f}; as the "
+                     f"best of {o['candidates']} earlier points it needs {o['threshold']:.2f} standard errors: "
+                     + o["verdict"])
     return lines
 
 
@@ -137,8 +176,8 @@ def selection_sentences(result: dict, shoot: dict) -> list[str]:
     lines = []
     for method, rec in result["methods"].items():
         g, chosen = rec["gain_test"], rec["selected"]["label"]
-        lines.append(f"- {method}: " + ("overshoot on the validation split" if shoot[method]["overshoot"]
-                                        else "no overshoot beyond noise")
+        said = shoot[method]["verdict"]
+        lines.append(f"- {method}: " + (said if said == NO_OVERSHOOT else f"{said} on the validation split")
                      + f"; the selection rule picks {chosen}, which on the test split "
                      + (f"changes General by {g['general']:+.1f} ± {g['general_se']:.1f} and Target by "
                         f"{g['target']:+.1f} ± {g['target_se']:.1f} pts: it {dominance(g)}." if chosen != "final" else
@@ -198,16 +237,24 @@ def headline_sentences(profile, records: list[dict], ranking: pd.DataFrame, best
     return lines
 
 
-def oft_lora_sentences(records: list[dict]) -> list[str]:
+def oft_lora_sentences(records: list[dict], seeds: pd.DataFrame | None = None) -> list[str]:
     """Chapter 07: OFT - LoRA on both axes in this run (paired, with verdicts) beside the paper's differences (E1);
-    empty when either method is missing."""
+    with ``seeds`` (the robustness study's ``seed_table``), the same differences with the seed spread in their error
+    (``report.compare_with_seeds``). Empty when either method is missing."""
     by = {r["method"]: r for r in records}
     if "oft" not in by or "lora" not in by:
         return []
-    cmp = compare(by["oft"], by["lora"])
+    cmp = compare_with_seeds(by["oft"], by["lora"], seeds)
     lines = [f"This run: OFT - LoRA = General {cmp['General diff']:+.1f} ± {cmp['General diff se']:.1f} "
              f"({cmp['General verdict']}), Target {cmp['Target diff']:+.1f} ± {cmp['Target diff se']:.1f} "
-             f"({cmp['Target verdict']}), at {cmp['trainable a / b']:.2f}x the trainable parameters."]
+             f"({cmp['Target verdict']}), at {cmp['trainable a / b']:.2f}x the trainable parameters; errors from "
+             "item sampling, one training seed each."]
+    if seeds is not None:
+        lines.append("With the spread between training seeds (chapter 10) in the error, "
+                     "√(se² + sd_OFT² + sd_LoRA²): "
+                     + ", ".join(f"{axis} ± {cmp[f'{axis} diff se (items + seeds)']:.1f} "
+                                 f"({cmp[f'{axis} verdict (items + seeds)']})" for axis in ("General", "Target"))
+                     + ".")
     for s, name in (("qwen_math", "Qwen2.5-7B"), ("llama_math", "Llama-3.2-3B")):
         lines.append(f"Paper, {name} math: General {PAPER_E1['oft'][s][1] - PAPER_E1['lora'][s][1]:+.1f}, "
                      f"Target {PAPER_E1['oft'][s][0] - PAPER_E1['lora'][s][0]:+.1f} (no errors reported).")
@@ -216,13 +263,13 @@ def oft_lora_sentences(records: list[dict]) -> list[str]:
 
 def correlation_sentences(general: pd.DataFrame, metrics=("proc_residual", "cka")) -> list[str]:
     """Chapter 07: Pearson r of each metric with forgetting across methods (``geometry_vs_forgetting``), with its
-    bootstrap interval and the paper's value (C5)."""
+    Fisher-z interval and the paper's value (C5)."""
     lines = []
     for metric in metrics:
         cc = correlations(general[metric], general[FORGETTING])
         lines.append(f"{metric} vs forgetting across {len(general)} methods: Pearson r = {cc['pearson']:+.2f} "
-                     f"[{cc['pearson_low']:+.2f}, {cc['pearson_high']:+.2f}]; paper (C5): "
-                     f"{PAPER_C5_CORRELATION[metric][0]:+.2f}")
+                     f"[{cc['pearson_low']:+.2f}, {cc['pearson_high']:+.2f}] ({interval_label(len(general))}); "
+                     f"paper (C5): {PAPER_C5_CORRELATION[metric][0]:+.2f}")
     return lines
 
 
@@ -233,8 +280,8 @@ def rewinding_summary(result: dict) -> list[str]:
     lines = []
     for method, rec in result["methods"].items():
         g = rec["gain_test"]
-        lines.append(f"- {method}: " + ("overshoot" if shoot[method]["overshoot"] else "no overshoot beyond noise")
-                     + f" on the validation split; selected {rec['selected']['label']}: test General "
+        lines.append(f"- {method}: {shoot[method]['verdict']} on the validation split; selected "
+                     f"{rec['selected']['label']}: test General "
                      f"{g['general']:+.1f} ± {g['general_se']:.1f}, Target {g['target']:+.1f} ± {g['target_se']:.1f} "
                      f"vs the final ({dominance(g)})")
     d6 = PAPER_D6
@@ -246,7 +293,9 @@ def rewinding_summary(result: dict) -> list[str]:
 
 def certainty_sentences(certainty: pd.DataFrame, snr: pd.DataFrame | None = None) -> list[str]:
     """The "How sure are these numbers?" page: per measure (``report.certainty_table``), what its largest paired
-    error lets a reader conclude, and, with ``report.signal_to_noise``, whether it separates the methods at all."""
+    error lets a reader conclude, and, with ``report.signal_to_noise``, whether the methods differ on it at all: its
+    SNR as a test against "every method changes it equally" (F = SNR^2, chi^2_{k-1} / (k - 1)), beyond noise when
+    p <= ``report.ALPHA``."""
     out = []
     for measure, row in certainty.iterrows():
         if row["paired se (largest)"] != row["paired se (largest)"]:  # NaN: no method to compare
@@ -263,8 +312,13 @@ def certainty_sentences(certainty: pd.DataFrame, snr: pd.DataFrame | None = None
             line += (f"; the kit's target of {row['target se']:.3g} {unit} is "
                      + ("met" if row["meets target"] else "not met"))
         if snr is not None and measure in snr.index and snr.loc[measure, "SNR"] == snr.loc[measure, "SNR"]:
-            ratio = snr.loc[measure, "SNR"]
-            line += (f"; across methods its signal-to-noise ratio is {ratio:.2g} ("
-                     + ("it separates them" if ratio > 2 else "the spread is near what noise alone draws") + ")")
+            t, k = snr.loc[measure], int(snr.loc[measure, "methods"])
+            beyond = t["p (all equal)"] <= ALPHA
+            line += (f"; across its {k} methods the signal-to-noise ratio is {t['SNR']:.2g} (equal methods "
+                     f"exceed {t['null 95 %']:.2f} one time in twenty; F = {t['F = SNR²']:.2f} on "
+                     f"{k - 1} degrees of freedom, {_p(t['p (all equal)'])} against \"all methods "
+                     "change it equally\"): "
+                     + ("the methods differ on it beyond noise" if beyond else
+                        "its spread is what equal methods would draw, so it cannot tell them apart"))
         out.append(line + ".")
     return out

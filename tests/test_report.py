@@ -109,10 +109,14 @@ def test_tradeoff_ranking_and_margin_on_paired_items():
 
 
 @pytest.mark.parametrize("general,target,expected", [
-    ((5.0, 1.0), (0.0, 1.0), "dominates the final"),
-    ((5.0, 1.0), (-0.01, 1.0), "dominates the final"),  # a flat axis does not make it a trade-off
+    ((5.0, 1.0), (0.0, 0.5), "dominates the final"),  # Target kept: 0 - 2 x 0.5 = -1 > -2
+    ((5.0, 1.0), (-0.01, 0.9), "dominates the final"),  # a flat axis does not make it a trade-off
+    ((5.0, 1.0), (3.0, 1.0), "dominates the final"),
+    # Target neither lower beyond noise nor shown kept (its lower bound -3.5 is past -2): no "dominates"
+    ((5.0, 1.0), (-0.5, 1.5), "is better on General than the final; Target not distinguishable"),
     ((5.0, 1.0), (-5.0, 1.0), "trades one axis for the other"),
-    ((-5.0, 1.0), (0.5, 1.0), "is dominated by the final"),
+    ((-5.0, 1.0), (0.5, 0.5), "is dominated by the final"),
+    ((-5.0, 1.0), (0.5, 1.0), "is worse on General than the final; Target not distinguishable"),
     ((1.0, 1.0), (-1.0, 1.0), "differs from the final within noise"),
     ((0.0, 0.0), (0.0, 0.0), "equals the final"),
 ])
@@ -138,9 +142,24 @@ def _study():
 
 
 def test_overshoot_ignores_points_that_lose_the_target_and_the_layerwise_rules():
-    o = report.overshoot(_study())["oft"]
+    study = _study()
+    study["methods"]["oft"]["gain_validation"]["dense a=0.3"] |= {"target": -0.5, "target_se": 0.5}  # kept: -1.5 > -2
+    o = report.overshoot(study)["oft"]
     # step 10 loses Target beyond noise and SafeScale is not on a path: dense a=0.3 is the earlier point that counts
     assert o["point"] == "dense a=0.3" and o["general_gap"] == 15 and o["overshoot"]
+    assert o["verdict"] == "the final overshoots"
+
+
+def test_an_overshoot_needs_the_target_kept_not_merely_not_lost():
+    """dense a=0.3: General +15 +- 1 over the final, Target -2 +- 1. The Target is not lower beyond two standard
+    errors, but its lower bound (-4) is past the 2-point margin, so the point is better on General and its Target is
+    not shown kept: no overshoot is claimed."""
+    o = report.overshoot(_study())["oft"]
+    assert o["point"] == "dense a=0.3" and not o["overshoot"]
+    assert o["verdict"] == "better on General; Target not distinguishable"
+    study = _study()
+    study["methods"]["oft"]["gain_validation"]["dense a=0.3"]["general"] = 1.0  # below the threshold: nothing at all
+    assert report.overshoot(study)["oft"]["verdict"] == "no overshoot beyond noise"
 
 
 def test_rewind_frame_and_gains_tables():
@@ -215,10 +234,96 @@ def test_claims_are_decided_by_paired_verdicts_not_point_estimates():
     assert table["full FT has the largest target gain"] == "yes"
     assert table["full FT has the largest general loss"] == "yes"
     # OFT above LoRA by one item of 20: a point estimate would say "holds"; the paired verdict says noise
-    assert table["OFT keeps more General than LoRA at a matched budget"] == "within noise"
-    assert table["OFT's Target is similar to or above LoRA's"] == "yes"
+    assert table["OFT keeps more General than LoRA at a matched budget"] == "within noise: cannot tell"
+    assert table["OFT's Target is similar to (within 2 points) or above LoRA's"] == "yes"  # the same items: 0 +- 0
     flipped = report.claims([noisy("full", 20, 2), noisy("lora", 2, 20)], BASE).set_index("claim")["holds here"]
     assert flipped["full FT has the largest target gain"] == "no"
+
+
+def _answers(method, general, target):
+    """A record whose three General tasks answer ``general`` and whose two Target tasks answer ``target`` (0/1 lists,
+    item by item, so that the pairing between records is the lists' order)."""
+    items = {"arena_bbh_a": general, "arena_ifeval:inst": [[x] for x in general], "arena_ifeval": general,
+             "arena_qa": general, "arena_wordproblems": target, "arena_arithmetic": target}
+    return {**_record(method, 0, 0), "eval": {**_record(method, 0, 0)["eval"], "items": items, **summarise(items)}}
+
+
+def _first(k, n=100):
+    return [1] * k + [0] * (n - k)
+
+
+def test_similar_and_near_base_need_an_equivalence_test_not_a_non_significant_one():
+    """"Similar" is shown by a 2-SE interval inside the 2-point margin; a difference that is merely within noise cannot
+    tell. "Near base" is tested on the method's own Forgetting, not on "more General than LoRA"."""
+    base = {"items": _answers("base", _first(100), _first(0))["eval"]["items"]}
+    base |= summarise(base["items"])
+    # OFT and LoRA each right on half the Target items, but on opposite halves: a difference of 0 +- 7 points
+    lora, oft = _answers("lora", _first(90), [1, 0] * 50), _answers("oft", _first(90), [0, 1] * 50)
+    table = report.claims([lora, oft], base).set_index("claim")["holds here"]
+    assert table["OFT's Target is similar to (within 2 points) or above LoRA's"] == "within noise: cannot tell"
+    # 200 Target items, OFT one fewer right: -0.5 +- 0.35, its lower bound -1.2 inside the margin
+    lora, oft = _answers("lora", _first(90), [1, 0] * 100), _answers("oft", _first(90), [1, 0] * 99 + [0, 0])
+    assert report.claims([lora, oft], base).set_index("claim")["holds here"][
+        "OFT's Target is similar to (within 2 points) or above LoRA's"] == "yes"
+    # VeRA: Forgetting 3 +- 1 (its interval [1, 5] is neither inside +-2 nor beyond it), far more General than LoRA,
+    # less Target; IA3 forgets nothing; MiSS-like "vera" forgetting 10 +- 1.7 is not near base
+    lora = _answers("lora", _first(70), _first(100))
+    vera, ia3 = _answers("vera", _first(97), _first(50)), _answers("ia3", _first(100), _first(50))
+    table = report.claims([lora, vera, ia3], base).set_index("claim")["holds here"]
+    assert table["vera keeps General near base (within 2 points) but gains less Target than LoRA"] == \
+        "within noise: cannot tell"
+    assert table["ia3 keeps General near base (within 2 points) but gains less Target than LoRA"] == "yes"
+    far = report.claims([lora, _answers("vera", _first(90), _first(50))], base).set_index("claim")
+    assert far.loc["vera keeps General near base (within 2 points) but gains less Target than LoRA",
+                   "holds here"] == "no"
+    assert "Forgetting +10.0 ± 1.7" in far.iloc[-1]["evidence"]
+
+
+def test_the_protocol_tables_name_every_construct_change_and_the_errors_their_conditions():
+    from arena.profiles import get_profile
+
+    changes = report.construct_changes(get_profile("embedded"))
+    assert list(changes.index) == ["chat template on an instruct base", "ranking by likelihood without generation",
+                                   "screened families", "in-distribution templates inside Target"]
+    assert "training templates" in changes.loc["in-distribution templates inside Target", "this profile"]
+    assert "no screen" in report.construct_changes(get_profile("smoke")).loc["screened families", "this profile"]
+    assert "no likelihood ranking" in report.construct_changes(get_profile("paper")).iloc[1]["this profile"]
+    rec = {"spec": {}, "train": {}, "eval": {}}
+    errors = report.number_sources(get_profile("embedded"), [rec]).loc["standard errors and verdicts (every chapter)"]
+    assert "conditional on the kit's fixed set of instruction types" in errors["protocol"]
+    assert "one training seed" in errors["protocol"] and "screened families" in errors["protocol"]
+
+
+def test_the_signal_to_noise_table_tests_against_equal_methods_and_offers_the_seed_noise():
+    import pandas as pd
+
+    # nine methods, Forgetting (0 x 8, 5.46) +- 1: SNR 1.82, p ~ 0.0009 against all methods equal
+    table = pd.DataFrame([{"method": "base"}] + [
+        {"method": f"m{i}", "Forgetting": 5.46 if i == 8 else 0.0, "Forgetting se": 1.0, "Target gain": 1.0,
+         "Target gain se": 1.0} for i in range(9)]).set_index("method")
+    snr = report.signal_to_noise(table)
+    assert snr.loc["Forgetting", "SNR"] == pytest.approx(1.82)
+    assert snr.loc["Forgetting", "p (all equal)"] == pytest.approx(0.00086, abs=2e-5)
+    assert snr.loc["Forgetting", "null 95 %"] == pytest.approx(1.392, abs=1e-3)
+    seeds = pd.DataFrame({"Forgetting seed sd": [1.0, 1.0], "Target gain seed sd": [0.5, 0.5]}, index=["a", "b"])
+    both = report.signal_to_noise(table, seeds=seeds)
+    assert both.loc["Forgetting", "SNR (items + seeds)"] == pytest.approx(1.82 / math.sqrt(2))
+
+
+def test_a_pair_shows_its_error_with_the_seed_spread_beside_the_item_only_one():
+    import pandas as pd
+
+    a, b = _answers("oft", _first(100), _first(50)), _answers("lora", _first(90), _first(50))
+    seeds = pd.DataFrame({"Forgetting seed sd": [4.0, 3.0], "Target gain seed sd": [0.0, 0.0]}, index=["oft", "lora"])
+    c = report.compare_with_seeds(a, b, seeds)
+    assert c["General diff"] == pytest.approx(10) and c["General verdict"] == "oft higher"  # 10 +- 1.7 on items
+    assert c["General diff se (items + seeds)"] == pytest.approx(math.sqrt(c["General diff se"] ** 2 + 25))
+    assert c["General verdict (items + seeds)"] == "within noise"  # 10 +- 5.3
+    assert report.compare_with_seeds(a, b, seeds.drop(index="lora"))["General verdict (items + seeds)"] == \
+        "no seed spread"
+    table = report.pair_table([a, b], seeds=seeds)
+    assert list(table.index) == ["oft - lora"] and "General diff se (items + seeds)" in table
+    assert "General diff se (items + seeds)" not in report.pair_table([a, b])
 
 
 def test_profile_curves_draw_raw_retention_as_the_papers_plots_and_the_scaled_view_beside():

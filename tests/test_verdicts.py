@@ -55,9 +55,10 @@ def test_the_distortion_claim_is_confirmed_only_by_intervals_that_exclude_zero()
 
 
 def test_overshoot_and_selection_sentences():
-    shoot = {"lora": {"point": None, "overshoot": False},
-             "oft": {"point": "dense a=0.6", "overshoot": True, "general_gap": 4.0, "general_gap_se": 1.0,
-                     "target_change": -1.0, "target_change_se": 2.0, "candidates": 4, "threshold": 2.53}}
+    shoot = {"lora": {"point": None, "overshoot": False, "verdict": "no overshoot beyond noise"},
+             "oft": {"point": "dense a=0.6", "overshoot": True, "verdict": "the final overshoots", "general_gap": 4.0,
+                     "general_gap_se": 1.0, "target_change": -1.0, "target_change_se": 0.4, "candidates": 4,
+                     "threshold": 2.53}}
     lines = verdicts.overshoot_sentences(shoot)
     assert "no overshoot" in lines[0] and "the final overshoots" in lines[1]
     assert "best of 4 earlier points it needs 2.53 standard errors" in lines[1]
@@ -66,6 +67,23 @@ def test_overshoot_and_selection_sentences():
                           "oft": {"gain_test": gain, "selected": {"label": "dense a=0.6"}}}}
     lines = verdicts.selection_sentences(result, shoot)
     assert "the final checkpoint itself" in lines[0] and "changes General by +4.0 ± 1.0" in lines[1]
+    assert lines[1].startswith("- oft: the final overshoots on the validation split")
+
+
+def test_a_general_gain_with_an_undistinguished_target_is_not_called_an_overshoot_or_dominance():
+    """On the test split +4 +- 1 General and -0.5 +- 1.5 Target: the old rule read "not lower beyond noise" as "kept"
+    and said "dominates"; the Target's lower bound (-3.5) is past the 2-point margin, so it is not shown kept."""
+    from test_report import _study
+
+    from arena import report
+
+    study = _study()
+    study["methods"]["oft"]["gain_test"] = {"general": 4.0, "general_se": 1.0, "target": -0.5, "target_se": 1.5}
+    line = verdicts.rewinding_summary(study)[0]
+    assert line.startswith("- oft: better on General; Target not distinguishable on the validation split")
+    assert line.endswith("(is better on General than the final; Target not distinguishable)")
+    sentence, = verdicts.selection_sentences(study, report.overshoot(study))
+    assert "it is better on General than the final; Target not distinguishable." in sentence
 
 
 def test_forgetting_verdicts_say_within_noise_inside_two_standard_errors():
@@ -75,6 +93,55 @@ def test_forgetting_verdicts_say_within_noise_inside_two_standard_errors():
                          ).set_index("method")
     row = verdicts.forgetting_verdicts(table).loc["a"]
     assert row["Forgetting (General)"] == "+1.00 ± 1.00: within noise" and row["CE drift"].endswith("measurable")
+
+
+def test_the_per_method_verdicts_carry_holms_correction_over_the_whole_table():
+    """Nine methods, 18 verdicts: KeepLoRA's Target loss at z = 2.96 reads "negative" alone (p = 0.003) but not after
+    Holm over 18 (it needs p <= 0.0455 / 18 = 0.0025 when it is the smallest); a z = 5 forgetting survives."""
+    rows = [{"method": "base"}]
+    for i in range(9):
+        rows.append({"method": f"m{i}", "Forgetting": 0.5, "Forgetting se": 1.0, "forgetting is": "within noise",
+                     "CE drift": 0.0, "CE drift se": 0.1, "Target gain": 1.0, "Target gain se": 1.0,
+                     "gain is": "within noise"})
+    rows[1] |= {"method": "keeplora", "Target gain": -2.96, "gain is": "negative"}
+    rows[2] |= {"method": "full", "Forgetting": 5.0, "forgetting is": "measurable"}
+    table = pd.DataFrame(rows).set_index("method")
+    out = verdicts.forgetting_verdicts(table)
+    assert out.loc["keeplora", "Target gain"] == "-2.96 ± 1.00: negative"
+    assert out.loc["keeplora", "Target gain, Holm over 18"].startswith("within noise (adjusted p = 0.05")
+    assert out.loc["full", "Forgetting, Holm over 18"] == "measurable (adjusted p < 0.001)"
+    note = verdicts.family_note(table)
+    assert note.startswith("18 verdicts at 2 standard errors each: if no method changed anything, about 0.8 of them")
+    assert "at least one would with probability 57%" in note
+
+
+def test_the_snr_sentence_is_a_test_against_equal_methods():
+    """Forgetting's SNR of 1.82 over 9 methods is p ~ 0.001 against "all methods equal": the old sentence called any
+    SNR up to 2 "near what noise alone draws"."""
+    certainty = pd.DataFrame([{"measure": m, "yardstick": "accuracy (the paper's)", "unit": "points",
+                               "paired se (largest)": 2.0, "detectable effect": 5.6, "target se": 2.0,
+                               "meets target": True} for m in ("Forgetting", "Target gain")]).set_index("measure")
+    snr = pd.DataFrame([{"measure": "Forgetting", "methods": 9, "SNR": 1.82, "F = SNR²": 1.82**2,
+                         "p (all equal)": 0.00086, "null 95 %": 1.39},
+                        {"measure": "Target gain", "methods": 9, "SNR": 1.2, "F = SNR²": 1.44, "p (all equal)": 0.17,
+                         "null 95 %": 1.39}]).set_index("measure")
+    forgetting, gain = verdicts.certainty_sentences(certainty, snr)
+    assert "noise alone" not in forgetting and "the methods differ on it beyond noise" in forgetting
+    assert "F = 3.31 on 8 degrees of freedom, p < 0.001" in forgetting
+    assert "its spread is what equal methods would draw, so it cannot tell them apart" in gain
+
+
+def test_every_correlation_interval_is_labelled_fisher_nominal_with_its_n():
+    row = pd.Series({"smoothness score": "s", "forgetting measure": "f", "rho": 0.6, "n": 9, "ci_low": 0.1,
+                     "ci_high": 0.9})
+    assert "(Fisher z, 95 % nominal, n = 9; each method's own error not included) excludes zero" in \
+        verdicts.smoothness_sentence(row)
+    general = pd.DataFrame({"proc_residual": [0.1, 0.2, 0.3, 0.4, 0.5], verdicts.FORGETTING: [1.0, 2.0, 3.0, 4.5, 4.0]})
+    line, = verdicts.correlation_sentences(general, ("proc_residual",))
+    assert "(Fisher z, 95 % nominal, n = 5; each method's own error not included)" in line
+    r = general.corr().iloc[0, 1]
+    low = math.tanh(math.atanh(r) - 1.959964 / math.sqrt(2))
+    assert f"[{low:+.2f}, " in line
 
 
 def test_a_smoothness_correlation_is_confirmed_only_by_an_interval_excluding_zero():
@@ -116,6 +183,11 @@ def test_the_chapter_sentences_are_computed_from_the_records():
     cmp = verdicts.oft_lora_sentences([lora, oft])
     assert cmp[0].startswith("This run: OFT - LoRA = General -15.0") and "Paper, Qwen2.5-7B math" in cmp[1]
     assert verdicts.oft_lora_sentences([lora]) == []
+    seeds = pd.DataFrame({"Forgetting seed sd": [6.0, 8.0], "Target gain seed sd": [0.0, 0.0]}, index=["oft", "lora"])
+    cmp = verdicts.oft_lora_sentences([lora, oft], seeds)
+    assert "General -15.0 ± 0.0 (lora-r8 higher)" in cmp[0]
+    assert cmp[1] == ("With the spread between training seeds (chapter 10) in the error, "
+                      "√(se² + sd_OFT² + sd_LoRA²): General ± 10.0 (within noise), Target ± 0.0 (lora-r8 higher).")
 
 
 def test_headline_sentences_place_oft_here_and_in_the_paper():

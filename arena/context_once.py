@@ -19,7 +19,7 @@ import functools
 import torch
 import torch.nn.functional as F
 
-from .generation import generate_compacting
+from .generation import generate_compacting, stop_token_ids
 
 
 # The context tokens a group must save, (options - 1) x context length, to leave HFLM's batched path: short contexts
@@ -75,7 +75,8 @@ def _context_once_class():
             with torch.autocast(device_type=self.device.type, dtype=self.mixed_precision_dtype,
                                 enabled=self.mixed_precision_dtype is not None):
                 return generate_compacting(
-                    self.model, context, mask, max_length - width, ended, self.tokenizer.pad_token_id)
+                    self.model, context, mask, max_length - width, ended, self.tokenizer.pad_token_id,
+                    stop_ids=stop_token_ids(self.tokenizer, stop))
 
         def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, override_bs: int | None = None):
             groups: dict[tuple[int, ...], list[int]] = {}

@@ -20,6 +20,7 @@ import torch
 
 from . import context_once, stock_fixtures
 from .errors import ArenaError
+from .generation import turn_end
 from .models import bf16_compute, configure_torch, device
 from .offline_nltk import use_shipped_nltk_data
 from .processes import idle_peer, process_pool, usable_cores
@@ -70,9 +71,11 @@ def run_tasks(lm, tokenizer, tasks: list[str], data_dir: Path, chat: bool, gen_k
     use_shipped_nltk_data()  # before IFEval's import, which downloads punkt_tab when NLTK cannot find it
     quiet_libraries()
     stock = not all(isinstance(t, str) and t.startswith("arena_") for t in tasks)  # dict: a stock task's fixture
-    with console_to_buffer():  # lm-eval's per-request bars would fill an executed notebook
+    templated = chat and bool(tokenizer.chat_template)
+    stops = chat_stops(tokenizer, getattr(getattr(lm, "model", None), "generation_config", None)) if templated else []
+    with console_to_buffer(), stopping_at(lm, stops):  # lm-eval's per-request bars would fill an executed notebook
         out = lm_eval.simple_evaluate(model=lm, tasks=tasks, task_manager=_task_manager(Path(data_dir), stock),
-                                      log_samples=True, apply_chat_template=chat and bool(tokenizer.chat_template),
+                                      log_samples=True, apply_chat_template=templated,
                                       bootstrap_iters=0, random_seed=0, numpy_random_seed=0, torch_random_seed=0,
                                       fewshot_random_seed=0, gen_kwargs=gen_kwargs, samples=samples)
     items = {}
@@ -96,6 +99,46 @@ def run_tasks(lm, tokenizer, tasks: list[str], data_dir: Path, chat: bool, gen_k
         else:
             items[task] = [float(s[metric]) for s in samples]
     return items
+
+
+def chat_stops(tokenizer, generation_config=None) -> list[str]:
+    """What ends an answer of a chat-template task besides the task's own stop strings: the template's end of turn
+    (``generation.turn_end``), the tokenizer's end-of-sequence token and the generation config's end-of-sequence
+    tokens. Qwen2.5-7B base closes a turn with ``<|im_end|>`` but ends a sequence with ``<|endoftext|>``, and IFEval
+    stops at nothing else, so without the turn's end a base model's answer runs to the task's 1,025-token cap."""
+    eos = getattr(generation_config, "eos_token_id", None)
+    ids = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
+    named = [turn_end(tokenizer), tokenizer.eos_token, *tokenizer.convert_ids_to_tokens(ids)]
+    return list(dict.fromkeys(t for t in named if t))
+
+
+@contextlib.contextmanager
+def stopping_at(lm, stops: list[str]):
+    """``lm``'s ``generate_until`` with ``stops`` added to every request's stop strings while the block runs. lm-eval's
+    ``gen_kwargs`` would replace a task's own ``until`` (NQ stops at a newline, the math tasks at "Problem:"), so the
+    requests are extended instead, for the HF and vLLM backends alike."""
+    if not stops:
+        yield lm
+        return
+    own = lm.__dict__.get("generate_until")  # an instance's own (a wrapper set before) comes back afterwards
+    inner = lm.generate_until
+
+    def generate_until(requests, *args, **kwargs):
+        for request in requests:
+            context, settings = request.args
+            until = settings.get("until") or []
+            until = [until] if isinstance(until, str) else list(until)
+            request.arguments = (context, {**settings, "until": until + [s for s in stops if s not in until]})
+        return inner(requests, *args, **kwargs)
+
+    lm.generate_until = generate_until
+    try:
+        yield lm
+    finally:
+        if own is None:
+            del lm.generate_until
+        else:
+            lm.generate_until = own
 
 
 def spare_core() -> bool:

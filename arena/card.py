@@ -41,14 +41,17 @@ def task_table(result: dict, data_dir: Path):
                          "accuracy": 100 * acc, "se": 100 * se, "chance": None, "items": n})
         return pd.DataFrame(rows)
     files = {f"arena_bbh_{p.stem}": ("bbh", p) for p in sorted((data_dir / "bbh").glob("*.jsonl"))}
-    files |= {"arena_qa": ("qa", data_dir / "qa.jsonl"), "arena_arithmetic": ("arithmetic", data_dir / "arithmetic.jsonl")}
+    files |= {"arena_qa": ("qa", data_dir / "qa.jsonl"), "arena_qa_gen": ("qa", data_dir / "qa_gen.jsonl"),
+              "arena_arithmetic": ("arithmetic", data_dir / "arithmetic.jsonl")}
     for task, (group, path) in files.items():
+        if task not in result["items"]:  # an optional task the screen dropped
+            continue
         docs, scores = read_jsonl(path), result["items"][task]
         for candidate in dict.fromkeys(d.get("candidate", task) for d in docs):
             mine = [i for i, d in enumerate(docs) if d.get("candidate", task) == candidate]
             acc, se, n = _mean_se([scores[i] for i in mine])
-            chance = sum(1 / len(docs[i]["choices"]) for i in mine) / n
-            rows.append({"candidate": candidate, "group": group, "rule": docs[mine[0]].get("rule"),
+            chance = sum(1 / len(docs[i]["choices"]) if "choices" in docs[i] else 0.0 for i in mine) / n
+            rows.append({"candidate": candidate + (" (generated)" if task == "arena_qa_gen" else ""), "group": group, "rule": docs[mine[0]].get("rule"),
                          "accuracy": 100 * acc, "se": 100 * se, "chance": 100 * chance,
                          "margin (SE)": (acc - chance) / se if se > 0 else float("nan"), "items": n})
     return pd.DataFrame(rows)
@@ -69,9 +72,12 @@ def group_chance(result: dict, data_dir: Path | None) -> dict[str, float | None]
     bbh = [chance_level(p) for p in sorted((Path(data_dir) / "bbh").glob("*.jsonl"))]
     out = {g: 0.0 for g in result["groups"]}
     out["bbh"] = sum(bbh) / len(bbh) if bbh else None
-    for group in ("qa", "arithmetic"):  # multiple choice; free-form files give 0
-        if group in out:
-            out[group] = chance_level(Path(data_dir) / f"{group}.jsonl")
+    if "arithmetic" in out:
+        out["arithmetic"] = chance_level(Path(data_dir) / "arithmetic.jsonl")
+    if "qa" in out:  # its multiple-choice items at 1/options, its generated ones (where kept) at 0, pooled
+        files = [Path(data_dir) / f for f in ("qa.jsonl", "qa_gen.jsonl") if (Path(data_dir) / f).exists()]
+        counts = [len(read_jsonl(f)) for f in files]
+        out["qa"] = sum(chance_level(f) * n for f, n in zip(files, counts)) / sum(counts)
     return out
 
 

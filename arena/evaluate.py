@@ -90,7 +90,8 @@ def run_tasks(lm, tokenizer, tasks: list[str], data_dir: Path, chat: bool, gen_k
         doc = samples[0].get("doc") or {}
         if doc.get("screen"):  # a screen item: both rules, for the screen to choose (screen.decide)
             for rule in ("acc", "acc_norm"):
-                items[f"{task}:{rule}"] = [float(s[rule]) for s in samples]
+                if rule in samples[0]:  # a free-form item (greedy match) has one
+                    items[f"{task}:{rule}"] = [float(s[rule]) for s in samples]
         if "rule" in doc:  # the rule the screen chose for the item's candidate, recorded in the item
             items[task] = [float(s[s["doc"]["rule"]]) for s in samples]
         elif metric == "inst_level_strict_acc":
@@ -188,9 +189,12 @@ def _score_tasks(reload, tasks, data_dir, chat, batch_size, bf16, generation_bat
 
 
 def suite_tasks(data_dir: Path, tasks: list[str]) -> list[str]:
-    """``tasks`` with the BBH group replaced by the subtasks the suite folder holds (a screened suite keeps some)."""
+    """``tasks`` with the BBH group replaced by the families the suite folder holds (a screened suite keeps some), and
+    without an optional task whose file the suite does not hold."""
     bbh = [f"arena_bbh_{p.stem}" for p in sorted((Path(data_dir) / "bbh").glob("*.jsonl"))]
-    return [t for task in tasks for t in (bbh if task == "arena_bbh" else [task])]
+    optional = {"arena_qa_gen": "qa_gen.jsonl"}  # a screen may keep none of the generative knowledge items
+    return [t for task in tasks for t in (bbh if task == "arena_bbh" else [task])
+            if t not in optional or (Path(data_dir) / optional[t]).exists()]
 
 
 def _scored_by_likelihood(sample: dict) -> bool:

@@ -7,7 +7,10 @@ here; a domain's live with the domain (``domains``).
 
 - **bbh** (BBH's role, multi-step reasoning): the kit's generated families (``reasoning``); the screen keeps one setting
   per family, and the group's score is the mean of its families' (as BBH's is of its subtasks').
-- **qa** (NQ's role, closed-book knowledge): relations of pinned fact packages (``facts``) as 4-way multiple choice.
+- **qa** (NQ's role, closed-book knowledge): relations of pinned fact packages (``facts``) as 4-way multiple choice;
+- **qa_gen**, its generative exact-match variant (the paper's NQ is generative): the answer must be the model's greedy
+  continuation (scored teacher-forced, one forward pass). Optional: the screen keeps a relation only where the base is
+  above the floor, and the group may keep none. Its items join the knowledge group's score; no fact is asked both ways.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ class Group:
     shares_size: bool = True  # the group's item count is shared over its kept candidates (else: each family's)
     # The most items a finite source holds for a candidate (a fact table's pairs); None: a generator
     capacity: Callable[[str], int | None] = lambda candidate: None
+    optional: bool = False  # no candidate above the bar: the group is dropped, not kept whole
+    apart_from: tuple[str, ...] = ()  # files (of the same split and screen) whose questions it never asks again
 
 
 def family(candidate: str) -> str:
@@ -71,4 +76,14 @@ def relation(candidate: str) -> str:
 QA = Group("qa", _QA_CANDIDATES, lambda c, n, rng, exclude: facts.items(relation(c), n, rng, exclude),
            lambda c: "qa.jsonl", lambda c: "arena_qa", one_per_family=True,
            capacity=lambda c: len(facts.pairs(relation(c))))
-GENERAL_GROUPS = (BBH, QA)
+
+
+def _generative(candidate, n, rng, exclude):
+    return [{"input": item["input"], "target": item["answer"], "relation": item["relation"]}
+            for item in facts.items(relation(candidate), n, rng, exclude)]
+
+
+QA_GEN = Group("qa_gen", _QA_CANDIDATES, _generative, lambda c: "qa_gen.jsonl", lambda c: "arena_qa_gen",
+               one_per_family=True, capacity=lambda c: len(facts.pairs(relation(c))), optional=True,
+               apart_from=("qa.jsonl",))
+GENERAL_GROUPS = (BBH, QA, QA_GEN)

@@ -15,7 +15,9 @@ GENERAL = {"bbh": ("arena_bbh", "acc"), "ifeval": ("arena_ifeval", "inst_level_s
            "qa": ("arena_qa", "acc")}
 TARGET = {"wordproblems": ("arena_wordproblems", "exact_match"), "arithmetic": ("arena_arithmetic", "acc")}
 CHAT_TASKS = ["arena_ifeval", "arena_wordproblems", "arena_wordproblems_gold"]
-PLAIN_TASKS = ["arena_bbh", "arena_qa", "arena_arithmetic"]
+PLAIN_TASKS = ["arena_bbh", "arena_qa", "arena_qa_gen", "arena_arithmetic"]
+# The knowledge group pools its multiple-choice items and, where the screen kept any, its generated ones
+QA_TASKS = ("arena_qa", "arena_qa_gen")
 # 2: multiple choice scored by acc_norm; every log-likelihood item also keeps its gold answer's bits per byte (":bpb")
 # 3: arithmetic by raw log-likelihood (PREFERRED_METRIC); 4: finished rows leave a generation batch, whose size is
 # the profile's generation_batch_size (in bf16 a batch's size and make-up can round a near-tie the other way);
@@ -81,7 +83,7 @@ def stock_task_lists(instruct: bool) -> tuple[list[str], list[str]]:
 def group_score(items: dict, group: str) -> tuple[float, float]:
     """(score, standard error) of one group, on a 0-1 scale. BBH: mean of subtask means, its error pooled over
     subtasks where one has a single item (``stats.stratified_se``); IFEval: instruction level, its error clustered
-    by prompt (``stats.cluster_mean_se``)."""
+    by prompt (``stats.cluster_mean_se``); knowledge: its multiple-choice and generated items pooled."""
     stock = _is_stock(items)
     if group == "bbh":
         prefix = STOCK_GENERAL["bbh"][0] + "_" if stock else "arena_bbh_"
@@ -89,6 +91,8 @@ def group_score(items: dict, group: str) -> tuple[float, float]:
         return sum(sum(v) / len(v) for v in subs) / len(subs), stratified_se(subs)
     if group == "ifeval":
         return cluster_mean_se(items[("ifeval" if stock else "arena_ifeval") + ":inst"])
+    if group == "qa" and not stock:
+        return mean_se([x for task in QA_TASKS for x in items.get(task, [])])
     task = ({**STOCK_GENERAL, **STOCK_TARGET} if stock else {**GENERAL, **TARGET})[group][0]
     return mean_se(items[task])
 

@@ -31,6 +31,7 @@ from .models import load_base, release_memory
 from .suite import _parts, screen_dir, screen_result, write_screen
 
 SCREEN_Z = 2.0
+FLOOR = 0.10  # a generated answer's floor: one in ten exact (chance is zero; a few lucky answers are not knowledge)
 RULES = ("acc", "acc_norm")  # the first wins a tie: raw log-likelihood is the simpler rule
 # In fp32 and at a fixed batch, not the profile's scoring settings: in bf16 a batch's padding can flip a near-tie,
 # and the screen's choice must not move with a setting or a machine.
@@ -43,11 +44,12 @@ def z_score(accuracy: float, chance: float, items: int) -> float:
 
 
 def decide(scores: dict[str, dict[str, dict[str, list[float]]]], chance: dict[str, dict[str, float]],
-           one_per_family: set[str] = frozenset(), z: float = SCREEN_Z) -> dict:
+           one_per_family: set[str] = frozenset(), z: float = SCREEN_Z, optional: set[str] = frozenset()) -> dict:
     """Pure: ``scores[group][candidate][rule]`` = the base's per-item screen scores under each rule, ``chance`` by
     group and candidate. Returns ``{"kept": {group: {candidate: {"rule": r}}}, "rows": [per candidate: group,
     candidate, items, chance, accuracy under each rule, rule, accuracy, z, passed, kept], "whole": [groups kept whole
-    because no candidate passed], "z": z}``."""
+    because no candidate passed], "z": z}``. A free-form candidate (chance 0) passes at ``FLOOR`` correct answers; an
+    ``optional`` group with no passing candidate keeps none."""
     kept, rows, whole = {}, [], []
     for group, candidates in scores.items():
         judged = {}
@@ -55,16 +57,22 @@ def decide(scores: dict[str, dict[str, dict[str, list[float]]]], chance: dict[st
             c, m = chance[group][name], len(next(iter(by_rule.values())))
             means = {r: sum(v) / m for r, v in by_rule.items()}
             rule = max((r for r in RULES if r in means), key=lambda r: (means[r], -RULES.index(r)))
+            # free-form answers (chance 0): a floor of correct answers, not a margin over guessing
+            score = z_score(means[rule], c, m) if c > 0 else float("nan")
             judged[name] = {"group": group, "candidate": name, "items": m, "chance": c,
                             **{f"accuracy_{r}": means[r] for r in means}, "rule": rule, "accuracy": means[rule],
-                            "z": z_score(means[rule], c, m), "passed": z_score(means[rule], c, m) >= z}
+                            "z": score, "passed": score >= z if c > 0 else means[rule] >= FLOOR}
         passed = [n for n, row in judged.items() if row["passed"]]
         if group in one_per_family:  # the passing setting with the largest margin; a tie goes to the harder one
-            best = {}
+            best, margin = {}, lambda n: judged[n]["z"] if judged[n]["chance"] > 0 else judged[n]["accuracy"]
             for n in passed:
-                if family(n) not in best or judged[n]["z"] >= judged[best[family(n)]]["z"]:
+                if family(n) not in best or margin(n) >= margin(best[family(n)]):
                     best[family(n)] = n
             passed = [n for n in judged if n in best.values()]
+        if not passed and group in optional:  # a variant kept only where the base is above its floor
+            kept[group] = {}
+            rows += [{**row, "kept": False} for row in judged.values()]
+            continue
         if not passed:
             whole.append(group)
             passed = [n for n in judged if group not in one_per_family
@@ -102,7 +110,8 @@ def _screen_part(profile, part, groups, lm, tokenizer) -> None:
     with aside as second_half:
         items = run_tasks(lm, tokenizer, halves[0], folder, chat=False) | second_half()
     scores, chance = by_candidate(groups, items, folder)
-    out = decide(scores, chance, {g.name for g in groups if g.one_per_family})
+    out = decide(scores, chance, {g.name for g in groups if g.one_per_family},
+                 optional={g.name for g in groups if g.optional})
     out |= {"base": profile.model.name, "items_per_candidate": profile.screen, "part": part}
     (folder / "result.json").write_text(json.dumps(out, indent=1))
 
@@ -116,8 +125,10 @@ def by_candidate(groups, items: dict, folder: Path) -> tuple[dict, dict]:
         for c in group.candidates:
             task, rows = group.task(c), read_jsonl(folder / group.file(c))
             mine = [i for i, r in enumerate(rows) if r["candidate"] == c]
-            scores[group.name][c] = {r: [items[f"{task}:{r}"][i] for i in mine] for r in RULES}
-            chance[group.name][c] = sum(1 / len(rows[i]["choices"]) for i in mine) / len(mine)
+            scores[group.name][c] = {r: [items[f"{task}:{r}"][i] for i in mine] for r in RULES
+                                     if f"{task}:{r}" in items}  # a free-form task has one rule
+            chance[group.name][c] = sum(1 / len(rows[i]["choices"]) if "choices" in rows[i] else 0.0
+                                        for i in mine) / len(mine)
     return scores, chance
 
 

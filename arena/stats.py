@@ -167,18 +167,12 @@ def two_sided_p(value: float, se: float) -> float:
 
 
 def holm(pvalues: list[float]) -> list[float]:
-    """Holm's step-down adjusted p-values (Holm 1979): with p_(1) <= ... <= p_(m),
+    """Holm's step-down adjusted p-values (Holm 1979; statsmodels' ``multipletests``): with p_(1) <= ... <= p_(m),
     p~_(j) = max_{i <= j} min(1, (m - i + 1) p_(i)). Rejecting every p~ <= alpha keeps the chance of any false
     rejection among the m tests at or below alpha, whatever their dependence."""
-    import numpy as np
+    from statsmodels.stats.multitest import multipletests
 
-    p = np.asarray(pvalues, float)
-    order = np.argsort(p)
-    m = len(p)
-    stepped = np.maximum.accumulate(np.minimum(1.0, (m - np.arange(m)) * p[order]))
-    out = np.empty(m)
-    out[order] = stepped
-    return [float(x) for x in out]
+    return [float(x) for x in multipletests(list(pvalues), method="holm")[1]] if len(pvalues) else []
 
 
 def tost(estimate: float, se: float, margin: float) -> float:

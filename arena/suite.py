@@ -90,9 +90,9 @@ def screen_dir(profile: Profile, part: str = "general") -> Path:
 
 
 def screen_items(profile: Profile, group: Group):
-    """Screen items per candidate, as a function of the candidate: ``profile.screen``, or a third of a finite source
-    (a fact table), so test and validation keep two thirds."""
-    return lambda candidate: min(profile.screen, (group.capacity(candidate) or 3 * profile.screen) // 3)
+    """Screen items per candidate, as a function of the candidate: ``profile.screen``, or a quarter of a finite source
+    (a fact table, screened both as multiple choice and generated), so test and validation keep half of it."""
+    return lambda candidate: min(profile.screen, (group.capacity(candidate) or 4 * profile.screen) // 4)
 
 
 def write_screen(profile: Profile, part: str = "general") -> Path:
@@ -106,9 +106,10 @@ def write_screen(profile: Profile, part: str = "general") -> Path:
     files: dict[str, list[dict]] = {}
     for group in groups:
         size = screen_items(profile, group)
+        apart = {norm(r["input"]) for f in group.apart_from for r in files.get(f, [])}
         for c in group.candidates:
             files.setdefault(group.file(c), []).extend(
-                {**item, "candidate": c, "screen": True} for item in group.draw(c, size(c), rng, set()))
+                {**item, "candidate": c, "screen": True} for item in group.draw(c, size(c), rng, apart))
     for file, rows in files.items():
         write_jsonl(out / file, rows)
     (out / "ITEMS").write_text(json.dumps({"version": SCREEN_VERSION, "items_per_candidate": profile.screen}))
@@ -229,7 +230,10 @@ def _build_general(profile: Profile, split: str) -> Path:
     sizes = {"bbh": profile.val_bbh_per_task if val else profile.bbh_per_task,
              "qa": profile.val_n_qa if val else profile.n_qa}
     reserves = {"bbh": 0 if val else profile.val_bbh_per_task, "qa": 0 if val else profile.val_n_qa}
+    sizes["qa_gen"], reserves["qa_gen"] = sizes["qa"], reserves["qa"]  # as many as multiple choice, where kept
     for group in GENERAL_GROUPS:
+        if not kept.get(group.name):  # an optional group the screen dropped
+            continue
         n = per_candidate(sizes[group.name], kept[group.name]) if group.shares_size else sizes[group.name]
         reserve = (per_candidate(reserves[group.name], kept[group.name]) if group.shares_size
                    else reserves[group.name])
@@ -252,11 +256,15 @@ def _write_group(group: Group, kept: dict, n: int, reserve: int, rng: random.Ran
     files: dict[str, list[dict]] = {}
     for c, choice in kept.items():
         file = group.file(c)
-        exclude = (inputs(screen / file) if screen else set()) | (inputs(test / file) if test else set())
+        exclude = set()
+        for f in (file, *group.apart_from):  # the screen's and the test split's items, and a sibling group's here
+            exclude |= inputs(out / f) if f != file else set()
+            exclude |= (inputs(screen / f) if screen else set()) | (inputs(test / f) if test else set())
         drawn = leave_reserve(group.draw(c, n + reserve, rng, exclude), n, reserve)
         files.setdefault(file, []).extend({**item, "candidate": c, "rule": choice["rule"]} for item in drawn)
     for file, rows in files.items():
-        write_jsonl(out / file, rows)
+        if rows or not group.optional:  # an optional group whose sources ran dry is left out, not written empty
+            write_jsonl(out / file, rows)
 
 
 def _build_domain(profile: Profile, split: str) -> Path:

@@ -57,7 +57,8 @@ def test_the_screen_keeps_an_at_chance_candidate_rarely():
 def screened_profile():
     profile = get_profile("smoke", screen=3, seed=4242)  # a suite folder of its own in the shared asset cache
     yield profile
-    shutil.rmtree(suite.suite_dir(profile), ignore_errors=True)
+    for folder in (suite.suite_dir(profile), suite.general_dir(profile), suite.domain_dir(profile)):
+        shutil.rmtree(folder, ignore_errors=True)
     for part in ("general", "math"):
         shutil.rmtree(suite.screen_dir(profile, part), ignore_errors=True)
 
@@ -98,14 +99,15 @@ def test_a_screened_suite_keeps_the_chosen_candidates_on_items_the_screen_never_
 
 def test_the_screen_scores_the_base_on_every_candidate(screened_profile):
     """run_screen end to end on the smoke model: every candidate scored under both rules on its own items."""
-    from arena.groups import BBH, QA
+    from arena.groups import BBH, QA, QA_GEN
     from arena.domains import ARITHMETIC
 
     out = screen.run_screen(screened_profile)
     rows = out["general"]["rows"] + out["math"]["rows"]
-    assert len(rows) == len(BBH.candidates) + len(QA.candidates) + len(ARITHMETIC.candidates)
+    assert len(rows) == len(BBH.candidates) + len(QA.candidates) + len(QA_GEN.candidates) + len(ARITHMETIC.candidates)
     assert all(r["items"] == 3 and r["rule"] in ("acc", "acc_norm") for r in rows)
-    assert set(out["general"]["kept"]) == {"bbh", "qa"} and all(out["general"]["kept"].values())
+    assert {r["rule"] for r in rows if r["group"] == "qa_gen"} == {"acc"}  # a generated answer: greedy match only
+    assert set(out["general"]["kept"]) == {"bbh", "qa", "qa_gen"} and out["general"]["kept"]["bbh"]
     assert screen.run_screen(screened_profile) == out  # stored: read back, not recomputed
     table = screen.screen_table(screened_profile)
     assert {"items", "chance", "accuracy", "rule", "z", "kept"} <= set(table.columns)
@@ -125,3 +127,14 @@ def test_the_screen_decides_the_same_with_half_its_candidates_scored_in_a_second
     beside = screen.run_screen(replace(screened_profile, score_aside=True))
     for part in ("general", "math"):
         assert beside[part]["rows"] == alone[part]["rows"] and beside[part]["kept"] == alone[part]["kept"]
+
+
+def test_a_generated_variant_is_kept_above_its_floor_and_dropped_whole_below_it():
+    scores = {"qa_gen": {"capital@large": {"acc": [1] * 9 + [0] * 51}, "capital@all": {"acc": [1] * 5 + [0] * 55},
+                         "currency": {"acc": [1] * 5 + [0] * 55}}}
+    chance = {"qa_gen": {n: 0.0 for n in scores["qa_gen"]}}
+    out = screen.decide(scores, chance, one_per_family={"qa_gen"}, optional={"qa_gen"})
+    assert out["kept"]["qa_gen"] == {"capital@large": {"rule": "acc"}}  # 15 % >= the 10 % floor; 8 % is not
+    del scores["qa_gen"]["capital@large"]
+    out = screen.decide(scores, chance, one_per_family={"qa_gen"}, optional={"qa_gen"})
+    assert out["kept"]["qa_gen"] == {} and out["whole"] == []  # none above the floor: none kept, not all

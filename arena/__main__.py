@@ -28,7 +28,7 @@ from .benchmark import run_benchmark, run_method, run_other_bases
 from .distributed import is_main, main_first, world_size
 from .errors import ArenaError
 from .export import export_run
-from .pipeline import ensure_assets
+from .pipeline import ensure_assets, preflight
 from .plan import format_plan, plan, require_fit
 from .profiles import as_dict, CLI_FIELDS, get_profile
 from .robustness import run_robustness
@@ -48,9 +48,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("name", nargs="?", default=None)
     p.add_argument("--quantization", default=None, help="auto | nf4 | none")
     p.add_argument("--dry-run", action="store_true", help=DRY_RUN_HELP)
-    p = sub.add_parser("assets", help="fetch, verify (and rebuild if corrupt) what a profile needs")
+    p = sub.add_parser("assets", help="check hub access (hub profiles), then fetch, verify (and rebuild if corrupt) what "
+                                      "a profile needs")
     p.add_argument("--profile", default=None)
     p.add_argument("--dry-run", action="store_true", help=DRY_RUN_HELP)
+    p.add_argument("--preflight-only", action="store_true",
+                   help="only check hub access for every base and the training data (seconds; nothing downloads)")
     p = sub.add_parser("plan", help="what a profile will cost (work, GPU memory, time estimates), before anything runs")
     p.add_argument("--profile", default=None)
     p.add_argument("--gpu-memory", type=float, default=None, help="GiB of the GPU to plan for (default: the one here)")
@@ -131,6 +134,14 @@ def _run(args, out) -> int:
             require_fit(result)
             return 0
         profile = get_profile(args.profile, **overrides)
+        if args.command == "assets":  # hub access before any download: a refusal now, not in chapter 01's last cell
+            checks = preflight(profile)
+            for line in checks:
+                print(line)
+            if args.preflight_only:
+                print(f"hub preflight for profile {profile.name!r}: " + (f"{len(checks)} checks passed" if checks
+                                                                         else "no hub access needed"))
+                return 0
 
         with main_first():  # under a launch, process 0 fetches and builds the shared caches first
             ensure_assets(profile)

@@ -5,7 +5,9 @@ model, applied to a loaded model in place (no model copy per point) and restored
 - **Dense interpolation** (D2): W(alpha) = W0 + alpha dW, dW = W_ft - W0 the effective update of every adapted or
   finetuned matrix, the same alpha everywhere. Plain LoRA does it by scaling the adapter (s -> alpha s, exact, works on
   a 4-bit base); every other method writes W0 + alpha dW into the base weights with the adapter switched off (dW from
-  ``updates.module_update`` in fp32, so residual inits, DoRA, IA3, OFT, ... all follow the same definition).
+  ``updates.module_update`` in fp32, so residual inits, DoRA, IA3, OFT, ... all follow the same definition), one
+  matrix at a time at each point; on a 4-bit base, whose weights cannot hold it, each layer's output is interpolated
+  instead, the same linear map.
 - **OFT generator path** (D3): R(alpha) = Cayley(s Q) with s = sqrt(alpha) (the paper) or s = alpha, built by the
   adapter's own routine because the generators are scaled in place (``oft_path.scaled_generators``): alpha = 1 is the
   trained model bit for bit, every point stays (to the routine's precision) orthogonal. The two schedules trace the

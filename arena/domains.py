@@ -17,8 +17,8 @@ from typing import Callable
 
 from . import arithmetic
 from .errors import ArenaError
-from .groups import Group
-from .itemfiles import inputs, leave_reserve, write_jsonl
+from .groups import Group, write_group
+from .itemfiles import write_jsonl
 from .wordproblems import make_problems
 
 
@@ -59,16 +59,10 @@ def _write_math(profile, split: str, out: Path, kept: dict, screen: Path | None,
         write_jsonl(out / "wordproblems_test.jsonl", both)
         write_jsonl(out / "wordproblems_gold.jsonl", both[:profile.n_target_twin])  # the Target-LL twin's items
     rng = random.Random(profile.seed + (7919 if val else 0))
-    candidates = list(kept["arithmetic"])
-    n = per_candidate(2 * profile.val_n_ood if val else arithmetic_items(profile), candidates)
-    reserve = 0 if val else per_candidate(2 * profile.val_n_ood, candidates)
-    exclude = inputs(screen / "arithmetic.jsonl") if screen else set()
-    exclude |= inputs(test / "arithmetic.jsonl") if test else set()
-    rows = []
-    for c in candidates:
-        drawn = leave_reserve(ARITHMETIC.draw(c, n + reserve, rng, exclude), n, reserve)
-        rows += [{**item, "candidate": c, "rule": kept["arithmetic"][c]["rule"]} for item in drawn]
-    write_jsonl(out / "arithmetic.jsonl", rows)
+    kept = kept["arithmetic"]
+    n = per_candidate(2 * profile.val_n_ood if val else arithmetic_items(profile), kept)
+    reserve = 0 if val else per_candidate(2 * profile.val_n_ood, kept)
+    write_group(ARITHMETIC, kept, n, reserve, rng, out, screen, test)
 
 
 MATH = Domain("math", 1, (ARITHMETIC,), _write_math)

@@ -18,9 +18,11 @@ from __future__ import annotations
 import json
 import random
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 from . import facts, reasoning
+from .itemfiles import inputs, leave_reserve, write_jsonl
 
 
 @dataclass(frozen=True)
@@ -87,3 +89,21 @@ QA_GEN = Group("qa_gen", _QA_CANDIDATES, _generative, lambda c: "qa_gen.jsonl", 
                one_per_family=True, capacity=lambda c: len(facts.pairs(relation(c))), optional=True,
                apart_from=("qa.jsonl",))
 GENERAL_GROUPS = (BBH, QA, QA_GEN)
+
+
+def write_group(group: Group, kept: dict, n: int, reserve: int, rng: random.Random, out: Path,
+                 screen: Path | None, test: Path | None) -> None:
+    """``n`` items of every kept candidate (``reserve`` more left in a finite source for the validation draw), none
+    among the screen's or the test split's items, each marked with its candidate and scoring rule."""
+    files: dict[str, list[dict]] = {}
+    for c, choice in kept.items():
+        file = group.file(c)
+        exclude = set()
+        for f in (file, *group.apart_from):  # the screen's and the test split's items, and a sibling group's here
+            exclude |= inputs(out / f) if f != file else set()
+            exclude |= (inputs(screen / f) if screen else set()) | (inputs(test / f) if test else set())
+        drawn = leave_reserve(group.draw(c, n + reserve, rng, exclude), n, reserve)
+        files.setdefault(file, []).extend({**item, "candidate": c, "rule": choice["rule"]} for item in drawn)
+    for file, rows in files.items():
+        if rows or not group.optional:  # an optional group whose sources ran dry is left out, not written empty
+            write_jsonl(out / file, rows)

@@ -29,7 +29,7 @@ from . import prose
 from .assets import cache_dir
 from .domains import arithmetic_items, domain_key, get_domain, per_candidate, training_data_name  # noqa: F401
 from .errors import ArenaError
-from .groups import GENERAL_GROUPS, Group
+from .groups import GENERAL_GROUPS, Group, write_group
 from .itemfiles import inputs, leave_reserve, norm, read_jsonl, write_jsonl  # noqa: F401
 from .offline_nltk import ifeval_module
 from .profiles import Profile
@@ -237,7 +237,7 @@ def _build_general(profile: Profile, split: str) -> Path:
         n = per_candidate(sizes[group.name], kept[group.name]) if group.shares_size else sizes[group.name]
         reserve = (per_candidate(reserves[group.name], kept[group.name]) if group.shares_size
                    else reserves[group.name])
-        _write_group(group, kept[group.name], n, reserve, rng, out, screen, test)
+        write_group(group, kept[group.name], n, reserve, rng, out, screen, test)
     ifeval = ifeval_items(4 * profile.val_n_ifeval + 8 if val else profile.n_ifeval, rng)
     if val:
         known = {r["prompt"] for r in read_jsonl(test / "ifeval.jsonl")}
@@ -247,24 +247,6 @@ def _build_general(profile: Profile, split: str) -> Path:
         write_jsonl(out / "general_text.jsonl", prose.documents(profile.n_ce_docs, random.Random(profile.seed)))
     (out / "DONE").write_text(json.dumps({"version": GENERAL_VERSION, "split": split}))
     return out
-
-
-def _write_group(group: Group, kept: dict, n: int, reserve: int, rng: random.Random, out: Path,
-                 screen: Path | None, test: Path | None) -> None:
-    """``n`` items of every kept candidate (``reserve`` more left in a finite source for the validation draw), none
-    among the screen's or the test split's items, each marked with its candidate and scoring rule."""
-    files: dict[str, list[dict]] = {}
-    for c, choice in kept.items():
-        file = group.file(c)
-        exclude = set()
-        for f in (file, *group.apart_from):  # the screen's and the test split's items, and a sibling group's here
-            exclude |= inputs(out / f) if f != file else set()
-            exclude |= (inputs(screen / f) if screen else set()) | (inputs(test / f) if test else set())
-        drawn = leave_reserve(group.draw(c, n + reserve, rng, exclude), n, reserve)
-        files.setdefault(file, []).extend({**item, "candidate": c, "rule": choice["rule"]} for item in drawn)
-    for file, rows in files.items():
-        if rows or not group.optional:  # an optional group whose sources ran dry is left out, not written empty
-            write_jsonl(out / file, rows)
 
 
 def _build_domain(profile: Profile, split: str) -> Path:

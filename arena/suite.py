@@ -29,7 +29,7 @@ from . import prose
 from .assets import cache_dir
 from .domains import arithmetic_items, domain_key, get_domain, per_candidate, training_data_name  # noqa: F401
 from .errors import ArenaError
-from .groups import GENERAL_GROUPS, Group, write_group
+from .groups import GENERAL_GROUPS, Group, family, write_group
 from .itemfiles import inputs, leave_reserve, norm, read_jsonl, write_jsonl  # noqa: F401
 from .offline_nltk import ifeval_module
 from .profiles import Profile
@@ -137,7 +137,7 @@ def kept_candidates(profile: Profile, part: str = "general") -> dict[str, dict[s
     for group in dict(_parts(profile))[part]:
         names = group.candidates
         if group.one_per_family:
-            names = list({c.split("@", 1)[0]: c for c in reversed(names)}.values())[::-1]  # each family's first
+            names = list({family(c): c for c in reversed(names)}.values())[::-1]  # each family's first setting
         out[group.name] = {c: {"rule": DEFAULT_RULE} for c in names}
     return out
 

@@ -73,3 +73,34 @@ def test_training_resets_the_peak(monkeypatch):
     with pytest.raises(Exception):
         train.train(None, [], None, "/nonexistent", {}, 0)  # fails past the reset: the reset comes first
     assert calls == [1]
+
+
+def test_on_cuda_every_method_trains_in_a_fresh_process(private_store, monkeypatch):
+    """A long-lived process keeps CUDA's cache and fragmentation from one method to the next: on a GPU each method
+    gets a process of its own (max_tasks_per_child=1), one at a time."""
+    import contextlib
+    from concurrent.futures import Future
+
+    from arena import benchmark
+
+    pools = []
+
+    @contextlib.contextmanager
+    def recording_pool(workers, **kwargs):
+        pools.append((workers, kwargs))
+
+        class InProcess:  # runs each task here: the test checks the pool asked for, not the spawning
+            def submit(self, fn, *args):
+                future = Future()
+                future.set_result(fn(*args))
+                return future
+
+        yield InProcess()
+
+    monkeypatch.setattr(benchmark, "process_pool", recording_pool)
+    monkeypatch.setattr(benchmark, "device", lambda: "cuda")
+    monkeypatch.setattr(benchmark, "ensure_assets", lambda profile: None)
+    monkeypatch.setattr(benchmark, "starting_bases", lambda *args, **kwargs: {})
+    monkeypatch.setattr(benchmark, "_run_in_worker", lambda args: {"label": args[1], "method": args[1]})
+    benchmark.run_benchmark(private_store, ["lora", "oft"], analyse=False)
+    assert [(w, k.get("max_tasks_per_child")) for w, k in pools] == [(1, 1)]

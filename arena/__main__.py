@@ -8,7 +8,7 @@ Examples::
     python -m arena evaluate                                 # score the base model
     python -m arena benchmark --methods lora,oft --steps 40  # a sweep, two CPU workers
     python -m arena export --method lora --out my-lora       # a peft adapter folder (PeftModel.from_pretrained)
-    python -m arena plan --profile paper --gpu-memory 24     # work, GPU memory and time estimates, before a run
+    python -m arena plan --profile onegpu --gpu-gib 24       # work, GPU memory and time estimates, before a run
 
 Every ArenaError is printed as one line (``error: ...``) with exit code 2, never as a traceback.
 """
@@ -29,7 +29,7 @@ from .distributed import is_main, main_first, world_size
 from .errors import ArenaError
 from .export import export_run
 from .pipeline import ensure_assets, preflight
-from .plan import format_plan, plan, require_fit
+from .plan import format_plan, plans, require_fit
 from .profiles import as_dict, CLI_FIELDS, get_profile
 from .robustness import run_robustness
 from .runs import evaluate_base, sized_method, train_method, train_spec
@@ -56,7 +56,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="only check hub access for every base and the training data (seconds; nothing downloads)")
     p = sub.add_parser("plan", help="what a profile will cost (work, GPU memory, time estimates), before anything runs")
     p.add_argument("--profile", default=None)
-    p.add_argument("--gpu-memory", type=float, default=None, help="GiB of the GPU to plan for (default: the one here)")
+    p.add_argument("--gpu-gib", "--gpu-memory", dest="gpu_gib", type=float, default=None,
+                   help="GiB of the card to plan for (default: the one here; without one: 24, 48 and 80 GB cards)")
     p.add_argument("--methods", default=None, help="comma-separated method names")
     p.add_argument("--json", action="store_true", help="print the plan as JSON instead of tables")
     p.add_argument("--dry-run", action="store_true", help=DRY_RUN_HELP)
@@ -129,9 +130,12 @@ def _run(args, out) -> int:
             return 0
         if args.command == "plan":  # before anything downloads or trains
             methods = {"methods": args.methods} if args.methods else {}
-            result = plan(get_profile(args.profile, **overrides, **methods), args.gpu_memory)
-            print(json.dumps(result, indent=1, default=str) if args.json else format_plan(result))
-            require_fit(result)
+            results = plans(get_profile(args.profile, **overrides, **methods), args.gpu_gib)
+            if args.json:
+                print(json.dumps(results if len(results) > 1 else results[0], indent=1, default=str))
+            else:
+                print("\n\n".join(format_plan(r) for r in results))
+            require_fit(results[-1])  # the card named or present; without one, the largest class
             return 0
         profile = get_profile(args.profile, **overrides)
         if args.command == "assets":  # hub access before any download: a refusal now, not in chapter 01's last cell

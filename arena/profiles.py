@@ -225,26 +225,34 @@ PROFILES: dict[str, Profile] = {
     ),
     "onegpu": Profile(
         name="onegpu",
-        description="Qwen2.5-7B and Llama-3.2-3B-Instruct in nf4 on one 24 GB GPU, sized to finish overnight "
-                    "(python -m arena plan --profile onegpu)",
+        description="Qwen2.5-7B and Llama-3.2-3B-Instruct in nf4 on one GPU, sized to finish overnight on a 24 GB "
+                    "card (python -m arena plan --profile onegpu)",
         models=(QWEN25_7B, LLAMA32_3B),
         quantization="nf4",
-        n_train=2_000,  # SFT rows read; 60 steps x 16 use 960 of those that fit max_length
+        n_train=2_000,  # SFT rows read; 40 steps x 12 use 480 of those that fit max_length
         n_target_ood=0,
         bbh_per_task=0,  # lm-eval's stock tasks, a seeded sample of each (make plan PROFILE=onegpu gives the sizes)
-        stock_limits={"bbh_cot_fewshot": 10, "ifeval": 300, "nq_open": 300, "minerva_math500": 40},
-        stock_validation={"bbh_cot_fewshot": 1, "ifeval": 30, "nq_open": 30, "minerva_math500": 8, "aime24": 3},
-        n_ce_docs=50,
-        steps=60,
+        # Sized by the plan's decode model (arena/plan.py): a generation batch lasts as long as its longest answer, so
+        # one math or AIME batch costs up to 8,192 steps; AIME (8) and MATH500 (16) get one and two batches a pass,
+        # IFEval 6, BBH 2 per subtask (54), and NQ's short answers 200 items.
+        stock_limits={"bbh_cot_fewshot": 2, "ifeval": 48, "nq_open": 200, "minerva_math500": 16, "aime24": 8},
+        # a rewinding study scores one validation pass per point: a few items per task, one per BBH subtask
+        stock_validation={"bbh_cot_fewshot": 1, "ifeval": 8, "nq_open": 16, "minerva_math500": 4, "aime24": 1},
+        n_ce_docs=32,
+        steps=40,
         batch_size=1,
-        grad_accum=16,
+        grad_accum=12,
         max_length=2048,  # the paper's SFT rows longer than this are dropped, not truncated (A2)
-        save_every=30,
+        save_every=20,
         gradient_checkpointing="on",
-        methods=("lora", "dora", "pissa", "oft", "vera", "miss"),
+        # full FT runs only where the plan says it fits (plan.methods_on): the 3B on an 80 GB card, never the 7B
+        methods=("full", "lora", "dora", "pissa", "oft", "vera", "miss"),
         rewind_methods=("lora", "oft"),
-        robustness_methods=("lora", "oft"),  # full FT of the 7B does not fit the card
-        rewind_alphas=(0.3, 0.6),
+        robustness_methods=("lora", "oft"),  # full FT of the 7B does not fit one card
+        rewind_alphas=(0.5,),
+        # the weight analysis's SVDs on the attention matrices and down_proj (the paper's figure matrix): gate and up,
+        # two thirds of the SVD time, are left out
+        spectra_modules=("q_proj", "k_proj", "v_proj", "o_proj", "down_proj"),
         eval_batch_size=8,
         peft_lr=2e-4,
         full_lr=5e-5,

@@ -186,9 +186,9 @@ def _count(config) -> dict:
 
     model = skeleton(config)
     head = model.get_output_embeddings()
-    counts = {"linear": 0, "head_embed": 0, "other": 0, "head": head.weight.numel(), "shapes": []}
+    counts = {"linear": 0, "head_embed": 0, "other": 0, "head": head.weight.numel(), "shapes": [], "kinds": []}
     seen = set()
-    for module in model.modules():
+    for name, module in model.named_modules():
         for p in module.parameters(recurse=False):
             if id(p) in seen:
                 continue  # tied embeddings count once
@@ -196,6 +196,7 @@ def _count(config) -> dict:
             if isinstance(module, torch.nn.Linear) and module is not head and p is module.weight:
                 counts["linear"] += p.numel()  # biases stay in their dtype under nf4: "other"
                 counts["shapes"].append(tuple(p.shape))
+                counts["kinds"].append(name.rsplit(".", 1)[-1])  # q_proj, down_proj, ...
             elif isinstance(module, torch.nn.Embedding) or module is head:
                 counts["head_embed"] += p.numel()
             else:
@@ -596,7 +597,7 @@ def _base_plan(profile: Profile, index: int, spec, cls: GpuClass) -> dict:
     # the weight analysis (chapter 03) and the methods whose initialisation or build takes SVDs
     svd_s = _figure(cls, "svd s")
     modules = one.spectra_modules
-    analysed = [s for s, kind in zip(c["shapes"], _kinds(config)) if not modules or kind in modules]
+    analysed = [s for s, kind in zip(c["shapes"], c["kinds"], strict=True) if not modules or kind in modules]
     units = _svd_units(analysed)
     starts = {"nf4" if _precision(one, m) == "nf4" else "bf16" for m in runnable} | {"bf16"}  # chapter 06: bf16
     if first:
@@ -636,16 +637,6 @@ def _base_plan(profile: Profile, index: int, spec, cls: GpuClass) -> dict:
             "decode ms per step": {f"{p}, batch {b}, {k // 1024}k context": decode_ms(cls, config, p, b, k)
                                    for p in ("nf4", "bf16") for b in (8, 1) for k in (1024, 8192)},
             "terms": terms, "hours (estimate)": total}
-
-
-def _kinds(config) -> list[str]:
-    """The module kind (q_proj, down_proj, ...) of each adapted matrix, in ``_counts``' order."""
-    import torch
-
-    model = skeleton(config)
-    head = model.get_output_embeddings()
-    return [name.rsplit(".", 1)[-1] for name, module in model.named_modules()
-            if isinstance(module, torch.nn.Linear) and module is not head]
 
 
 def _cost(profile: Profile, method: str) -> Figure:

@@ -21,12 +21,13 @@ from .methods.quantized import base_quantization
 from .methods.registry import loadable_elsewhere, register_from, source_module
 from .models import configure_torch, device
 from .pipeline import ensure_assets
+from .plan import methods_on
 from .processes import process_pool
 from .profiles import command, get_profile, other_bases, Profile
 from .progress import quiet_libraries
 from .rewind import is_oft, rewind_method
-from .runs import (evaluate_base, evaluate_step, found_eval, sized_method, starting_bases, stored_run, train_method,
-                   train_spec)
+from .runs import (evaluate_base, evaluate_step, found_eval, log_note, sized_method, starting_bases, stored_run,
+                   train_method, train_spec)
 from .suite import build_suite, build_validation
 from .train import TrainSpec
 
@@ -96,7 +97,7 @@ def stored_records(profile: Profile | str, methods=None) -> list[RunRecord]:
     scored here. A missing run is one ArenaError naming the command that computes it."""
 
     profile = get_profile(profile) if isinstance(profile, str) else profile
-    methods = list(methods or profile.methods)
+    methods = list(methods or planned_methods(profile))
     records, missing = [], []
     for m in methods:
         get_method(m)
@@ -152,6 +153,18 @@ def analyse_record(profile: Profile, record: dict, force: bool = False) -> None:
         rewind_method(profile, spec, force=force)
 
 
+def planned_methods(profile: Profile) -> list[str]:
+    """The profile's methods that fit this card on its first base (``plan.methods_on``: full finetuning of the 7B
+    does not fit a 24 GB card) for a hub profile on CUDA, each one left out said on stderr; every method elsewhere
+    (a CPU runs what it is asked to, as slowly as it must)."""
+    if device() != "cuda" or not any(spec.source == "hub" for spec in profile.models):
+        return list(profile.methods)
+    fit = methods_on(profile, 0)
+    for why in fit["skip"].values():
+        log_note(why)
+    return fit["run"]
+
+
 def default_workers(methods) -> int:
     """Two single-threaded workers on a CPU with two or more cores; one on a GPU, or when a method was defined in
     ``__main__`` (a plain notebook cell: a fresh process cannot import it; a method in an importable module can go)."""
@@ -167,7 +180,7 @@ def run_benchmark(profile: Profile | str, methods=None, workers: int | None = No
     also stores the spectral and activation analyses of each new run (chapters 03-04)."""
     quiet_libraries()
     profile = get_profile(profile) if isinstance(profile, str) else profile
-    methods = list(methods or profile.methods)
+    methods = list(methods or planned_methods(profile))
     for m in methods:
         get_method(m)
     ensure_assets(profile)

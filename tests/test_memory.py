@@ -104,3 +104,18 @@ def test_on_cuda_every_method_trains_in_a_fresh_process(private_store, monkeypat
     monkeypatch.setattr(benchmark, "_run_in_worker", lambda args: {"label": args[1], "method": args[1]})
     benchmark.run_benchmark(private_store, ["lora", "oft"], analyse=False)
     assert [(w, k.get("max_tasks_per_child")) for w, k in pools] == [(1, 1)]
+
+
+def test_a_hub_profile_on_a_24_gb_card_runs_only_what_fits(monkeypatch):
+    """Full finetuning of the 7B needs far more than 24 GB: the benchmark leaves it out and says why; a CPU runs every
+    method it is asked for."""
+    from arena import benchmark, plan
+
+    onegpu = get_profile("onegpu")
+    assert "full" in onegpu.methods
+    assert benchmark.planned_methods(onegpu) == list(onegpu.methods)  # no CUDA here: as asked
+    monkeypatch.setattr(benchmark, "device", lambda: "cuda")
+    monkeypatch.setattr(plan, "present_gpu_gib", lambda: 23.6)
+    run = benchmark.planned_methods(onegpu)
+    assert "full" not in run and "lora" in run and "oft" in run
+    assert any("full" in why and "GiB" in why for why in plan.fit_sentences(onegpu, 23.6))

@@ -10,9 +10,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SEED = 91  # a suite of its own, deleted and rebuilt under the guard on every run
 
-# Runs in a fresh interpreter, so lm-eval's IFEval module is imported (and its punkt_tab check runs) under the guard.
-# NLTK catches a failed download and only prints it, so the guard records every attempt instead of relying on raising.
-SCORE_UNDER_GUARD = """
+# Runs first in a fresh interpreter, so every later import (lm-eval's IFEval module and its punkt_tab check) is under
+# it. NLTK catches a failed download and only prints it, so the guard records every attempt instead of relying on raising.
+GUARD = """
 import json, socket, sys
 attempts = []
 def refuse(*args, **kwargs):
@@ -20,7 +20,8 @@ def refuse(*args, **kwargs):
     raise OSError("outbound connection refused by the test's socket guard")
 socket.socket.connect = socket.socket.connect_ex = refuse
 socket.create_connection = socket.getaddrinfo = refuse
-
+"""
+SCORE_UNDER_GUARD = GUARD + """
 from arena.evaluate import evaluate
 from arena.models import load_base
 from arena.profiles import get_profile
@@ -72,15 +73,7 @@ def test_shipped_punkt_splits_as_the_untrained_tokenizer():
 # Every profile's suite, test and validation, in an empty cache with every outbound connection refused: the suite's
 # data are the kit's generators and the installed fact packages. The embedded screen's scoring needs the model (the
 # one download the kit makes, in `python -m arena assets`), so its outcome is stood in by "keep every candidate".
-BUILD_UNDER_GUARD = """
-import json, socket
-attempts = []
-def refuse(*args, **kwargs):
-    attempts.append(repr(args[:2]))
-    raise OSError("outbound connection refused by the test's socket guard")
-socket.socket.connect = socket.socket.connect_ex = refuse
-socket.create_connection = socket.getaddrinfo = refuse
-
+BUILD_UNDER_GUARD = GUARD + """
 from arena import suite
 from arena.profiles import PROFILES, get_profile
 

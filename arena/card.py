@@ -51,7 +51,8 @@ def task_table(result: dict, data_dir: Path):
             mine = [i for i, d in enumerate(docs) if d.get("candidate", task) == candidate]
             acc, se, n = _mean_se([scores[i] for i in mine])
             chance = sum(1 / len(docs[i]["choices"]) if "choices" in docs[i] else 0.0 for i in mine) / n
-            rows.append({"candidate": candidate + (" (generated)" if task == "arena_qa_gen" else ""), "group": group, "rule": docs[mine[0]].get("rule"),
+            label = candidate + (" (generated)" if task == "arena_qa_gen" else "")
+            rows.append({"candidate": label, "group": group, "rule": docs[mine[0]].get("rule"),
                          "accuracy": 100 * acc, "se": 100 * se, "chance": 100 * chance,
                          "margin (SE)": (acc - chance) / se if se > 0 else float("nan"), "items": n})
     return pd.DataFrame(rows)

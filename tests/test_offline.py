@@ -100,7 +100,7 @@ def test_every_profiles_suite_builds_in_an_empty_cache_with_no_network(tmp_path)
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["attempts"] == [], f"network attempts while building suites: {out['attempts']}"
     assert not (tmp_path / "cache" / "downloads").exists()  # nothing fetched, not even the model wheel
-    full = ["arithmetic.jsonl", "general_text.jsonl", "ifeval.jsonl", "qa.jsonl", "qa_gen.jsonl", "wordproblems_gold.jsonl",
-            "wordproblems_test.jsonl", "wordproblems_train.jsonl"]
+    full = ["arithmetic.jsonl", "general_text.jsonl", "ifeval.jsonl", "qa.jsonl", "qa_gen.jsonl",
+            "wordproblems_gold.jsonl", "wordproblems_test.jsonl", "wordproblems_train.jsonl"]
     assert out["built"]["smoke"] == out["built"]["embedded"] == full
     assert out["built"]["onegpu"] == out["built"]["paper-dry"] == ["general_text.jsonl"]  # stock tasks + CE text

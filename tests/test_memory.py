@@ -12,6 +12,7 @@ from arena.profiles import get_profile
 @pytest.fixture
 def private_store(tmp_path, monkeypatch):
     monkeypatch.setenv("PEFT_ARENA_CACHE", str(tmp_path))  # nothing stored: every model is loaded for real
+    monkeypatch.setenv("PEFT_ARENA_RESULTS", str(tmp_path / "results"))  # not the session's shared results store
     return get_profile("smoke", methods=("lora",))
 
 

@@ -20,6 +20,7 @@ import torch
 
 from . import context_once, stock_fixtures
 from .errors import ArenaError
+from .groups import GENERAL_GROUPS
 from .generation import turn_end
 from .models import bf16_compute, configure_torch, device
 from .offline_nltk import use_shipped_nltk_data
@@ -192,7 +193,8 @@ def suite_tasks(data_dir: Path, tasks: list[str]) -> list[str]:
     """``tasks`` with the BBH group replaced by the families the suite folder holds (a screened suite keeps some), and
     without an optional task whose file the suite does not hold."""
     bbh = [f"arena_bbh_{p.stem}" for p in sorted((Path(data_dir) / "bbh").glob("*.jsonl"))]
-    optional = {"arena_qa_gen": "qa_gen.jsonl"}  # a screen may keep none of the generative knowledge items
+    # a screen may keep no candidate of an optional group, whose file is then not written
+    optional = {g.task(c): g.file(c) for g in GENERAL_GROUPS if g.optional for c in g.candidates}
     return [t for task in tasks for t in (bbh if task == "arena_bbh" else [task])
             if t not in optional or (Path(data_dir) / optional[t]).exists()]
 

@@ -29,6 +29,12 @@ def parse(candidate: str) -> tuple[str, int]:
     return op, int(digits)
 
 
+def capacity(candidate: str) -> int | None:
+    """The distinct questions a candidate holds: 100 at one digit (operands 0-9), None (unbounded for any draw the kit
+    makes) at more."""
+    return 100 if parse(candidate)[1] == 1 else None
+
+
 def _near_misses(answer: int, rng: random.Random) -> list[int]:
     misses = {answer + 1, answer - 1, answer + 10, answer - 10, answer + 2, answer - 2}
     if abs(answer) >= 10:

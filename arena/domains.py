@@ -32,7 +32,7 @@ class Domain:
 
 
 ARITHMETIC = Group("arithmetic", arithmetic.CANDIDATES, lambda c, n, rng, exclude: arithmetic.items(c, n, rng, exclude),
-                   lambda c: "arithmetic.jsonl", lambda c: "arena_arithmetic")
+                   lambda c: "arithmetic.jsonl", lambda c: "arena_arithmetic", capacity=arithmetic.capacity)
 
 
 def arithmetic_items(profile) -> int:

@@ -24,6 +24,8 @@ from typing import Callable
 from . import facts, reasoning
 from .itemfiles import inputs, leave_reserve, write_jsonl
 
+CONFIRM = "confirm"  # the screen's confirmation items: a folder inside the screen's (``suite.write_confirmation``)
+
 
 @dataclass(frozen=True)
 class Group:
@@ -62,7 +64,7 @@ def _reasoning_draw(candidate, n, rng, exclude):
 BBH = Group(
     "bbh", tuple(f"{name}@{json.dumps(s)}" for name, f in reasoning.FAMILIES.items() for s in f.settings),
     _reasoning_draw, lambda c: f"bbh/{family(c)}.jsonl", lambda c: f"arena_bbh_{family(c)}", one_per_family=True,
-    shares_size=False)
+    shares_size=False, capacity=lambda c: reasoning.capacity(family(c), setting(c)))
 # A relation with a "_large" twin (capitals of countries over 8 M people) is one family at two difficulties: both
 # would ask the same questions, so the screen keeps one.
 _QA_CANDIDATES = tuple(f"{r}@large" if f"{r}_large" in facts.RELATIONS else r for r in facts.RELATIONS
@@ -94,14 +96,15 @@ GENERAL_GROUPS = (BBH, QA, QA_GEN)
 def write_group(group: Group, kept: dict, n: int, reserve: int, rng: random.Random, out: Path,
                  screen: Path | None, test: Path | None) -> None:
     """``n`` items of every kept candidate (``reserve`` more left in a finite source for the validation draw), none
-    among the screen's or the test split's items, each marked with its candidate and scoring rule."""
+    among the screen's (its confirmation's included) or the test split's items, each marked with its candidate and scoring rule."""
     files: dict[str, list[dict]] = {}
     for c, choice in kept.items():
         file = group.file(c)
         exclude = set()
         for f in (file, *group.apart_from):  # the screen's and the test split's items, and a sibling group's here
             exclude |= inputs(out / f) if f != file else set()
-            exclude |= (inputs(screen / f) if screen else set()) | (inputs(test / f) if test else set())
+            exclude |= (inputs(screen / f) | inputs(screen / CONFIRM / f) if screen else set()) | (
+                inputs(test / f) if test else set())
         drawn = leave_reserve(group.draw(c, n + reserve, rng, exclude), n, reserve)
         files.setdefault(file, []).extend({**item, "candidate": c, "rule": choice["rule"]} for item in drawn)
     for file, rows in files.items():

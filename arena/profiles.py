@@ -176,16 +176,18 @@ PROFILES: dict[str, Profile] = {
         # Sized for power (chapter 09): a few dozen items per group left Forgetting with a paired SE of 3-5 points.
         # Multiple choice is cheap with the context-once scorer; generation (IFEval, word problems) is what costs.
         # Target = mean(word problems, arithmetic): arithmetic, a cheap multiple-choice group, carries half of it.
-        bbh_per_task=40,  # per kept reasoning family
+        # Per kept reasoning family: the screen and its confirmation keep 2 of 12 families on this base (chapter 00), at
+        # about 60 %; 160 each puts the group's SE near 2.7 points, so Forgetting's paired SE stays under 2.
+        bbh_per_task=160,
         n_qa=320,  # over the kept relations
         n_ifeval=192,
         n_target_test=240,
         n_target_ood=128,
-        n_arithmetic=240,  # over the kept candidates; a 1-digit one holds 100 questions, 60 go to the screen
+        n_arithmetic=240,  # over the kept candidates; a 1-digit one holds 100 questions, 25 go to the screen
         # The Target-LL twin's signal-to-noise ratio across methods was 16.6 on all 240 (suite v5) against 4.6 for
         # Target gain: a third of them keeps it far above the accuracy's, and saves a third of a word-problem pass.
         n_target_twin=80,
-        val_bbh_per_task=16,
+        val_bbh_per_task=48,  # two families: about 5 points of SE, so validation General stays under 3.5
         val_n_ifeval=32,
         val_n_qa=192,
         val_n_target=24,

@@ -12,8 +12,12 @@ rules, raw log-likelihood (``acc``) and log-likelihood per character (``acc_norm
 An at-chance candidate passes that bar about 2-4 % of the time (one-sided normal tail, doubled for the choice of rule),
 where a 1-SE bar on 24 items kept it 12-20 % of the time. A reasoning family keeps its passing setting with the
 largest z (ties: the harder); a group none of whose candidates passes keeps them all (each family at its easiest
-setting) so that its meaning survives, and its base score then sits at chance for everyone to see (chapter 00). The
-test items confirm the choice on fresh items: chapter 00 shows each group's base score against chance in SEs.
+setting) so that its meaning survives, and its base score then sits at chance for everyone to see (chapter 00).
+
+Choosing the best of three settings and two rules lets an at-chance family through about 10 % of the time, so each
+generated candidate chosen is then **confirmed** on as many fresh items (``suite.write_confirmation``), under its chosen
+rule, at the same bar (``confirm``): one pre-chosen test. A fact relation (a finite table) is not confirmed; its test
+items show whether the choice holds: chapter 00 shows each group's base score against chance in SEs.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from .evaluate import hf_language_model, run_tasks, score_aside, spare_core
 from .groups import family
 from .itemfiles import read_jsonl
 from .models import load_base, release_memory
-from .suite import _parts, screen_dir, screen_result, write_screen
+from .suite import _parts, screen_dir, screen_result, write_confirmation, write_screen
 
 SCREEN_Z = 2.0
 FLOOR = 0.10  # a generated answer's floor: one in ten exact (chance is zero; a few lucky answers are not knowledge)
@@ -75,11 +79,55 @@ def decide(scores: dict[str, dict[str, dict[str, list[float]]]], chance: dict[st
             continue
         if not passed:
             whole.append(group)
-            passed = [n for n in judged if group not in one_per_family
-                      or n == next(m for m in judged if family(m) == family(n))]
+            passed = _whole(judged, group in one_per_family)
         kept[group] = {n: {"rule": judged[n]["rule"]} for n in passed}
         rows += [{**row, "kept": n in kept[group]} for n, row in judged.items()]
     return {"kept": kept, "rows": rows, "whole": whole, "z": z}
+
+
+def _whole(judged: dict[str, dict], per_family: bool) -> list[str]:
+    """A group none of whose candidates holds: every candidate, or each family's first (easiest) setting."""
+    return [n for n in judged if not per_family or n == next(m for m in judged if family(m) == family(n))]
+
+
+def confirm(outcome: dict, scores: dict[str, dict[str, list[float]]], chance: dict[str, dict[str, float]],
+            one_per_family: set[str] = frozenset(), optional: set[str] = frozenset(), z: float = SCREEN_Z) -> dict:
+    """Pure: the screen's ``outcome`` (``decide``) after a confirmation. ``scores[group][candidate]`` = the base's
+    per-item scores on fresh items under the rule the screen chose, ``chance`` likewise. A kept candidate with such
+    items stays kept only where
+
+        z_confirm = (acc - c) / sqrt(c (1 - c) / m) >= z
+
+    on them: one pre-chosen test, so a candidate that passed the screen by the luck of the best of several settings and
+    rules (an at-chance family is picked that way about 10 % of the time) stays about 2 % of that. Every row gains
+    ``confirm_items``, ``confirm_accuracy``, ``confirm_z`` and ``confirmed`` (None where not confirmed: a finite
+    source); a group left with nothing is kept whole, or dropped when ``optional``, as by ``decide``."""
+    kept = {g: dict(c) for g, c in outcome["kept"].items()}
+    rows, whole = [], list(outcome["whole"])
+    for row in outcome["rows"]:
+        group, name = row["group"], row["candidate"]
+        values = scores.get(group, {}).get(name)
+        if not values or not row["kept"] or group in outcome["whole"]:
+            rows.append({**row, "confirm_items": 0, "confirm_accuracy": None, "confirm_z": None, "confirmed": None})
+            continue
+        c, m = chance[group][name], len(values)
+        accuracy = sum(values) / m
+        score = z_score(accuracy, c, m) if c > 0 else float("nan")
+        held = score >= z if c > 0 else accuracy >= FLOOR
+        rows.append({**row, "confirm_items": m, "confirm_accuracy": accuracy, "confirm_z": score, "confirmed": held})
+        if not held:
+            kept[group].pop(name)
+    for group in {row["group"] for row in rows}:
+        if kept.get(group) or group in whole:
+            continue
+        if group in optional:
+            kept[group] = {}
+            continue
+        whole.append(group)
+        judged = {r["candidate"]: r for r in rows if r["group"] == group}
+        kept[group] = {n: {"rule": judged[n]["rule"]} for n in _whole(judged, group in one_per_family)}
+    rows = [{**r, "kept": r["candidate"] in kept[r["group"]]} for r in rows]
+    return {**outcome, "kept": kept, "rows": rows, "whole": whole}
 
 
 def run_screen(profile) -> dict[str, dict]:
@@ -110,23 +158,36 @@ def _screen_part(profile, part, groups, lm, tokenizer) -> None:
     with aside as second_half:
         items = run_tasks(lm, tokenizer, halves[0], folder, chat=False) | second_half()
     scores, chance = by_candidate(groups, items, folder)
-    out = decide(scores, chance, {g.name for g in groups if g.one_per_family},
-                 optional={g.name for g in groups if g.optional})
+    per_family, optional = {g.name for g in groups if g.one_per_family}, {g.name for g in groups if g.optional}
+    out = decide(scores, chance, per_family, optional=optional)
+    fresh = write_confirmation(profile, part, {g: c for g, c in out["kept"].items() if g not in out["whole"]})
+    tasks = sorted({g.task(c) for g in groups for c in g.candidates if (fresh / g.file(c)).exists()})
+    items = run_tasks(lm, tokenizer, tasks, fresh, chat=False) if tasks else {}
+    scores, chance = by_candidate([g for g in groups if g.name in out["kept"]], items, fresh, confirmation=True)
+    out = confirm(out, scores, chance, per_family, optional)
     out |= {"base": profile.model.name, "items_per_candidate": profile.screen, "part": part}
     (folder / "result.json").write_text(json.dumps(out, indent=1))
 
 
-def by_candidate(groups, items: dict, folder: Path) -> tuple[dict, dict]:
-    """Per-item screen scores under each rule, and chance levels, by group and candidate: a task's scores are in its
-    file's row order, and each row names its candidate."""
+def by_candidate(groups, items: dict, folder: Path, confirmation: bool = False) -> tuple[dict, dict]:
+    """Per-item screen scores under each rule (``confirmation``: under the rule each item records), and chance levels,
+    by group and candidate: a task's scores are in its file's row order, and each row names its candidate. A
+    confirmation holds only the candidates it drew."""
     scores, chance = {}, {}
     for group in groups:
         scores[group.name], chance[group.name] = {}, {}
         for c in group.candidates:
+            if not (folder / group.file(c)).exists():
+                continue
             task, rows = group.task(c), read_jsonl(folder / group.file(c))
             mine = [i for i, r in enumerate(rows) if r["candidate"] == c]
-            scores[group.name][c] = {r: [items[f"{task}:{r}"][i] for i in mine] for r in RULES
-                                     if f"{task}:{r}" in items}  # a free-form task has one rule
+            if not mine:
+                continue
+            if confirmation:
+                scores[group.name][c] = [items[task][i] for i in mine]
+            else:
+                scores[group.name][c] = {r: [items[f"{task}:{r}"][i] for i in mine] for r in RULES
+                                         if f"{task}:{r}" in items}  # a free-form task has one rule
             chance[group.name][c] = sum(1 / len(rows[i]["choices"]) if "choices" in rows[i] else 0.0
                                         for i in mine) / len(mine)
     return scores, chance

@@ -29,7 +29,7 @@ from . import prose
 from .assets import cache_dir
 from .domains import arithmetic_items, domain_key, get_domain, per_candidate, training_data_name  # noqa: F401
 from .errors import ArenaError
-from .groups import GENERAL_GROUPS, Group, family, write_group
+from .groups import CONFIRM, GENERAL_GROUPS, Group, family, write_group
 from .itemfiles import inputs, leave_reserve, norm, read_jsonl, write_jsonl  # noqa: F401
 from .offline_nltk import ifeval_module
 from .profiles import Profile
@@ -37,8 +37,9 @@ from .profiles import Profile
 SUITE_VERSION = 8  # bump when any file's content or format changes; 8: generated reasoning, fact-table knowledge and
 # generated arithmetic replace the BIG-bench files; the General suite and the domain built and keyed apart
 GENERAL_VERSION = 1  # the General part's own version (its folder's key)
-SCREEN_VERSION = 7  # the screen's candidates, items and scoring; 7: generated candidates, z >= 2, both scoring rules
+SCREEN_VERSION = 8  # the screen's candidates, items and scoring; 8: a confirmation on fresh items
 SCREEN_SEED = 104729  # the screen's own random stream (test and validation items exclude its items)
+CONFIRM_SEED = 130363  # the confirmation's: fresh items of each candidate the screen chose
 VALIDATION_SEED = 7919  # the validation split's stream, apart from the test split's
 DEFAULT_RULE = "acc"  # raw log-likelihood where no screen chose (it beat acc_norm on every family of the first probe)
 
@@ -113,6 +114,31 @@ def write_screen(profile: Profile, part: str = "general") -> Path:
     for file, rows in files.items():
         write_jsonl(out / file, rows)
     (out / "ITEMS").write_text(json.dumps({"version": SCREEN_VERSION, "items_per_candidate": profile.screen}))
+    return out
+
+
+def write_confirmation(profile: Profile, part: str, kept: dict[str, dict[str, dict]]) -> Path:
+    """Fresh items of every generated candidate the screen chose (``kept``: ``{group: {candidate: {"rule": ...}}}``),
+    as many as its screen items and none of them, each marked with its candidate and the rule chosen: one pre-chosen
+    test per candidate, free of the choice among settings and rules (``screen.confirm``). A finite source (a fact
+    table, 1-digit arithmetic) is not confirmed: its screen and its generative twin's already take half of it, and
+    test and validation need the rest; its test items show whether its choice holds (chapter 00)."""
+    screen = screen_dir(profile, part)
+    out = screen / CONFIRM
+    groups = {g.name: g for g in dict(_parts(profile))[part]}
+    rng = random.Random(profile.seed + CONFIRM_SEED)
+    files: dict[str, list[dict]] = {}
+    for name, candidates in kept.items():
+        group, size = groups[name], screen_items(profile, groups[name])
+        for c, choice in candidates.items():
+            if group.capacity(c) is not None:
+                continue
+            exclude = inputs(screen / group.file(c)) | {norm(r["input"]) for r in files.get(group.file(c), [])}
+            files.setdefault(group.file(c), []).extend(
+                {**item, "candidate": c, "rule": choice["rule"]} for item in group.draw(c, size(c), rng, exclude))
+    for file, rows in files.items():
+        if rows:
+            write_jsonl(out / file, rows)
     return out
 
 

@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 from arena import screen, suite
-from arena.itemfiles import norm, read_jsonl
+from arena.itemfiles import inputs, norm, read_jsonl
 from arena.profiles import get_profile
 
 
@@ -53,6 +53,46 @@ def test_the_screen_keeps_an_at_chance_candidate_rarely():
     assert 0.01 < kept / 4000 < 0.06
 
 
+def test_confirm_by_hand():
+    """A kept candidate stays only where its fresh items clear the same bar; a group left empty is kept whole."""
+    rows = [{"group": "bbh", "candidate": c, "rule": "acc", "passed": c in ("a@2", "b@1"), "kept": c in ("a@2", "b@1")}
+            for c in ("a@1", "a@2", "b@1")] + [{"group": "qa", "candidate": "capital", "rule": "acc_norm",
+                                                 "passed": True, "kept": True}]
+    outcome = {"kept": {"bbh": {"a@2": {"rule": "acc"}, "b@1": {"rule": "acc"}}, "qa": {"capital": {"rule": "acc_norm"}}},
+               "rows": rows, "whole": [], "z": 2.0}
+    # 38 of 60 two-way items: z = 2.07 holds; 37 (z = 1.81) does not
+    scores = {"bbh": {"a@2": [1] * 38 + [0] * 22, "b@1": [1] * 37 + [0] * 23}}
+    chance = {"bbh": {"a@2": 0.5, "b@1": 0.5}}
+    out = screen.confirm(outcome, scores, chance, one_per_family={"bbh"})
+    assert out["kept"] == {"bbh": {"a@2": {"rule": "acc"}}, "qa": {"capital": {"rule": "acc_norm"}}}
+    by = {r["candidate"]: r for r in out["rows"]}
+    assert by["a@2"]["confirmed"] and by["b@1"]["confirmed"] is False and not by["b@1"]["kept"]
+    assert by["b@1"]["confirm_z"] == pytest.approx(1.807, abs=1e-3) and by["b@1"]["confirm_items"] == 60
+    assert by["capital"]["confirmed"] is None and by["capital"]["kept"]  # a finite table: not confirmed, still kept
+    assert by["a@1"]["confirmed"] is None and not by["a@1"]["kept"]
+    # nothing holds: the group is kept whole (each family's easiest setting), as when nothing passes the screen
+    out = screen.confirm(outcome, {"bbh": {"a@2": [0] * 60, "b@1": [0] * 60}}, chance, one_per_family={"bbh"})
+    assert list(out["kept"]["bbh"]) == ["a@1", "b@1"] and out["whole"] == ["bbh"]
+    assert screen.confirm(outcome, {"bbh": {"a@2": [0] * 60, "b@1": [0] * 60}}, chance, one_per_family={"bbh"},
+                          optional={"bbh"})["kept"]["bbh"] == {}
+
+
+def test_the_confirmation_keeps_an_at_chance_family_far_more_rarely_than_the_screen_alone():
+    """A two-way family at chance with three settings and two (independent) rules, 60 items each: the best of six
+    passes z >= 2 about 10 % of the time; confirmed on 60 fresh items, about 2 % of that."""
+    rng = random.Random(1)
+    draw = lambda: [float(rng.random() < 0.5) for _ in range(60)]  # noqa: E731
+    screened = confirmed = 0
+    for _ in range(3000):
+        scores = {"bbh": {f"f@{s}": _rules(draw(), draw()) for s in range(3)}}
+        chance = {"bbh": {n: 0.5 for n in scores["bbh"]}}
+        out = screen.decide(scores, chance, one_per_family={"bbh"}, optional={"bbh"})
+        screened += bool(out["kept"]["bbh"])
+        fresh = {"bbh": {n: draw() for n in out["kept"]["bbh"]}}
+        confirmed += bool(screen.confirm(out, fresh, chance, {"bbh"}, {"bbh"})["kept"]["bbh"])
+    assert screened / 3000 > 0.06 and confirmed / 3000 < 0.01
+
+
 @pytest.fixture
 def screened_profile():
     profile = get_profile("smoke", screen=3, seed=4242)  # a suite folder of its own in the shared asset cache
@@ -73,13 +113,18 @@ def test_a_screened_suite_keeps_the_chosen_candidates_on_items_the_screen_never_
     (general / "result.json").write_text(json.dumps({"kept": kept, "rows": [], "whole": []}))
     (math / "result.json").write_text(json.dumps({"kept": {"arithmetic": {"addition@2": {"rule": "acc"}}},
                                                   "rows": [], "whole": []}))
+    fresh = suite.write_confirmation(profile, "general", kept)
+    assert not (fresh / "qa.jsonl").exists()  # a finite fact table is not confirmed
+    assert not inputs(fresh / "bbh/navigate.jsonl") & inputs(general / "bbh/navigate.jsonl")
+    assert {r["rule"] for r in read_jsonl(fresh / "bbh/comparison.jsonl")} == {"acc_norm"}
     test, validation = suite.build_suite(profile), suite.build_validation(profile)
     for split in (test, validation):
         assert sorted(p.stem for p in (split / "bbh").glob("*.jsonl")) == ["comparison", "navigate"]
         assert all(" plus " in r["input"] for r in read_jsonl(split / "arithmetic.jsonl"))
         assert {r["rule"] for r in read_jsonl(split / "bbh" / "comparison.jsonl")} == {"acc_norm"}
         assert {r["setting"] for r in read_jsonl(split / "bbh" / "navigate.jsonl")} == {4}
-        for folder, file in ((general, "bbh/navigate.jsonl"), (general, "qa.jsonl"), (math, "arithmetic.jsonl")):
+        for folder, file in ((general, "bbh/navigate.jsonl"), (general, "qa.jsonl"), (math, "arithmetic.jsonl"),
+                             (fresh, "bbh/navigate.jsonl"), (fresh, "bbh/comparison.jsonl")):
             screened = {norm(r["input"]) for r in read_jsonl(folder / file)}
             assert not screened & {norm(r["input"]) for r in read_jsonl(split / file)}
     from arena.evaluate import suite_tasks

@@ -37,7 +37,8 @@ class Group:
     task: Callable[[str], str]  # the lm-eval task that scores that file
     one_per_family: bool = False  # keep one setting per family ("family@setting"), not every passing candidate
     shares_size: bool = True  # the group's item count is shared over its kept candidates (else: each family's)
-    # The most items a finite source holds for a candidate (a fact table's pairs); None: a generator
+    # The most items a finite source holds for a candidate (a fact table's pairs, a small setting's questions); None:
+    # unbounded for any draw the kit makes
     capacity: Callable[[str], int | None] = lambda candidate: None
     optional: bool = False  # no candidate above the bar: the group is dropped, not kept whole
     apart_from: tuple[str, ...] = ()  # files (of the same split and screen) whose questions it never asks again
@@ -96,7 +97,8 @@ GENERAL_GROUPS = (BBH, QA, QA_GEN)
 def write_group(group: Group, kept: dict, n: int, reserve: int, rng: random.Random, out: Path,
                  screen: Path | None, test: Path | None) -> None:
     """``n`` items of every kept candidate (``reserve`` more left in a finite source for the validation draw), none
-    among the screen's (its confirmation's included) or the test split's items, each marked with its candidate and scoring rule."""
+    among the screen's (its confirmation's included) or the test split's items, each marked with its candidate and
+    scoring rule."""
     files: dict[str, list[dict]] = {}
     for c, choice in kept.items():
         file = group.file(c)

@@ -176,8 +176,9 @@ PROFILES: dict[str, Profile] = {
         # Sized for power (chapter 09): a few dozen items per group left Forgetting with a paired SE of 3-5 points.
         # Multiple choice is cheap with the context-once scorer; generation (IFEval, word problems) is what costs.
         # Target = mean(word problems, arithmetic): arithmetic, a cheap multiple-choice group, carries half of it.
-        # Per kept reasoning family: the screen and its confirmation keep 2 of 12 families on this base (chapter 00), at
-        # about 60 %; 160 each puts the group's SE near 2.7 points, so Forgetting's paired SE stays under 2.
+        # Per kept reasoning family (a small setting holds fewer: multistep arithmetic at one operation has 243
+        # questions, 60 of them screened): the screen and its confirmation keep 2 of 12 families on this base (chapter 00), at about
+        # 60 %; 160 each puts the group's SE near 2.9 points, so Forgetting's paired SE stays under 2.
         bbh_per_task=160,
         n_qa=320,  # over the kept relations
         n_ifeval=192,

@@ -3,8 +3,8 @@
 A yardstick the base answers at chance cannot show forgetting, and a generated family can sit at chance at one
 difficulty and well above it at another. Inspired by the noisy-subtask filter of Heineman et al. (2025), the screen
 scores the **base** (never a trained model; always in full precision, so 4-bit and full-precision runs share one suite)
-on seeded items of every candidate (``suite.write_screen``: ``Profile.screen`` per candidate, a third of a finite fact
-table at most), drawn apart from the test and validation items. For each candidate it takes the better of two scoring
+on seeded items of every candidate (``suite.write_screen``: ``Profile.screen`` per candidate, a quarter of a finite
+source at most), drawn apart from the test and validation items. For each candidate it takes the better of two scoring
 rules, raw log-likelihood (``acc``) and log-likelihood per character (``acc_norm``), and keeps the candidate when
 
     z = (acc - c) / sqrt(c (1 - c) / m) >= SCREEN_Z = 2      (c: chance, m: screen items)
@@ -15,9 +15,10 @@ largest z (ties: the harder); a group none of whose candidates passes keeps them
 setting) so that its meaning survives, and its base score then sits at chance for everyone to see (chapter 00).
 
 Choosing the best of three settings and two rules lets an at-chance family through about 10 % of the time, so each
-generated candidate chosen is then **confirmed** on as many fresh items (``suite.write_confirmation``), under its chosen
-rule, at the same bar (``confirm``): one pre-chosen test. A fact relation (a finite table) is not confirmed; its test
-items show whether the choice holds: chapter 00 shows each group's base score against chance in SEs.
+candidate chosen from an unbounded generator is then **confirmed** on as many fresh items
+(``suite.write_confirmation``), under its chosen rule, at the same bar (``confirm``): one pre-chosen test. A finite source (a fact table, a small
+reasoning setting, 1-digit arithmetic) has no items to spare and is not confirmed; the test items, which neither stage
+saw, show whether every choice holds: chapter 00 shows each group's base score against chance in SEs.
 """
 
 from __future__ import annotations
@@ -91,17 +92,20 @@ def _whole(judged: dict[str, dict], per_family: bool) -> list[str]:
 
 
 def confirm(outcome: dict, scores: dict[str, dict[str, list[float]]], chance: dict[str, dict[str, float]],
-            one_per_family: set[str] = frozenset(), optional: set[str] = frozenset(), z: float = SCREEN_Z) -> dict:
+            one_per_family: set[str] = frozenset(), optional: set[str] = frozenset(), z: float | None = None) -> dict:
     """Pure: the screen's ``outcome`` (``decide``) after a confirmation. ``scores[group][candidate]`` = the base's
     per-item scores on fresh items under the rule the screen chose, ``chance`` likewise. A kept candidate with such
     items stays kept only where
 
         z_confirm = (acc - c) / sqrt(c (1 - c) / m) >= z
 
-    on them: one pre-chosen test, so a candidate that passed the screen by the luck of the best of several settings and
-    rules (an at-chance family is picked that way about 10 % of the time) stays about 2 % of that. Every row gains
-    ``confirm_items``, ``confirm_accuracy``, ``confirm_z`` and ``confirmed`` (None where not confirmed: a finite
-    source); a group left with nothing is kept whole, or dropped when ``optional``, as by ``decide``."""
+    on them (``z``: the screen's bar, ``outcome["z"]``): one pre-chosen test, so a candidate that passed the screen by
+    the luck of the best of several settings and rules (an at-chance family is picked that way about 10 % of the time)
+    stays about 2 % of that. Every row gains ``confirm_items``, ``confirm_accuracy``, ``confirm_z`` and ``confirmed``
+    (None where nothing was confirmed: a candidate not kept, a finite source, a group already kept whole); a group left
+    with nothing is kept whole, or dropped when ``optional``, as by ``decide``. A family whose chosen setting fails is
+    dropped, not replaced by its next setting: that would be a second choice, tested again by luck."""
+    z = outcome.get("z", SCREEN_Z) if z is None else z
     kept = {g: dict(c) for g, c in outcome["kept"].items()}
     rows, whole = [], list(outcome["whole"])
     for row in outcome["rows"]:
@@ -117,7 +121,7 @@ def confirm(outcome: dict, scores: dict[str, dict[str, list[float]]], chance: di
         rows.append({**row, "confirm_items": m, "confirm_accuracy": accuracy, "confirm_z": score, "confirmed": held})
         if not held:
             kept[group].pop(name)
-    for group in {row["group"] for row in rows}:
+    for group in outcome["kept"]:
         if kept.get(group) or group in whole:
             continue
         if group in optional:
@@ -201,6 +205,6 @@ def screen_table(profile) -> "pd.DataFrame | None":
         return None
     rows = [row for part, _ in _parts(profile) for row in screen_result(profile, part)["rows"]]
     frame = pd.DataFrame(rows)
-    for column in [c for c in frame.columns if c.startswith("accuracy") or c == "chance"]:
+    for column in [c for c in frame.columns if c.startswith("accuracy") or c in ("chance", "confirm_accuracy")]:
         frame[column] = 100 * frame[column]
     return frame.set_index(["group", "candidate"])

@@ -92,7 +92,7 @@ def screen_dir(profile: Profile, part: str = "general") -> Path:
 
 def screen_items(profile: Profile, group: Group):
     """Screen items per candidate, as a function of the candidate: ``profile.screen``, or a quarter of a finite source
-    (a fact table, screened both as multiple choice and generated), so test and validation keep half of it."""
+    (a fact table is screened both as multiple choice and generated, so test and validation keep half of it)."""
     return lambda candidate: min(profile.screen, (group.capacity(candidate) or 4 * profile.screen) // 4)
 
 
@@ -121,10 +121,11 @@ def write_confirmation(profile: Profile, part: str, kept: dict[str, dict[str, di
     """Fresh items of every generated candidate the screen chose (``kept``: ``{group: {candidate: {"rule": ...}}}``),
     as many as its screen items and none of them, each marked with its candidate and the rule chosen: one pre-chosen
     test per candidate, free of the choice among settings and rules (``screen.confirm``). A finite source (a fact
-    table, 1-digit arithmetic) is not confirmed: its screen and its generative twin's already take half of it, and
-    test and validation need the rest; its test items show whether its choice holds (chapter 00)."""
+    table, a small reasoning setting, 1-digit arithmetic) is not confirmed: test and validation need what the screen
+    left; its test items show whether its choice holds (chapter 00)."""
     screen = screen_dir(profile, part)
     out = screen / CONFIRM
+    shutil.rmtree(out, ignore_errors=True)  # an interrupted screen's files must not be scored or excluded
     groups = {g.name: g for g in dict(_parts(profile))[part]}
     rng = random.Random(profile.seed + CONFIRM_SEED)
     files: dict[str, list[dict]] = {}

@@ -58,8 +58,8 @@ def test_confirm_by_hand():
     rows = [{"group": "bbh", "candidate": c, "rule": "acc", "passed": c in ("a@2", "b@1"), "kept": c in ("a@2", "b@1")}
             for c in ("a@1", "a@2", "b@1")] + [{"group": "qa", "candidate": "capital", "rule": "acc_norm",
                                                  "passed": True, "kept": True}]
-    outcome = {"kept": {"bbh": {"a@2": {"rule": "acc"}, "b@1": {"rule": "acc"}}, "qa": {"capital": {"rule": "acc_norm"}}},
-               "rows": rows, "whole": [], "z": 2.0}
+    outcome = {"kept": {"bbh": {"a@2": {"rule": "acc"}, "b@1": {"rule": "acc"}},
+                        "qa": {"capital": {"rule": "acc_norm"}}}, "rows": rows, "whole": [], "z": 2.0}
     # 38 of 60 two-way items: z = 2.07 holds; 37 (z = 1.81) does not
     scores = {"bbh": {"a@2": [1] * 38 + [0] * 22, "b@1": [1] * 37 + [0] * 23}}
     chance = {"bbh": {"a@2": 0.5, "b@1": 0.5}}
@@ -114,9 +114,10 @@ def test_a_screened_suite_keeps_the_chosen_candidates_on_items_the_screen_never_
     (math / "result.json").write_text(json.dumps({"kept": {"arithmetic": {"addition@2": {"rule": "acc"}}},
                                                   "rows": [], "whole": []}))
     fresh = suite.write_confirmation(profile, "general", kept)
-    assert not (fresh / "qa.jsonl").exists()  # a finite fact table is not confirmed
+    # a finite fact table and a small setting (1-digit comparison: 180 questions) are not confirmed
+    assert not (fresh / "qa.jsonl").exists() and not (fresh / "bbh/comparison.jsonl").exists()
     assert not inputs(fresh / "bbh/navigate.jsonl") & inputs(general / "bbh/navigate.jsonl")
-    assert {r["rule"] for r in read_jsonl(fresh / "bbh/comparison.jsonl")} == {"acc_norm"}
+    assert {(r["candidate"], r["rule"]) for r in read_jsonl(fresh / "bbh/navigate.jsonl")} == {("navigate@4", "acc")}
     test, validation = suite.build_suite(profile), suite.build_validation(profile)
     for split in (test, validation):
         assert sorted(p.stem for p in (split / "bbh").glob("*.jsonl")) == ["comparison", "navigate"]
@@ -124,7 +125,7 @@ def test_a_screened_suite_keeps_the_chosen_candidates_on_items_the_screen_never_
         assert {r["rule"] for r in read_jsonl(split / "bbh" / "comparison.jsonl")} == {"acc_norm"}
         assert {r["setting"] for r in read_jsonl(split / "bbh" / "navigate.jsonl")} == {4}
         for folder, file in ((general, "bbh/navigate.jsonl"), (general, "qa.jsonl"), (math, "arithmetic.jsonl"),
-                             (fresh, "bbh/navigate.jsonl"), (fresh, "bbh/comparison.jsonl")):
+                             (fresh, "bbh/navigate.jsonl")):
             screened = {norm(r["input"]) for r in read_jsonl(folder / file)}
             assert not screened & {norm(r["input"]) for r in read_jsonl(split / file)}
     from arena.evaluate import suite_tasks
@@ -155,7 +156,8 @@ def test_the_screen_scores_the_base_on_every_candidate(screened_profile):
     assert set(out["general"]["kept"]) == {"bbh", "qa", "qa_gen"} and out["general"]["kept"]["bbh"]
     assert screen.run_screen(screened_profile) == out  # stored: read back, not recomputed
     table = screen.screen_table(screened_profile)
-    assert {"items", "chance", "accuracy", "rule", "z", "kept"} <= set(table.columns)
+    assert {"items", "chance", "accuracy", "rule", "z", "confirm_items", "confirm_z", "confirmed", "kept"} <= set(
+        table.columns)
     suite.build_suite(screened_profile)  # the screen's outcome builds a suite
 
 

@@ -45,6 +45,9 @@ def test_arithmetic_items_are_right_and_their_distractors_near_misses():
         assert item["choices"][item["gold"]] == str(int(a) - int(b))
         assert len(set(item["choices"])) == 4 and all(abs(int(c) - (int(a) - int(b))) <= 99 for c in item["choices"])
     assert len(arithmetic.items("addition@1", 500, random.Random(0))) == 100  # a finite source returns what it holds
+    # ... and declares it, so the screen takes a quarter and leaves it unconfirmed; two digits are unbounded
+    assert arithmetic.capacity("addition@1") == 100 and arithmetic.capacity("multiplication@2") is None
+    assert suite.screen_items(get_profile("embedded"), domains.ARITHMETIC)("addition@1") == 25
     with pytest.raises(Exception, match="choose one of"):
         arithmetic.parse("division@1")
 

@@ -100,13 +100,14 @@ def write_group(group: Group, kept: dict, n: int, reserve: int, rng: random.Rand
     among the screen's (its confirmation's included) or the test split's items, each marked with its candidate and
     scoring rule."""
     files: dict[str, list[dict]] = {}
+    earlier = {f: set().union(*(inputs(folder / f) for folder in (screen, screen and screen / CONFIRM, test) if folder))
+               for f in {group.file(c) for c in kept} | set(group.apart_from)}  # read once per file, not per candidate
     for c, choice in kept.items():
         file = group.file(c)
         exclude = set()
         for f in (file, *group.apart_from):  # the screen's and the test split's items, and a sibling group's here
             exclude |= inputs(out / f) if f != file else set()
-            exclude |= (inputs(screen / f) | inputs(screen / CONFIRM / f) if screen else set()) | (
-                inputs(test / f) if test else set())
+            exclude |= earlier[f]
         drawn = leave_reserve(group.draw(c, n + reserve, rng, exclude), n, reserve)
         files.setdefault(file, []).extend({**item, "candidate": c, "rule": choice["rule"]} for item in drawn)
     for file, rows in files.items():

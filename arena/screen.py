@@ -16,9 +16,10 @@ setting) so that its meaning survives, and its base score then sits at chance fo
 
 Choosing the best of three settings and two rules lets an at-chance family through about 10 % of the time, so each
 candidate chosen from an unbounded generator is then **confirmed** on as many fresh items
-(``suite.write_confirmation``), under its chosen rule, at the same bar (``confirm``): one pre-chosen test. A finite source (a fact table, a small
-reasoning setting, 1-digit arithmetic) has no items to spare and is not confirmed; the test items, which neither stage
-saw, show whether every choice holds: chapter 00 shows each group's base score against chance in SEs.
+(``suite.write_confirmation``), under its chosen rule, at the same bar (``confirm``): one pre-chosen test. A finite
+source (a fact table, a small reasoning setting, 1-digit arithmetic) has no items to spare and is not confirmed; the
+test items, which neither stage saw, show whether every choice holds: chapter 00 shows each group's base score
+against chance in SEs.
 """
 
 from __future__ import annotations

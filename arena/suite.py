@@ -130,13 +130,13 @@ def write_confirmation(profile: Profile, part: str, kept: dict[str, dict[str, di
     rng = random.Random(profile.seed + CONFIRM_SEED)
     files: dict[str, list[dict]] = {}
     for name, candidates in kept.items():
-        group, size = groups[name], screen_items(profile, groups[name])
+        group = groups[name]
         for c, choice in candidates.items():
             if group.capacity(c) is not None:
                 continue
             exclude = inputs(screen / group.file(c)) | {norm(r["input"]) for r in files.get(group.file(c), [])}
-            files.setdefault(group.file(c), []).extend(
-                {**item, "candidate": c, "rule": choice["rule"]} for item in group.draw(c, size(c), rng, exclude))
+            drawn = group.draw(c, profile.screen, rng, exclude)  # unbounded: as many as the screen's
+            files.setdefault(group.file(c), []).extend({**i, "candidate": c, "rule": choice["rule"]} for i in drawn)
     for file, rows in files.items():
         if rows:
             write_jsonl(out / file, rows)
